@@ -1,0 +1,1 @@
+"""Dataset loaders, splits, 3D conformers and metrics."""

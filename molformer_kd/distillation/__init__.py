@@ -1,0 +1,1 @@
+"""Distillation objectives (named, weighted, composable), the DistillationTrainer and its arguments."""

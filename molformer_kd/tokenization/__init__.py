@@ -1,0 +1,1 @@
+"""SMILES grammar, graph featurizer, SMILES tokenizers and collators (no imports from modeling/)."""
