@@ -1,0 +1,36 @@
+"""Auto classes for the task heads transformers has no Auto class for, and one call to register a model family.
+
+After `import molformer_kd`, `AutoModel.from_pretrained(dir)` returns the backbone of any family and
+`AutoModelForMolecularPropertyPrediction.from_pretrained(dir)` the property head, with no `trust_remote_code`.
+"""
+
+from collections import OrderedDict
+
+from transformers import AutoConfig, AutoModel
+from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+
+class AutoModelForMolecularPropertyPrediction(_BaseAutoModelClass):
+    _model_mapping = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
+
+
+class AutoModelForDenoising(_BaseAutoModelClass):
+    _model_mapping = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
+
+
+class AutoModelForEnergyAndForces(_BaseAutoModelClass):
+    _model_mapping = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
+
+
+def register_family(config_class, model_class, property_class=None, denoising_class=None, energy_class=None):
+    """Register a family's config, backbone and heads with the Auto classes (idempotent on re-import)."""
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(config_class, model_class, exist_ok=True)
+    for auto_class, head_class in (
+        (AutoModelForMolecularPropertyPrediction, property_class),
+        (AutoModelForDenoising, denoising_class),
+        (AutoModelForEnergyAndForces, energy_class),
+    ):
+        if head_class is not None:
+            auto_class.register(config_class, head_class, exist_ok=True)

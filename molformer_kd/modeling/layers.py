@@ -1,0 +1,115 @@
+"""Transformer building blocks shared by Graphormer, the SMILES Transformer and ST-BASE.
+
+Attention takes an optional additive per-head bias (Graphormer's structural encodings, the ST biased layers) and
+runs through PyTorch SDPA unless attention probabilities are requested or `attn_implementation="eager"`; both
+paths compute the same function (tested).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiheadSelfAttention(nn.Module):
+    """Multi-head self-attention with an additive bias (B, heads, T, T) and a key padding mask (B, T)."""
+
+    def __init__(self, hidden_size, num_heads, head_dim=None, attention_dropout=0.0, attn_implementation="sdpa"):
+        super().__init__()
+        if head_dim is None:
+            if hidden_size % num_heads:
+                raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+            head_dim = hidden_size // num_heads
+        if attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(f"attn_implementation must be 'sdpa' or 'eager', got {attn_implementation!r}")
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.attention_dropout = attention_dropout
+        self.attn_implementation = attn_implementation
+        inner = num_heads * head_dim
+        self.q_proj = nn.Linear(hidden_size, inner)
+        self.k_proj = nn.Linear(hidden_size, inner)
+        self.v_proj = nn.Linear(hidden_size, inner)
+        self.out_proj = nn.Linear(inner, hidden_size)
+
+    def _split_heads(self, x):
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, hidden_states, key_padding_mask, attn_bias=None, output_attentions=False):
+        """`key_padding_mask` is True (or 1) for real tokens. Returns (output, probabilities or None)."""
+        q = self._split_heads(self.q_proj(hidden_states))
+        k = self._split_heads(self.k_proj(hidden_states))
+        v = self._split_heads(self.v_proj(hidden_states))
+        keep = key_padding_mask.bool()[:, None, None, :]
+        dropout_p = self.attention_dropout if self.training else 0.0
+        if output_attentions or self.attn_implementation == "eager":
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            if attn_bias is not None:
+                scores = scores + attn_bias
+            scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+            probs = torch.softmax(scores, dim=-1)
+            context = torch.matmul(F.dropout(probs, dropout_p, self.training), v)
+        else:
+            mask = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill(~keep, torch.finfo(q.dtype).min)
+            if attn_bias is not None:
+                mask = mask + attn_bias.to(q.dtype)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            probs = None
+        batch, _, length, _ = context.shape
+        context = context.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
+        return self.out_proj(context), probs
+
+
+class PreLNTransformerLayer(nn.Module):
+    """Pre-LN block (CCMD eq. 3-5): X' = MHA(LN(X)) + X ; X_next = FFN(LN(X')) + X'."""
+
+    def __init__(
+        self,
+        hidden_size,
+        num_heads,
+        ffn_size,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        head_dim=None,
+        attn_implementation="sdpa",
+    ):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(hidden_size)
+        self.attention = MultiheadSelfAttention(
+            hidden_size, num_heads, head_dim, attention_dropout, attn_implementation
+        )
+        self.ffn_norm = nn.LayerNorm(hidden_size)
+        self.ffn = nn.Sequential(
+            nn.Linear(hidden_size, ffn_size),
+            nn.GELU(),
+            nn.Dropout(activation_dropout),
+            nn.Linear(ffn_size, hidden_size),
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states, key_padding_mask, attn_bias=None, output_attentions=False):
+        attended, probs = self.attention(
+            self.attn_norm(hidden_states), key_padding_mask, attn_bias, output_attentions
+        )
+        hidden_states = hidden_states + self.dropout(attended)
+        hidden_states = hidden_states + self.dropout(self.ffn(self.ffn_norm(hidden_states)))
+        return hidden_states, probs
+
+
+def init_transformer_weights(module, std=0.02):
+    """BERT-style init used by every transformer family's `_init_weights`."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
