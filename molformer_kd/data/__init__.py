@@ -1,1 +1,50 @@
-"""Dataset loaders, splits, 3D conformers and metrics."""
+"""Dataset loaders, splits, 3D conformers and metrics.
+
+Every loader returns a ``datasets.DatasetDict`` of records (DESIGN.md "Records"): ``smiles``, ``pos`` ((N, 3)
+Angstrom coordinates of the heavy atoms in SMILES atom order, or None), float label columns (NaN = missing) and
+``mol_id``. Loaders build once and cache Arrow files (see ``caching.cache_root``); problems with single records
+are skipped or flagged and reported (``return_report=True`` and the ``molformer_kd.data`` logger), never silent.
+"""
+
+from .caching import cache_root
+from .conformers import embed_conformer, generate_conformers
+from .geometry import AtomMappingError, map_mol_positions_to_smiles, map_positions_to_smiles, match_atoms_to_smiles
+from .metrics import mae, per_label_metrics, rmse
+from .molecules import heavy_atom_indices, smiles_and_positions_from_mol, smiles_problem
+from .qm9 import HARTREE_TO_EV, QM9_LABELS, embedded_qm9_metadata, load_embedded_qm9, load_qm9
+from .records import DataReport, Issue, record_features
+from .sdf import load_pcqm4mv2, load_sdf
+from .splits import murcko_scaffold, random_split, scaffold_split, split_dataset, split_indices
+from .tabular import load_csv
+
+__all__ = [
+    "HARTREE_TO_EV",
+    "QM9_LABELS",
+    "AtomMappingError",
+    "DataReport",
+    "Issue",
+    "cache_root",
+    "embed_conformer",
+    "embedded_qm9_metadata",
+    "generate_conformers",
+    "heavy_atom_indices",
+    "load_csv",
+    "load_embedded_qm9",
+    "load_pcqm4mv2",
+    "load_qm9",
+    "load_sdf",
+    "mae",
+    "map_mol_positions_to_smiles",
+    "map_positions_to_smiles",
+    "match_atoms_to_smiles",
+    "murcko_scaffold",
+    "per_label_metrics",
+    "random_split",
+    "record_features",
+    "rmse",
+    "scaffold_split",
+    "smiles_and_positions_from_mol",
+    "smiles_problem",
+    "split_dataset",
+    "split_indices",
+]
