@@ -4,6 +4,7 @@ Importing the package registers every config, model, head, featurizer, tokenizer
 transformers Auto classes, so checkpoints load with `AutoModel.from_pretrained` and no `trust_remote_code`.
 """
 
-from . import data, modeling, tokenization  # noqa: F401  (imports register the Auto classes)
+from . import data, distillation, modeling, pipelines, tokenization  # noqa: F401  (imports register Auto classes)
+from .modeling import AutoModelForMolecularPropertyPrediction  # noqa: F401
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ from molformer_kd.data import (
     HARTREE_TO_EV,
     AtomMappingError,
     embedded_qm9_metadata,
-    heavy_atom_indices,
+    token_atom_indices,
     load_embedded_qm9,
     mae,
     map_positions_to_smiles,
@@ -98,7 +98,7 @@ def test_embedded_coordinates_follow_smiles_atom_order(embedded):
     for record in embedded["train"].select(range(300)):
         mol = Chem.MolFromSmiles(record["smiles"])
         pos = record["pos"]
-        assert len(pos) == len(heavy_atom_indices(mol)) == mol.GetNumAtoms()
+        assert len(pos) == len(token_atom_indices(mol)) == mol.GetNumAtoms()
         for bond in mol.GetBonds():
             begin, end = bond.GetBeginAtom(), bond.GetEndAtom()
             pair = tuple(sorted((begin.GetSymbol(), end.GetSymbol())))
@@ -240,3 +240,23 @@ def test_metrics_mask_missing_targets():
     assert math.isnan(mae([1.0], [float("nan")]))
     with pytest.raises(ValueError, match="shape"):
         mae([1.0, 2.0], [1.0])
+
+
+ATOM_RULE_CASES = [
+    "CCO", "[H]C([H])([H])O", "[2H]C([2H])([2H])C", "[H][H]", "[H][H].C", "[H+].[Cl-]", "[H]/C=C/[H]",
+    "F/C=C/[H]", "[CH4]", "[H]OC(=O)[H]", "[3H]c1ccccc1", "C[C@@]([H])(F)Cl", "[H]*",
+]
+
+
+@pytest.mark.parametrize("smiles", ATOM_RULE_CASES)
+def test_atom_rule_is_one_rule_across_loaders_featurizer_and_parser(smiles):
+    from molformer_kd.data.molecules import apply_atom_rule
+    from molformer_kd.tokenization import parse_smiles
+
+    mol = Chem.MolFromSmiles(smiles)  # as every loader parses (RDKit's default H removal already applied)
+    tokens = token_atom_indices(mol)
+    folded = apply_atom_rule(mol)
+    parsed = parse_smiles(smiles)
+    expected_elements = [mol.GetAtomWithIdx(i).GetAtomicNum() for i in tokens]
+    assert [atom.GetAtomicNum() for atom in folded.GetAtoms()] == expected_elements
+    assert [Chem.GetPeriodicTable().GetAtomicNumber(atom.element) for atom in parsed.atoms] == expected_elements

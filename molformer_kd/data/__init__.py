@@ -10,28 +10,34 @@ from .caching import cache_root
 from .conformers import embed_conformer, generate_conformers
 from .geometry import AtomMappingError, map_mol_positions_to_smiles, map_positions_to_smiles, match_atoms_to_smiles
 from .metrics import mae, per_label_metrics, rmse
-from .molecules import heavy_atom_indices, smiles_and_positions_from_mol, smiles_problem
+from .molecules import smiles_and_positions_from_mol, smiles_problem, token_atom_indices
 from .qm9 import HARTREE_TO_EV, QM9_LABELS, embedded_qm9_metadata, load_embedded_qm9, load_qm9
 from .records import DataReport, Issue, record_features
 from .sdf import load_pcqm4mv2, load_sdf
 from .splits import murcko_scaffold, random_split, scaffold_split, split_dataset, split_indices
 from .tabular import load_csv
+from .xtb import EnergyForceMetrics, PointCloudCollator, energy_statistics, gap_closed, load_qm9_xtb
 
 __all__ = [
     "HARTREE_TO_EV",
     "QM9_LABELS",
     "AtomMappingError",
     "DataReport",
+    "EnergyForceMetrics",
     "Issue",
+    "PointCloudCollator",
     "cache_root",
     "embed_conformer",
     "embedded_qm9_metadata",
+    "energy_statistics",
+    "gap_closed",
     "generate_conformers",
-    "heavy_atom_indices",
+    "token_atom_indices",
     "load_csv",
     "load_embedded_qm9",
     "load_pcqm4mv2",
     "load_qm9",
+    "load_qm9_xtb",
     "load_sdf",
     "mae",
     "map_mol_positions_to_smiles",

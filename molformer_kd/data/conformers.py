@@ -16,7 +16,7 @@ from datasets import Dataset, DatasetDict, Value
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
-from .molecules import heavy_atom_indices, smiles_problem
+from .molecules import smiles_problem, token_atom_indices
 from .records import DataReport, Issue
 
 __all__ = ["embed_conformer", "generate_conformers"]
@@ -48,7 +48,7 @@ def embed_conformer(smiles: str, seed: int = 0, optimize: bool = True) -> tuple[
                 and AllChem.MMFFOptimizeMolecule(mol, maxIters=_MMFF_MAX_ITERS) in (0, 1)):
             method = "ETKDGv3+MMFF94"
     coords = mol.GetConformer().GetPositions()
-    return coords[heavy_atom_indices(Chem.MolFromSmiles(smiles))].tolist(), method, None
+    return coords[token_atom_indices(Chem.MolFromSmiles(smiles))].tolist(), method, None
 
 
 def _conformer_columns(row: dict, seed: int, optimize: bool, overwrite: bool) -> dict:

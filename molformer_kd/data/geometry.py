@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from rdkit import Chem
 
-from .molecules import heavy_atom_indices, mol_from_smiles
+from .molecules import mol_from_smiles, token_atom_indices
 
 __all__ = [
     "BOND_TOLERANCE",
@@ -94,7 +94,7 @@ def match_atoms_to_smiles(
     constitution).
     """
     mol = mol_from_smiles(smiles)
-    tokens = heavy_atom_indices(mol)
+    tokens = token_atom_indices(mol)
     token_position = {atom: position for position, atom in enumerate(tokens)}
     numbers = _atomic_numbers(elements)
     if bonds is None:

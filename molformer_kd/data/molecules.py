@@ -1,8 +1,10 @@
-"""The atom rule shared by every loader: which RDKit atoms of a SMILES are tokens, and in which order.
+"""The atom rule shared by every loader and the featurizer: which RDKit atoms of a SMILES are tokens, in which order.
 
-DESIGN.md: tokens are the heavy atoms of ``Chem.MolFromSmiles(smiles)`` in RDKit's atom order (= order of
-appearance in the SMILES). Hydrogens written as atoms (``[H]``, ``[2H]``) are folded into their neighbour and are
-not tokens, except in a molecule made only of hydrogens (``[H][H]``), whose H atoms are kept.
+DESIGN.md: tokens are the atoms of ``Chem.MolFromSmiles(smiles)`` in RDKit's atom order (= order of appearance in the
+SMILES), except hydrogens that are folded: a hydrogen written as an atom (``[H]``, ``[2H]``, charged, mapped,
+stereo-defining) with exactly one bond, to a non-hydrogen atom, goes into that neighbour's H count. Every other
+hydrogen stays an atom (unbonded ``[H+]``, H-H bonded ``[H][H]``, bridging H). ``tokenization.parse_smiles`` applies
+the same rule without RDKit; tests check the two agree.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import numpy as np
 from rdkit import Chem, rdBase
 
 __all__ = [
-    "heavy_atom_indices",
+    "apply_atom_rule",
+    "token_atom_indices",
     "mol_from_smiles",
     "smiles_and_positions_from_mol",
     "smiles_problem",
@@ -19,12 +22,53 @@ __all__ = [
 ]
 
 
-def heavy_atom_indices(mol: Chem.Mol) -> list[int]:
-    """Indices (RDKit order) of the atoms that are tokens: every non-hydrogen, or all atoms of an H-only molecule."""
-    heavy = [atom.GetIdx() for atom in mol.GetAtoms() if atom.GetAtomicNum() != 1]
-    if not heavy:
-        return list(range(mol.GetNumAtoms()))
-    return heavy
+def _is_folded_hydrogen(atom: Chem.Atom) -> bool:
+    if atom.GetAtomicNum() != 1 or atom.GetDegree() != 1:
+        return False
+    return atom.GetNeighbors()[0].GetAtomicNum() != 1
+
+
+def token_atom_indices(mol: Chem.Mol) -> list[int]:
+    """Indices (RDKit order) of the atoms that are tokens under the atom rule (folded hydrogens left out)."""
+    return [atom.GetIdx() for atom in mol.GetAtoms() if not _is_folded_hydrogen(atom)]
+
+
+def _fold_hydrogens_parameters() -> Chem.RemoveHsParameters:
+    # RemoveHs configured to fold exactly the hydrogens `_is_folded_hydrogen` names, whatever RDKit would normally
+    # keep (isotopes, charged, mapped, stereo-defining H; RDKit moves the bond stereo onto a heavy neighbour), and to
+    # keep unbonded, bridging and H-H bonded hydrogens.
+    params = Chem.RemoveHsParameters()
+    for flag in (
+        "removeIsotopes",
+        "removeHydrides",
+        "removeMapped",
+        "removeDummyNeighbors",
+        "removeDefiningBondStereo",
+        "removeWithWedgedBond",
+        "removeNontetrahedralNeighbors",
+        "removeWithQuery",
+        "removeInSGroups",
+        "removeNonimplicit",
+    ):
+        setattr(params, flag, True)
+    for flag in ("removeDegreeZero", "removeHigherDegrees", "removeOnlyHNeighbors", "showWarnings"):
+        setattr(params, flag, False)
+    return params
+
+
+_FOLD_HYDROGENS = _fold_hydrogens_parameters()
+
+
+def apply_atom_rule(mol: Chem.Mol, name: str | None = None) -> Chem.Mol:
+    """Return `mol` with its folded hydrogens moved into their neighbour's H count (a new Mol, or `mol` itself when
+    nothing folds). The kept atoms keep their relative order and conformers follow; atom j of the result is
+    `token_atom_indices(mol)[j]`."""
+    num_atoms = mol.GetNumAtoms()
+    if num_atoms == 0:
+        raise ValueError(f"molecule {name or repr(Chem.MolToSmiles(mol))} has no atoms")
+    if mol.GetNumHeavyAtoms() == num_atoms:  # fast path: no hydrogen atoms (RDKit counts atomic number > 1)
+        return mol
+    return Chem.RemoveHs(mol, _FOLD_HYDROGENS)
 
 
 def smiles_problem(smiles) -> str | None:
@@ -82,7 +126,7 @@ def smiles_and_positions_from_mol(mol: Chem.Mol, conf_id: int = -1) -> tuple[str
     order = list(stripped.GetProp("_smilesAtomOutputOrder", autoConvert=True))
     coords = stripped.GetConformer(conf_id).GetPositions()
     reparsed = mol_from_smiles(smiles)
-    tokens = heavy_atom_indices(reparsed)
+    tokens = token_atom_indices(reparsed)
     if len(tokens) != len(order):
         raise ValueError(f"SMILES {smiles!r} has {len(tokens)} token atoms but the molecule has {len(order)}")
     for token_position, (token_atom, source_atom) in enumerate(zip(tokens, order)):

@@ -26,13 +26,19 @@ class PropertyPredictionHead(nn.Module):
         self.activation = nn.GELU()
         self.out_proj = nn.Linear(hidden, config.num_labels)
         num = config.num_labels
-        mean = getattr(config, "label_mean", None) or [0.0] * num
-        std = getattr(config, "label_std", None) or [1.0] * num
-        if len(mean) != num or len(std) != num:
-            raise ValueError(f"label_mean/label_std need {num} values (num_labels), got {len(mean)}/{len(std)}")
-        # Buffers, not parameters: the normalization is data statistics stored in the config.
-        self.register_buffer("label_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
-        self.register_buffer("label_std", torch.tensor(std, dtype=torch.float32), persistent=False)
+        self.label_mean = list(getattr(config, "label_mean", None) or [0.0] * num)
+        self.label_std = list(getattr(config, "label_std", None) or [1.0] * num)
+        if len(self.label_mean) != num or len(self.label_std) != num:
+            raise ValueError(
+                f"label_mean/label_std need {num} values (num_labels), got {len(self.label_mean)}/{len(self.label_std)}"
+            )
+
+    def _statistics(self, like: torch.Tensor):
+        # Plain floats from the config, not buffers: the config is the only place they live, so a checkpoint
+        # loaded with from_pretrained (built on the meta device) can never hold stale or uninitialised values.
+        mean = torch.tensor(self.label_mean, dtype=like.dtype, device=like.device)
+        std = torch.tensor(self.label_std, dtype=like.dtype, device=like.device)
+        return mean, std
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         """Raw outputs: normalized regression values or classification logits."""
@@ -41,12 +47,12 @@ class PropertyPredictionHead(nn.Module):
     def denormalize(self, raw: torch.Tensor) -> torch.Tensor:
         if self.problem_type != "regression":
             return raw
-        return raw * self.label_std.to(raw.dtype) + self.label_mean.to(raw.dtype)
+        mean, std = self._statistics(raw)
+        return raw * std + mean
 
     def loss(self, raw: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return property_prediction_loss(
-            raw, labels, self.problem_type, self.regression_loss, self.label_mean, self.label_std
-        )
+        mean, std = self._statistics(raw)
+        return property_prediction_loss(raw, labels, self.problem_type, self.regression_loss, mean, std)
 
 
 def property_prediction_loss(raw, labels, problem_type="regression", regression_loss="l1", mean=None, std=None):
@@ -63,7 +69,7 @@ def property_prediction_loss(raw, labels, problem_type="regression", regression_
         raise ValueError(f"unknown problem_type {problem_type!r}")
     target = labels
     if mean is not None:
-        target = (labels - mean.to(raw.dtype)) / std.to(raw.dtype)
+        target = (labels - mean) / std
     if regression_loss == "l1":
         return F.l1_loss(raw[observed].float(), target[observed].float())
     if regression_loss == "mse":

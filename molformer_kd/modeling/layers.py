@@ -12,6 +12,45 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class CategoricalFeatureEmbedding(nn.Module):
+    """One embedding table per categorical column (ids stored as value + 1, 0 = none/padding embeds to zero),
+    summed over the columns. Shared by every graph family for atom and bond features."""
+
+    def __init__(self, feature_dims, embedding_dim, what="features"):
+        super().__init__()
+        self.what = what
+        self.feature_dims = list(feature_dims)
+        self.tables = nn.ModuleList(nn.Embedding(size + 1, embedding_dim, padding_idx=0) for size in feature_dims)
+
+    def _check(self, ids):
+        if ids.shape[-1] != len(self.tables):
+            raise ValueError(
+                f"{self.what} must have {len(self.tables)} feature columns in the last axis, got shape {tuple(ids.shape)}"
+            )
+        outside = (ids < 0) | (ids > torch.tensor(self.feature_dims, device=ids.device))
+        if outside.any():
+            column = int(outside.reshape(-1, len(self.tables)).any(dim=0).nonzero()[0])
+            raise ValueError(
+                f"{self.what} column {column} holds values outside [0, {self.feature_dims[column]}] "
+                "(categories are stored as value + 1); the featurizer and the config's feature dims differ"
+            )
+
+    def forward(self, ids):
+        """ids (..., C) -> (..., embedding_dim)."""
+        self._check(ids)
+        return sum(table(ids[..., column]) for column, table in enumerate(self.tables))
+
+    def sum_over(self, ids, dim):
+        """`self(ids).sum(dim)` without materializing the per-pair embeddings: per column, count how often each id
+        occurs along `dim` and multiply the counts with the table (ids 0 contribute nothing)."""
+        self._check(ids)
+        total = 0
+        for column, table in enumerate(self.tables):
+            counts = F.one_hot(ids[..., column], table.num_embeddings).sum(dim)
+            total = total + counts[..., 1:].to(table.weight.dtype) @ table.weight[1:]
+        return total
+
+
 class MultiheadSelfAttention(nn.Module):
     """Multi-head self-attention with an additive bias (B, heads, T, T) and a key padding mask (B, T)."""
 

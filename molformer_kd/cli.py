@@ -1,0 +1,323 @@
+"""`molformer-kd predict|embed`: batch prediction / embedding of SMILES files of any size.
+
+    molformer-kd predict --model DIR_OR_REPO --input mols.csv.gz --output preds.parquet
+    molformer-kd embed   --model DIR_OR_REPO --input mols.smi    --output emb.csv --batch-size 256 --num-workers 2
+    accelerate launch --multi_gpu --num_processes 2 -m molformer_kd.cli predict ...   # sharded over processes
+
+Inputs: CSV / TSV with a header (the SMILES column is `--smiles-column`, default `smiles`, matched case-insensitively
+when there is no exact match) or SMI (`SMILES [name]` per line, no header), each optionally gzipped (`.gz`).
+The file is streamed in chunks of `--chunk-size` rows, so memory does not grow with the file; blank lines are not
+rows. Output: CSV (`.csv`, `.csv.gz`, `.tsv`) or Parquet (`.parquet`), written chunk by chunk, exactly one row per
+input row and in input order: `row` (0-based input row), `smiles`, `name` (SMI inputs), the predictions (one column
+per label, original units) or `embedding_0..embedding_{D-1}`, and `error` (empty, or why the molecule failed; its
+values are then empty).
+
+Under `accelerate launch` with N processes, process r handles rows i with i % N == r and writes a shard; process 0
+merges the shards in input order into `--output` and deletes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import itertools
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".smi": None}
+DEFAULT_CHUNK_SIZE = 10_000
+RESERVED_COLUMNS = ("row", "smiles", "name", "error")
+
+
+# ---------------------------------------------------------------------------------------------------- input
+
+
+def _base_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _open_text(path: Path):
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_smiles(path, smiles_column: str = "smiles") -> Iterator[tuple[str, str | None]]:
+    """Stream `(smiles, name)` per input row of a CSV/TSV/SMI file (optionally .gz); `name` is None for CSV/TSV."""
+    path = Path(path)
+    fmt = _base_suffix(path)
+    if fmt not in INPUT_FORMATS:
+        raise ValueError(f"{path}: unsupported input format {fmt!r}; use .csv, .tsv or .smi (optionally .gz)")
+    with _open_text(path) as handle:
+        if fmt == ".smi":
+            for line in handle:
+                fields = line.split(maxsplit=1)
+                if fields:
+                    yield fields[0], (fields[1].strip() if len(fields) > 1 else None)
+            return
+        reader = csv.reader(handle, delimiter=INPUT_FORMATS[fmt])
+        header = next(reader, None)
+        if header is None:
+            return
+        column = _find_column(header, smiles_column, path)
+        for fields in reader:
+            if not fields:
+                continue  # a blank line is not a row
+            yield (fields[column] if column < len(fields) else ""), None
+
+
+def _find_column(header: list[str], wanted: str, path: Path) -> int:
+    if wanted in header:
+        return header.index(wanted)
+    folded = [name.strip().lower() for name in header]
+    if wanted.strip().lower() in folded:
+        return folded.index(wanted.strip().lower())
+    raise ValueError(f"{path}: no SMILES column {wanted!r} in the header {header}; pass --smiles-column")
+
+
+def count_rows(path, smiles_column: str = "smiles") -> int:
+    return sum(1 for _ in read_smiles(path, smiles_column))
+
+
+# ---------------------------------------------------------------------------------------------------- output
+
+
+class TableWriter:
+    """Append Arrow tables to a CSV (.csv, .csv.gz, .tsv) or Parquet (.parquet) file, one chunk at a time."""
+
+    def __init__(self, path, schema: pa.Schema):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = _base_suffix(self.path)
+        if fmt == ".parquet":
+            import pyarrow.parquet as pq
+
+            self._sink = None
+            self._writer = pq.ParquetWriter(self.path, schema)
+        elif fmt in (".csv", ".tsv"):
+            import pyarrow.csv as pacsv
+
+            compressed = self.path.suffix.lower() == ".gz"
+            self._sink = (
+                pa.CompressedOutputStream(str(self.path), "gzip") if compressed else pa.OSFile(str(self.path), "wb")
+            )
+            options = pacsv.WriteOptions(delimiter="\t" if fmt == ".tsv" else ",")
+            self._writer = pacsv.CSVWriter(self._sink, schema, write_options=options)
+        elif fmt == ".arrow":
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_stream(self._sink, schema)
+        else:
+            raise ValueError(f"{self.path}: unsupported output format {fmt!r}; use .csv, .csv.gz, .tsv or .parquet")
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._writer.close()
+        if self._sink is not None:
+            self._sink.close()
+
+
+class ResultTable:
+    """Turns pipeline outputs of one chunk into an Arrow table with a fixed schema."""
+
+    def __init__(self, mode: str, label_names: list[str], embedding_size: int, with_name: bool):
+        self.mode = mode
+        self.with_name = with_name
+        fields = [pa.field("row", pa.int64()), pa.field("smiles", pa.string())]
+        if with_name:
+            fields.append(pa.field("name", pa.string()))
+        if mode == "predict":
+            self.value_columns = [f"pred_{n}" if n in RESERVED_COLUMNS else n for n in label_names]
+            self.value_keys = list(label_names)
+            fields += [pa.field(column, pa.float64()) for column in self.value_columns]
+        else:
+            self.value_columns = [f"embedding_{i}" for i in range(embedding_size)]
+            fields += [pa.field(column, pa.float32()) for column in self.value_columns]
+        fields.append(pa.field("error", pa.string()))
+        self.schema = pa.schema(fields)
+
+    def build(self, rows: list[int], smiles: list, names: list, results: list[dict]) -> pa.Table:
+        failed = np.array([result["error"] is not None for result in results], dtype=bool)
+        columns = [pa.array(rows, pa.int64()), pa.array([s if isinstance(s, str) else None for s in smiles])]
+        if self.with_name:
+            columns.append(pa.array(names, pa.string()))
+        if self.mode == "predict":
+            for key in self.value_keys:
+                values = np.array([result[key] for result in results], dtype=np.float64)
+                columns.append(pa.array(values, pa.float64(), mask=failed))
+        else:
+            matrix = np.zeros((len(results), len(self.value_columns)), dtype=np.float32)
+            for i, result in enumerate(results):
+                if result["embedding"] is not None:
+                    matrix[i] = result["embedding"]
+            columns += [pa.array(matrix[:, j], pa.float32(), mask=failed) for j in range(matrix.shape[1])]
+        columns.append(pa.array([result["error"] for result in results], pa.string()))
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+
+# ---------------------------------------------------------------------------------------------------- sharding
+
+
+def _process_group(device: str | None):
+    """(world_size, rank, accelerate state or None). Initializes the process group only under a multi-process launch
+    (gloo on CPU: without `cpu=True` accelerate would treat CPU-only processes as a single non-distributed one)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 1, 0, None
+    import torch
+    from accelerate import PartialState
+
+    cpu = (device or "").startswith("cpu") or (device is None and not torch.cuda.is_available())
+    state = PartialState(cpu=cpu)
+    return state.num_processes, state.process_index, state
+
+
+def shard_path(output: Path, rank: int, world_size: int) -> Path:
+    return output.with_name(f".{output.name}.shard-{rank:05d}-of-{world_size:05d}.arrow")
+
+
+def merge_shards(shards: list[Path], output: Path, schema: pa.Schema, block_rows: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Interleave shards (shard r holds rows i % len(shards) == r, in order) into `output` in input order."""
+    readers = [pa.ipc.open_stream(pa.OSFile(str(shard), "rb")) for shard in shards]
+    buffers = [pa.Table.from_batches([], schema=schema) for _ in shards]
+    exhausted = [False] * len(shards)
+
+    def take(s: int, n: int) -> pa.Table:
+        while buffers[s].num_rows < n and not exhausted[s]:
+            try:
+                buffers[s] = pa.concat_tables([buffers[s], pa.Table.from_batches([readers[s].read_next_batch()])])
+            except StopIteration:
+                exhausted[s] = True
+        head, buffers[s] = buffers[s].slice(0, n), buffers[s].slice(n)
+        return head
+
+    writer = TableWriter(output, schema)
+    written = 0
+    try:
+        while True:
+            block = pa.concat_tables([take(s, block_rows) for s in range(len(shards))])
+            if block.num_rows == 0:
+                break
+            block = block.take(pc.sort_indices(block, sort_keys=[("row", "ascending")]))
+            expected = np.arange(written, written + block.num_rows)
+            if not np.array_equal(block.column("row").to_numpy(), expected):
+                raise RuntimeError(f"shards {shards} are not an interleaving of consecutive rows near row {written}")
+            writer.write(block)
+            written += block.num_rows
+    finally:
+        writer.close()
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+
+
+def run(args) -> int:
+    """Run `predict` or `embed` as parsed by `build_parser`; returns the number of rows this process handled."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .pipelines import MolecularPropertyPredictionPipeline
+
+    world_size, rank, state = _process_group(args.device)
+    input_path, output_path = Path(args.input), Path(args.output)
+    if not input_path.is_file():
+        raise FileNotFoundError(f"input file {input_path} does not exist")
+    # Check the output format before loading the model, not after the first chunk.
+    if _base_suffix(output_path) not in (".csv", ".tsv", ".parquet"):
+        raise ValueError(f"{output_path}: unsupported output format; use .csv, .csv.gz, .tsv or .parquet")
+    device = args.device or (str(state.device) if state is not None else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    pipe = MolecularPropertyPredictionPipeline.from_pretrained(
+        args.model, mode=args.command, device=device, revision=args.revision, token=args.token
+    )
+    probe = pipe("C", mode="embed") if args.command == "embed" else None
+    table = ResultTable(
+        args.command,
+        pipe.label_names,
+        len(probe["embedding"]) if probe is not None else 0,
+        with_name=_base_suffix(input_path) == ".smi",
+    )
+
+    total = None if args.no_count else count_rows(input_path, args.smiles_column)
+    my_total = None if total is None else len(range(rank, total, world_size))
+    destination = output_path if world_size == 1 else shard_path(output_path, rank, world_size)
+    writer = TableWriter(destination, table.schema)
+    handled = 0
+    rows = ((i, smi, name) for i, (smi, name) in enumerate(read_smiles(input_path, args.smiles_column)))
+    mine = (row for row in rows if row[0] % world_size == rank)
+    try:
+        with tqdm(total=my_total, unit="mol", desc=args.command, disable=rank != 0 or args.quiet) as bar:
+            while chunk := list(itertools.islice(mine, args.chunk_size)):
+                indices, smiles, names = zip(*chunk)
+                results = pipe(list(smiles), batch_size=args.batch_size, num_workers=args.num_workers)
+                writer.write(table.build(list(indices), list(smiles), list(names), results))
+                handled += len(chunk)
+                bar.update(len(chunk))
+    finally:
+        writer.close()
+
+    if state is not None:
+        state.wait_for_everyone()
+        if rank == 0:
+            shards = [shard_path(output_path, r, world_size) for r in range(world_size)]
+            merge_shards(shards, output_path, table.schema, block_rows=args.chunk_size)
+            for shard in shards:
+                shard.unlink()
+        state.wait_for_everyone()
+        state.destroy_process_group()
+    return handled
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="molformer-kd", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("predict", "predict properties (original units) for every SMILES of a file"),
+        ("embed", "write the pooled student embedding of every SMILES of a file"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--model", required=True, help="student directory or Hub repo id")
+        command.add_argument("--input", required=True, help=".csv/.tsv/.smi, optionally .gz")
+        command.add_argument("--output", required=True, help=".csv, .csv.gz, .tsv or .parquet")
+        command.add_argument("--smiles-column", default="smiles", help="SMILES column of CSV/TSV inputs")
+        command.add_argument("--device", default=None, help="torch device (default: cpu, or the accelerate device)")
+        command.add_argument("--batch-size", type=int, default=128)
+        command.add_argument("--num-workers", type=int, default=0, help="DataLoader workers that featurize")
+        command.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="rows read at a time")
+        command.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+        command.add_argument("--revision", default=None, help="Hub revision of --model")
+        command.add_argument("--token", default=None, help="Hub token (default: the saved login)")
+        command.add_argument("--no-count", action="store_true", help="skip the row count (progress bar total)")
+        command.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.chunk_size < 1 or args.num_workers < 0:
+        raise SystemExit("--batch-size and --chunk-size must be >= 1 and --num-workers >= 0")
+    import molformer_kd  # noqa: F401  (registers the model families and processors with the Auto classes)
+
+    try:
+        run(args)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        print(f"molformer-kd {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

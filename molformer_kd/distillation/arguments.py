@@ -1,0 +1,91 @@
+"""Argument dataclasses of `distill.py` (parsed with `HfArgumentParser` together with `TrainingArguments`).
+
+One YAML/JSON file holds the keys of all of them, flat. Stages chain through `{output_dir}/{stage}`: the `distill`
+stage reads its teacher from `{output_dir}/teacher` (or `/denoise` when the run has a denoise stage), `finetune`
+starts from `{output_dir}/distill`, `evaluate` tests the last student written. Any of them can be pointed elsewhere
+with the `*_name_or_path` fields.
+"""
+
+from dataclasses import dataclass, field
+
+STAGES = ("teacher", "denoise", "distill", "finetune", "evaluate")
+
+
+@dataclass
+class ModelArguments:
+    teacher_config: dict | None = field(
+        default=None,
+        metadata={"help": "Config of a new teacher (stages teacher/denoise): {'model_type': ..., **config kwargs}."},
+    )
+    teacher_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Teacher checkpoint for the distill stage (default: this run's denoise or teacher stage)."},
+    )
+    student_config: dict | None = field(
+        default=None,
+        metadata={"help": "Config of a new student (distill stage): {'model_type': ..., **config kwargs}."},
+    )
+    student_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Student checkpoint to start from (distill: instead of student_config; finetune: default "
+            "{output_dir}/distill)."
+        },
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default="qm9_embedded",
+        metadata={"help": "'qm9_embedded' (ships with the package), 'qm9' (qm9pack), or a .csv/.sdf path."},
+    )
+    label_columns: list[str] = field(default_factory=lambda: ["gap"], metadata={"help": "Label columns to learn."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the random split of files without splits."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test rows."})
+    multi_hop_max_dist: int = field(default=5, metadata={"help": "Graph featurizer: bonds kept per shortest path."})
+    max_spatial: int = field(default=20, metadata={"help": "Graph featurizer: cap of the shortest-path distance."})
+
+
+@dataclass
+class DistillationArguments:
+    objectives: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Objectives of the distill stage: {name: {'weight': w, **options}}, e.g. "
+            "{'task': {}, 'ccmd': {'layers': 'all', 'variant': 'coordinated'}}."
+        },
+    )
+    initial_stage_epochs: float = field(
+        default=0.0, metadata={"help": "ST-KD initial stage: epochs trained with initial_stage_weights."}
+    )
+    initial_stage_weights: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Objective weights of the initial stage, e.g. {'task': 0, 'stkd_feature': 1, 'stkd_attention': 4}."
+        },
+    )
+    noise_sigma: float = field(default=0.04, metadata={"help": "D&D stage 1 coordinate noise (Angstrom)."})
+
+
+@dataclass
+class StageArguments:
+    stages: list[str] = field(default_factory=lambda: ["distill"], metadata={"help": f"Stages to run, of {STAGES}."})
+    stage_overrides: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Per-stage TrainingArguments overrides: {stage: {field: value}} (e.g. epochs, learning_rate)."
+        },
+    )
+    evaluate_name_or_path: str | None = field(
+        default=None, metadata={"help": "Model the evaluate stage tests (default: the last student this run wrote)."}
+    )
+    evaluate_split: str = field(default="test", metadata={"help": "Split the evaluate stage reports on."})
+    hub_card_description: str | None = field(
+        default=None, metadata={"help": "Free text for the pushed student's model card."}
+    )
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, DistillationArguments, StageArguments)

@@ -1,0 +1,470 @@
+"""The stages behind `distill.py`: teacher, denoise, distill, finetune, evaluate.
+
+`plan_run` validates a whole run at start-up (stage names, model configs, objectives and their layer pairs,
+checkpoints that must already exist, per-stage TrainingArguments) before any data is loaded; `run_stage` then runs
+one stage. Every training stage is a `DistillationTrainer` run (the supervised teacher, the denoiser and the
+fine-tuned student are "students" trained with the `task` objective alone), writes its checkpoints under
+`{output_dir}/{stage}/checkpoint-*` and its model with `save_pretrained` (safetensors) plus the featurizer or
+tokenizer in `{output_dir}/{stage}`, loadable with `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    HfArgumentParser,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..data import load_csv, load_embedded_qm9, load_qm9, load_sdf, per_label_metrics
+from ..modeling import modeling_gin, modeling_smiles_transformer  # noqa: F401  (register their Auto classes)
+from ..modeling.auto import AutoModelForDenoising, AutoModelForMolecularPropertyPrediction
+from ..modeling.modeling_graphormer import add_coordinate_noise
+from ..tokenization.collators import GraphCollator, PairedCollator, collect_labels
+from ..tokenization.featurization import MoleculeFeaturizer
+from ..tokenization.tokenization_smiles import register_tokenizers
+from .arguments import STAGES, DataArguments, DistillationArguments, ModelArguments, StageArguments
+from .objectives import TaskObjective
+from .registry import build_objective
+from .trainer import DistillationModel, DistillationTrainer
+
+TRAINING_STAGES = ("teacher", "denoise", "distill", "finetune")
+SMILES_MODEL_TYPES = ("molformer_smiles_transformer",)
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+
+
+# ---------------------------------------------------------------------------------------------- configs and models
+
+
+def build_config(spec: dict, role: str, **overrides):
+    """A new config from `{'model_type': ..., 'preset': optional, **kwargs}`."""
+    if not isinstance(spec, dict) or "model_type" not in spec:
+        raise ValueError(
+            f"{role}_config must be a mapping with a 'model_type' (e.g. molformer_graphormer), got {spec!r}"
+        )
+    kwargs = dict(spec)
+    model_type = kwargs.pop("model_type")
+    preset = kwargs.pop("preset", None)
+    if model_type not in CONFIG_MAPPING:
+        known = sorted(t for t in CONFIG_MAPPING if t.startswith("molformer") or t in ("schnet", "painn"))
+        raise ValueError(f"{role}_config: unknown model_type {model_type!r}; molformer_kd model types: {known}")
+    config_class = CONFIG_MAPPING[model_type]
+    kwargs.update(overrides)
+    try:
+        return config_class.from_preset(preset, **kwargs) if preset else config_class(**kwargs)
+    except TypeError as error:
+        raise ValueError(f"{role}_config: {error}") from error
+
+
+def is_checkpoint_dir(path) -> bool:
+    return path is not None and Path(path, "config.json").is_file()
+
+
+def load_processor(path):
+    """The featurizer (preprocessor_config.json) or tokenizer saved beside a model."""
+    if Path(path, "preprocessor_config.json").is_file():
+        return MoleculeFeaturizer.from_pretrained(path)
+    register_tokenizers()  # idempotent: lets AutoTokenizer resolve our tokenizer classes by name
+    return AutoTokenizer.from_pretrained(path)
+
+
+def new_processor(config):
+    """A processor for a freshly configured model: the SMILES tokenizer or a graph featurizer matching the config."""
+    if config.model_type in SMILES_MODEL_TYPES:
+        if getattr(config, "variant", "st_kd") == "st_base":
+            from ..tokenization.tokenization_st_base import StBaseTokenizer
+
+            return StBaseTokenizer()
+        from ..tokenization.tokenization_smiles import SmilesTokenizer
+
+        return SmilesTokenizer()
+    return MoleculeFeaturizer(
+        multi_hop_max_dist=getattr(config, "multi_hop_max_dist", 5),
+        max_spatial=getattr(config, "max_spatial", 20),
+        use_3d=getattr(config, "geometry", "2d") == "3d",
+    )
+
+
+def processor_config_overrides(config, processor) -> dict:
+    """Config values a fresh model takes from its processor (SMILES vocabulary size and padding id)."""
+    if config.model_type in SMILES_MODEL_TYPES:
+        return {"vocab_size": len(processor), "pad_token_id": processor.pad_token_id}
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def load_records(data_args: DataArguments):
+    """The DatasetDict of records named by `data_args.dataset`, with the label columns checked."""
+    name = data_args.dataset
+    if name == "qm9_embedded":
+        dataset = load_embedded_qm9()
+    elif name == "qm9":
+        dataset = load_qm9(seed=data_args.split_seed)
+    elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+        dataset = load_csv(name, label_columns=data_args.label_columns, seed=data_args.split_seed)
+    elif name.endswith((".sdf", ".sdf.gz")):
+        dataset = load_sdf(name, label_properties=data_args.label_columns, seed=data_args.split_seed)
+    else:
+        raise ValueError(f"dataset {name!r}: use 'qm9_embedded', 'qm9' or a .csv/.tsv/.sdf path")
+    for split, rows in dataset.items():
+        missing = [c for c in data_args.label_columns if c not in rows.column_names]
+        if missing:
+            raise ValueError(
+                f"dataset {name!r} split {split!r} has no label columns {missing}; it has {rows.column_names}"
+            )
+    limits = {
+        "train": data_args.max_train_samples,
+        "validation": data_args.max_eval_samples,
+        "test": data_args.max_test_samples,
+    }
+    for split, limit in limits.items():
+        if limit is not None and split in dataset and len(dataset[split]) > limit:
+            dataset[split] = dataset[split].select(range(limit))
+    return dataset
+
+
+def label_statistics(train_rows, label_columns) -> dict:
+    """Config entries of a regression head: label names and the training mean/std (normalized targets)."""
+    values = np.array([[np.nan if row[c] is None else row[c] for c in label_columns] for row in train_rows], float)
+    mean = np.nanmean(values, axis=0)
+    std = np.nanstd(values, axis=0)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    return {
+        "num_labels": len(label_columns),
+        "label_names": list(label_columns),
+        "label_mean": [float(v) for v in mean],
+        "label_std": [float(v) for v in std],
+        "problem_type": "regression",
+    }
+
+
+@dataclass
+class SingleModelCollator:
+    """Records -> `{"student_inputs", "labels"?}` for stages that train or test one model (no teacher).
+
+    Graph models get the padded graph batch (`GraphCollator`), SMILES models their tokenizer's batch.
+    `noise_sigma` (denoise stage) perturbs the coordinates (D&D eq. 3) and adds the true noise as `noise`.
+    """
+
+    processor: object
+    label_columns: list[str] = field(default_factory=list)
+    noise_sigma: float | None = None
+
+    def __call__(self, rows):
+        if isinstance(self.processor, MoleculeFeaturizer):
+            inputs = GraphCollator(self.processor)(rows)
+            inputs.pop("labels", None)
+        else:
+            inputs = dict(self.processor([row["smiles"] for row in rows], padding=True, return_tensors="pt"))
+        if self.noise_sigma is not None:
+            inputs["pos"], inputs["noise"] = add_coordinate_noise(
+                inputs["pos"], inputs["attention_mask"].bool(), self.noise_sigma
+            )
+        batch = {"student_inputs": inputs}
+        if self.label_columns:
+            batch["labels"] = collect_labels(rows, self.label_columns)
+        return batch
+
+
+def label_metrics(label_names):
+    def compute_metrics(eval_prediction):
+        predictions = eval_prediction.predictions
+        if isinstance(predictions, tuple):
+            predictions = predictions[0]
+        return per_label_metrics(predictions, eval_prediction.label_ids, label_names)
+
+    return compute_metrics
+
+
+# ---------------------------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class StagePlan:
+    name: str
+    output_dir: str
+    training_args: TrainingArguments | None = None
+    teacher_source: str | None = None  # checkpoint dir of the teacher (distill)
+    student_source: str | None = None  # checkpoint dir to start from (distill/finetune) or to test (evaluate)
+
+
+@dataclass
+class RunPlan:
+    model_args: ModelArguments
+    data_args: DataArguments
+    distill_args: DistillationArguments
+    stage_args: StageArguments
+    training_args: TrainingArguments
+    raw_training: dict  # the TrainingArguments keys of the config file, for per-stage arguments
+    stages: list[StagePlan]
+
+
+def _stage_training_args(raw_training: dict, overrides: dict, stage: str, output_dir: str) -> TrainingArguments:
+    values = {"report_to": "none", **raw_training, **overrides, "output_dir": output_dir}
+    # The Trainer never pushes by itself: distill.py pushes the final student with its model card.
+    values["push_to_hub"] = False
+    try:
+        (args,) = HfArgumentParser(TrainingArguments).parse_dict(values, allow_extra_keys=False)
+    except ValueError as error:
+        raise ValueError(f"stage {stage!r}: bad TrainingArguments overrides {sorted(overrides)}: {error}") from error
+    args.remove_unused_columns = False
+    return args
+
+
+def _config_of(source: str | None, spec: dict | None, role: str):
+    if source is not None:
+        return AutoConfig.from_pretrained(source)
+    return build_config(spec, role)
+
+
+def plan_run(model_args, data_args, distill_args, stage_args, training_args, raw_training: dict) -> RunPlan:
+    """Check the whole run before anything is loaded or trained; raise ValueError naming the bad setting."""
+    unknown = [s for s in stage_args.stages if s not in STAGES]
+    if unknown or not stage_args.stages:
+        raise ValueError(f"unknown stage(s) {unknown or stage_args.stages}; stages are {list(STAGES)}")
+    bad_overrides = sorted(set(stage_args.stage_overrides) - set(STAGES))
+    if bad_overrides:
+        raise ValueError(f"stage_overrides for unknown stage(s) {bad_overrides}; stages are {list(STAGES)}")
+    root = training_args.output_dir
+    stage_dir = {s: os.path.join(root, s) for s in STAGES}
+    planned: list[StagePlan] = []
+    produced: set[str] = set()  # stage dirs this run writes before the current stage
+
+    def existing_or_produced(path, what, hint):
+        if path in produced or is_checkpoint_dir(path):
+            return path
+        raise ValueError(f"missing {what} checkpoint {path!r} (no config.json there): {hint}")
+
+    last_student = None
+    for stage in stage_args.stages:
+        overrides = stage_args.stage_overrides.get(stage, {})
+        plan = StagePlan(stage, stage_dir[stage])
+        if stage in TRAINING_STAGES:
+            plan.training_args = _stage_training_args(raw_training, overrides, stage, stage_dir[stage])
+        if stage in ("teacher", "denoise"):
+            config = build_config(model_args.teacher_config, "teacher")
+            if stage == "denoise" and type(config) not in AutoModelForDenoising._model_mapping:
+                raise ValueError(f"stage 'denoise': model_type {config.model_type!r} has no denoising head")
+            if stage == "denoise" and getattr(config, "geometry", "3d") != "3d":
+                raise ValueError(
+                    f"stage 'denoise' denoises 3D coordinates; teacher_config has geometry {config.geometry!r}"
+                )
+        elif stage == "distill":
+            if not distill_args.objectives:
+                raise ValueError("stage 'distill' needs objectives, e.g. {'task': {}, 'ccmd': {}}")
+            teacher_dir = model_args.teacher_name_or_path or (
+                stage_dir["denoise"] if "denoise" in stage_args.stages else stage_dir["teacher"]
+            )
+            plan.teacher_source = existing_or_produced(
+                teacher_dir, "teacher", "run the teacher (or denoise) stage first or set teacher_name_or_path"
+            )
+            if model_args.student_name_or_path is not None:
+                plan.student_source = existing_or_produced(
+                    model_args.student_name_or_path, "student", "fix student_name_or_path"
+                )
+            elif model_args.student_config is None:
+                raise ValueError("stage 'distill' needs student_config (a new student) or student_name_or_path")
+            teacher_config = (
+                build_config(model_args.teacher_config, "teacher")
+                if plan.teacher_source in produced
+                else AutoConfig.from_pretrained(plan.teacher_source)
+            )
+            student_config = _config_of(
+                plan.student_source if plan.student_source not in produced else None,
+                model_args.student_config,
+                "student",
+            )
+            build_objectives(distill_args, teacher_config, student_config)
+            unknown_weights = sorted(set(distill_args.initial_stage_weights) - set(distill_args.objectives))
+            if unknown_weights:
+                raise ValueError(f"initial_stage_weights name objectives that are not configured: {unknown_weights}")
+            last_student = plan.output_dir
+        elif stage == "finetune":
+            source = model_args.student_name_or_path if "distill" not in stage_args.stages else stage_dir["distill"]
+            if source is None and model_args.student_config is not None:
+                # The student trained alone from scratch: the no-distillation baseline of every comparison.
+                build_config(model_args.student_config, "student")
+            else:
+                plan.student_source = existing_or_produced(
+                    source or stage_dir["distill"], "student", "run the distill stage first or set student_name_or_path"
+                )
+            last_student = plan.output_dir
+        elif stage == "evaluate":
+            source = stage_args.evaluate_name_or_path or last_student
+            if source is None:
+                source = next(
+                    (stage_dir[s] for s in ("finetune", "distill", "teacher") if is_checkpoint_dir(stage_dir[s])),
+                    stage_dir["finetune"],
+                )
+            plan.student_source = existing_or_produced(source, "model to evaluate", "set evaluate_name_or_path")
+        if stage in TRAINING_STAGES:
+            produced.add(plan.output_dir)
+        planned.append(plan)
+    return RunPlan(model_args, data_args, distill_args, stage_args, training_args, raw_training, planned)
+
+
+def build_objectives(distill_args: DistillationArguments, teacher_config, student_config):
+    """Objective modules and weights from `{name: {'weight': w, **options}}` (validated here, at start-up)."""
+    objectives, weights = {}, {}
+    for name, options in distill_args.objectives.items():
+        options = dict(options or {})
+        weights[name] = float(options.pop("weight", 1.0))
+        objectives[name] = build_objective(name, teacher_config, student_config, **options)
+    return objectives, weights
+
+
+# ---------------------------------------------------------------------------------------------- running stages
+
+
+def _train(plan: StagePlan, model: DistillationModel, records, collator, processor, teacher=None, **trainer_kwargs):
+    args = plan.training_args
+    has_labels = bool(collator.label_columns)
+    trainer = DistillationTrainer(
+        model=model,
+        args=args,
+        teacher=teacher,
+        data_collator=collator,
+        train_dataset=records["train"],
+        eval_dataset=records.get("validation") if args.eval_strategy != "no" else None,
+        processing_class=processor,
+        compute_metrics=label_metrics(collator.label_columns)
+        if has_labels and model.student.config.num_labels
+        else None,
+        **trainer_kwargs,
+    )
+    resume = args.resume_from_checkpoint
+    if resume in ("latest", "last", "true", "True"):
+        resume = get_last_checkpoint(args.output_dir)
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_student(plan.output_dir)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    return trainer
+
+
+def new_student(spec: dict, statistics: dict):
+    """A freshly initialised student property model and its new featurizer/tokenizer."""
+    config = build_config(spec, "student", **statistics)
+    processor = new_processor(config)
+    for key, value in processor_config_overrides(config, processor).items():
+        setattr(config, key, value)
+    return AutoModelForMolecularPropertyPrediction.from_config(config), processor
+
+
+def run_stage(run: RunPlan, plan: StagePlan, records) -> dict:
+    """Run one planned stage; returns a summary (paths, metrics) for the model card."""
+    model_args, data_args, distill_args = run.model_args, run.data_args, run.distill_args
+    labels = data_args.label_columns
+    if plan.training_args is not None:
+        set_seed(plan.training_args.seed)
+    if plan.name in ("teacher", "denoise"):
+        spec = model_args.teacher_config
+        config = build_config(spec, "teacher", **label_statistics(records["train"], labels))
+        processor = new_processor(config)
+        if plan.name == "teacher":
+            model = AutoModelForMolecularPropertyPrediction.from_config(config)
+            collator = SingleModelCollator(processor, label_columns=labels)
+        else:
+            model = AutoModelForDenoising.from_config(config)
+            collator = SingleModelCollator(processor, noise_sigma=distill_args.noise_sigma)
+        _train(plan, DistillationModel(model, {"task": TaskObjective()}), records, collator, processor)
+        return {"stage": plan.name, "output_dir": plan.output_dir}
+    if plan.name == "distill":
+        teacher = AutoModel.from_pretrained(plan.teacher_source)
+        teacher_processor = load_processor(plan.teacher_source)
+        statistics = label_statistics(records["train"], labels)
+        if plan.student_source is not None:
+            student = AutoModelForMolecularPropertyPrediction.from_pretrained(plan.student_source)
+            processor = load_processor(plan.student_source)
+        else:
+            student, processor = new_student(model_args.student_config, statistics)
+        objectives, weights = build_objectives(distill_args, teacher.config, student.config)
+        collator = PairedCollator(teacher_processor, processor, label_columns=labels if "task" in objectives else [])
+        _train(
+            plan,
+            DistillationModel(student, objectives, weights),
+            records,
+            collator,
+            processor,
+            teacher=teacher,
+            initial_stage_epochs=distill_args.initial_stage_epochs,
+            initial_stage_weights=distill_args.initial_stage_weights,
+        )
+        return {
+            "stage": "distill",
+            "output_dir": plan.output_dir,
+            "teacher": plan.teacher_source,
+            "objectives": distill_args.objectives,
+        }
+    if plan.name == "finetune":
+        statistics = label_statistics(records["train"], labels)
+        if plan.student_source is None:
+            student, processor = new_student(model_args.student_config, statistics)
+        else:
+            student = AutoModelForMolecularPropertyPrediction.from_pretrained(
+                plan.student_source, ignore_mismatched_sizes=True, **statistics
+            )
+            processor = load_processor(plan.student_source)
+        collator = SingleModelCollator(processor, label_columns=labels)
+        _train(plan, DistillationModel(student, {"task": TaskObjective()}), records, collator, processor)
+        initialized_from = plan.student_source or "scratch (student_config)"
+        return {"stage": "finetune", "output_dir": plan.output_dir, "initialized_from": initialized_from}
+    if plan.name == "evaluate":
+        return evaluate_model(run, plan, records)
+    raise ValueError(f"unknown stage {plan.name!r}")
+
+
+def evaluate_model(run: RunPlan, plan: StagePlan, records) -> dict:
+    """Test MAE/RMSE per label of a saved model; writes metrics.json and predictions.csv into the stage dir."""
+    split = run.stage_args.evaluate_split
+    if split not in records:
+        raise ValueError(f"evaluate: the dataset has no split {split!r}; it has {list(records)}")
+    labels = run.data_args.label_columns
+    model = AutoModelForMolecularPropertyPrediction.from_pretrained(plan.student_source)
+    model_labels = getattr(model.config, "label_names", None) or labels
+    if list(model_labels) != list(labels):
+        raise ValueError(f"evaluate: {plan.student_source} predicts {model_labels}, the config asks for {labels}")
+    processor = load_processor(plan.student_source)
+    args = _stage_training_args(
+        run.raw_training, run.stage_args.stage_overrides.get("evaluate", {}), "evaluate", plan.output_dir
+    )
+    trainer = DistillationTrainer(
+        model=DistillationModel(model, {"task": TaskObjective()}),
+        args=args,
+        data_collator=SingleModelCollator(processor, label_columns=labels),
+        processing_class=processor,
+    )
+    output = trainer.predict(records[split], metric_key_prefix=split)
+    predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    metrics = {split: per_label_metrics(predictions, output.label_ids, labels)}
+    summary = {"stage": "evaluate", "model": plan.student_source, "split": split, "metrics": metrics}
+    if trainer.args.should_save:
+        os.makedirs(plan.output_dir, exist_ok=True)
+        Path(plan.output_dir, METRICS_FILE).write_text(json.dumps(summary, indent=2))
+        with open(Path(plan.output_dir, PREDICTIONS_FILE), "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["mol_id", "smiles"] + [f"{c}{s}" for c in labels for s in ("", "_pred")])
+            for index, row in enumerate(records[split]):
+                values = [
+                    f"{v:.6g}" for k in range(len(labels)) for v in (output.label_ids[index, k], predictions[index, k])
+                ]
+                writer.writerow([row.get("mol_id", index), row["smiles"], *values])
+    summary["predictions"] = predictions
+    summary["targets"] = output.label_ids
+    return summary

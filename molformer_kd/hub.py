@@ -1,0 +1,334 @@
+"""Sharing distilled students: model cards, parity plots, `push_student_to_hub`, and safetensors-only loading.
+
+A student directory is what `save_pretrained` writes: `config.json`, `model.safetensors` (or safetensors shards and
+their index), and the processor that turns SMILES into model inputs (`preprocessor_config.json` of a
+`MoleculeFeaturizer` for graph students, the tokenizer files for SMILES students). `push_student_to_hub` uploads
+exactly those files plus a model card (README.md) and its parity plot. Pickle checkpoints (`pytorch_model.bin`,
+`*.pt`, `*.pkl`) are never uploaded and never loaded: unpickling runs arbitrary code.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+MODEL_CARD_NAME = "README.md"
+PARITY_PLOT_NAME = "parity_plot.png"
+
+# Files that make up a shareable student; anything else in the directory (trainer state, optimizer, logs) stays local.
+STUDENT_FILE_PATTERNS = (
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "chat_template.jinja",
+    MODEL_CARD_NAME,
+    PARITY_PLOT_NAME,
+)
+PICKLE_WEIGHT_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt", "tf_model.h5", "flax_model.msgpack")
+
+
+class UnsafeCheckpointError(OSError):
+    """A checkpoint ships only pickle weights (`pytorch_model.bin`, ...), which molformer_kd refuses to load."""
+
+
+def _matches(name: str, patterns) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+
+# ---------------------------------------------------------------------------------------------------- parity plot
+
+
+def make_parity_plot(y_true, y_pred, path, label: str = "value") -> Path:
+    """Scatter of predicted vs. true values with the y = x line, MAE and R^2 in the title; saves a PNG at `path`.
+
+    NaN pairs (missing labels) are left out. Uses the non-interactive Agg backend, so it works without a display.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has {y_true.size} values but y_pred has {y_pred.size}")
+    keep = np.isfinite(y_true) & np.isfinite(y_pred)
+    if not keep.any():
+        raise ValueError(f"no finite (true, predicted) pair to plot for {label!r}")
+    y_true, y_pred = y_true[keep], y_pred[keep]
+    mae = float(np.mean(np.abs(y_pred - y_true)))
+    total = float(np.sum((y_true - y_true.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((y_pred - y_true) ** 2)) / total if total > 0 else float("nan")
+
+    low = float(min(y_true.min(), y_pred.min()))
+    high = float(max(y_true.max(), y_pred.max()))
+    margin = 0.05 * (high - low) if high > low else 1.0
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    try:
+        ax.scatter(y_true, y_pred, s=8, alpha=0.5, edgecolors="none")
+        ax.plot([low - margin, high + margin], [low - margin, high + margin], color="black", lw=1, ls="--")
+        ax.set_xlim(low - margin, high + margin)
+        ax.set_ylim(low - margin, high + margin)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"true {label}")
+        ax.set_ylabel(f"predicted {label}")
+        ax.set_title(f"{label}: MAE {mae:.4g}, R$^2$ {r2:.3f} (n={y_true.size})")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- model card
+
+
+@dataclass
+class StudentCardInfo:
+    """What a student's model card says. Every field is optional; missing ones are left out of the card.
+
+    `metrics` is either `{"mae": 0.12}` (one split) or `{"test": {"mae": 0.12, "r2": 0.9}, "validation": {...}}`.
+    `parity` holds `{"y_true": [...], "y_pred": [...], "label": "gap (eV)"}` to draw the parity plot, or
+    `parity_plot` the path of an existing PNG.
+    """
+
+    model_name: str | None = None
+    description: str | None = None
+    data: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    teacher: str | None = None
+    objective: str | None = None
+    training: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] | None = None
+    parity_plot: str | None = None
+    license: str | None = "mit"
+    tags: list[str] = field(default_factory=list)
+
+    @classmethod
+    def coerce(cls, info: StudentCardInfo | dict | None) -> StudentCardInfo:
+        if info is None:
+            return cls()
+        if isinstance(info, cls):
+            return info
+        unknown = set(info) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown model card field(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**info)
+
+
+def _metric_table(metrics: dict[str, Any]) -> list[str]:
+    """Markdown table, one row per metric and one column per split (a flat dict is a single 'value' column)."""
+    if not metrics:
+        return []
+    if all(isinstance(v, dict) for v in metrics.values()):
+        splits = list(metrics)
+        names = list(dict.fromkeys(name for split in splits for name in metrics[split]))
+        rows = {name: [metrics[split].get(name) for split in splits] for name in names}
+    else:
+        splits = ["value"]
+        rows = {name: [value] for name, value in metrics.items()}
+
+    def fmt(value):
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return "nan" if math.isnan(value) else f"{value:.4g}"
+        return str(value)
+
+    lines = ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+    lines += [f"| {name} | " + " | ".join(fmt(v) for v in values) + " |" for name, values in rows.items()]
+    return lines
+
+
+def _read_config(student_dir: Path) -> dict:
+    import json
+
+    config_path = student_dir / "config.json"
+    return json.loads(config_path.read_text()) if config_path.is_file() else {}
+
+
+def write_model_card(student_dir, info: StudentCardInfo | dict | None = None) -> Path:
+    """Write `README.md` (YAML metadata + data, teacher, objective, metrics table, parity plot) into `student_dir`.
+
+    When `info.parity` is given the plot is drawn into `student_dir/parity_plot.png`; an existing `info.parity_plot`
+    PNG is copied there. Architecture facts (model type, size, labels) are read from `config.json`.
+    """
+    student_dir = Path(student_dir)
+    info = StudentCardInfo.coerce(info)
+    config = _read_config(student_dir)
+    model_type = config.get("model_type", "unknown")
+    architectures = config.get("architectures") or []
+    label_names = config.get("label_names") or []
+
+    plot_path = student_dir / PARITY_PLOT_NAME
+    if info.parity is not None:
+        parity = dict(info.parity)
+        make_parity_plot(parity["y_true"], parity["y_pred"], plot_path, parity.get("label", "value"))
+    elif info.parity_plot is not None and Path(info.parity_plot).resolve() != plot_path.resolve():
+        plot_path.write_bytes(Path(info.parity_plot).read_bytes())
+
+    metadata: dict[str, Any] = {
+        "library_name": "molformer_kd",
+        "tags": list(dict.fromkeys(["molformer_kd", "chemistry", "knowledge-distillation", model_type, *info.tags])),
+    }
+    if info.license:
+        metadata["license"] = info.license
+    if info.datasets:
+        metadata["datasets"] = list(info.datasets)
+    metric_names = (
+        sorted({n for split in info.metrics.values() for n in split})
+        if info.metrics and all(isinstance(v, dict) for v in info.metrics.values())
+        else sorted(info.metrics)
+    )
+    if metric_names:
+        metadata["metrics"] = metric_names
+
+    title = info.model_name or student_dir.name
+    lines = ["---", yaml.safe_dump(metadata, sort_keys=False).rstrip(), "---", "", f"# {title}", ""]
+    if info.description:
+        lines += [info.description, ""]
+    lines += [
+        (
+            f"A 2D student of type `{model_type}` ({', '.join(architectures) or 'backbone'}) distilled with "
+            "molformer_kd. It reads SMILES only; the processor saved beside the weights turns SMILES into model "
+            "inputs."
+        ),
+        "",
+        "## Model",
+        "",
+        f"- model type: `{model_type}`",
+    ]
+    for key in ("hidden_size", "num_hidden_layers", "num_layers", "num_attention_heads"):
+        if key in config:
+            lines.append(f"- {key}: {config[key]}")
+    if label_names:
+        lines.append(f"- predicted properties: {', '.join(f'`{n}`' for n in label_names)} (original units)")
+    lines.append("")
+    for heading, text in (
+        ("Training data", info.data),
+        ("Teacher", info.teacher),
+        ("Distillation objective", info.objective),
+        ("Training", info.training),
+    ):
+        if text:
+            lines += [f"## {heading}", "", text, ""]
+    if info.metrics:
+        lines += ["## Metrics", "", *_metric_table(info.metrics), ""]
+    if plot_path.is_file():
+        lines += ["## Parity plot", "", f"![parity plot]({PARITY_PLOT_NAME})", ""]
+    lines += [
+        "## Usage",
+        "",
+        "```python",
+        "import molformer_kd  # registers the model, its processor and the pipeline",
+        "from transformers import pipeline",
+        "",
+        f'predict = pipeline("molecular-property-prediction", model="{title}")',
+        'predict(["CCO", "c1ccccc1O"])',
+        "```",
+        "",
+        "Or from the command line: `molformer-kd predict --model <this repo> --input smiles.csv --output preds.csv`.",
+        "",
+    ]
+    card_path = student_dir / MODEL_CARD_NAME
+    card_path.write_text("\n".join(lines), encoding="utf-8")
+    return card_path
+
+
+# ---------------------------------------------------------------------------------------------------- push
+
+
+def student_files(student_dir) -> list[Path]:
+    """The files of `student_dir` to share; raises `UnsafeCheckpointError` if its weights are pickle-only."""
+    student_dir = Path(student_dir)
+    if not (student_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{student_dir} has no config.json: save the student with save_pretrained first")
+    names = sorted(p.name for p in student_dir.iterdir() if p.is_file())
+    if not any(fnmatch.fnmatch(name, "*.safetensors") for name in names):
+        pickles = [name for name in names if _matches(name, PICKLE_WEIGHT_PATTERNS)]
+        detail = f" (it has pickle weights {pickles})" if pickles else ""
+        raise UnsafeCheckpointError(
+            f"{student_dir} has no *.safetensors weights{detail}; molformer_kd shares and loads safetensors only. "
+            "Re-save the model with save_pretrained(dir) (safe_serialization is the default)."
+        )
+    return [student_dir / name for name in names if _matches(name, STUDENT_FILE_PATTERNS)]
+
+
+def push_student_to_hub(
+    student_dir,
+    repo_id: str,
+    card_info: StudentCardInfo | dict | None = None,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str = "Upload distilled student with molformer_kd",
+    revision: str | None = None,
+):
+    """Create `repo_id` (if needed) and upload the student's weights (safetensors), config, processor files,
+    model card and parity plot in one commit. Returns the `CommitInfo`.
+
+    With `card_info` the model card is (re)written from it first; without, an existing README.md is uploaded as is
+    and a minimal card is written when there is none. The Hub endpoint comes from `HF_ENDPOINT` as usual.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    student_dir = Path(student_dir)
+    if card_info is not None or not (student_dir / MODEL_CARD_NAME).is_file():
+        write_model_card(student_dir, card_info)
+    files = student_files(student_dir)
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    operations = [CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)) for path in files]
+    return api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
+
+
+# ---------------------------------------------------------------------------------------------------- safe loading
+
+
+def _has_file(model_id: str, filename: str, revision: str | None, token: str | None) -> bool:
+    if os.path.isdir(model_id):
+        return os.path.isfile(os.path.join(model_id, filename))
+    from huggingface_hub import file_exists
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return file_exists(model_id, filename, revision=revision, token=token)
+    except (HfHubHTTPError, OSError, ValueError):
+        return False
+
+
+def safetensors_only_from_pretrained(model_class, model_id, **kwargs):
+    """`model_class.from_pretrained(model_id, use_safetensors=True, **kwargs)` with a clear error for pickle-only
+    checkpoints (a directory or repo with `pytorch_model.bin` and no `*.safetensors`)."""
+    kwargs["use_safetensors"] = True
+    try:
+        return model_class.from_pretrained(model_id, **kwargs)
+    except OSError as err:
+        revision, token = kwargs.get("revision"), kwargs.get("token")
+        model_id = str(model_id)
+        if _has_file(model_id, "pytorch_model.bin", revision, token) or _has_file(
+            model_id, "pytorch_model.bin.index.json", revision, token
+        ):
+            raise UnsafeCheckpointError(
+                f"{model_id} has only pickle weights (pytorch_model.bin) and no model.safetensors. molformer_kd "
+                "loads safetensors only, because unpickling a downloaded file can run arbitrary code. If you trust "
+                "the file, convert it: load it with torch.load(weights_only=True) and save_pretrained() again."
+            ) from err
+        raise

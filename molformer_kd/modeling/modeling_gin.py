@@ -1,0 +1,212 @@
+"""GIN and GIN-virtual 2D students (Xu et al. 2019; OGB's GINE variant with bond features; CCMD Table IV, D&D).
+
+Layer l (GINE): h_i' = MLP((1 + eps) x_i + sum_{j -> i} ReLU(x_j + e_ij)), then a norm, a ReLU (not after the last
+layer, as in OGB) and dropout, where x = h + the molecule's virtual node when there is one, and e_ij is the layer's
+own embedding of the bond features. The virtual node starts from a learned vector (zero-initialised, as in OGB) and
+after layer l becomes MLP_l(sum_i h_i' + vn), so the global token of every hidden state summarises the atom states
+next to it (OGB pools the layer input instead, which leaves its final virtual node one layer behind the atoms).
+
+Message passing runs on the real atoms only, packed out of the padded (B, N) grid of the graph batch, so padding
+can neither receive messages nor enter BatchNorm statistics; outputs are scattered back onto the padded grid.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+
+from .auto import register_family
+from .configuration_gin import GINConfig
+from .heads import PropertyPredictionHead, PropertyPredictionMixin
+from .layers import CategoricalFeatureEmbedding
+from .outputs import MolecularModelOutput
+
+# Graph-batch keys GIN does not read: the collator also produces them for Graphormer and 3D teachers (DESIGN.md).
+_UNUSED_GRAPH_BATCH_KEYS = frozenset({"in_degree", "out_degree", "spatial_pos", "attn_edge_type", "edge_input", "pos"})
+
+
+def _norm(kind, width):
+    return nn.BatchNorm1d(width) if kind == "batch" else nn.LayerNorm(width)
+
+
+class GINEConv(nn.Module):
+    """One GINE convolution on packed atoms: MLP((1 + eps) x_i + sum_{j -> i} ReLU(x_j + e_ji))."""
+
+    def __init__(self, config: GINConfig):
+        super().__init__()
+        width = config.hidden_size
+        self.bond_embedding = CategoricalFeatureEmbedding(config.bond_feature_dims, width, "edge_attr")
+        self.eps = nn.Parameter(torch.zeros(1)) if config.train_eps else None
+        # D -> D -> D as in the OGB-LSC PCQM4M GIN baselines ST-KD compares with (3.8M / 6.7M parameters).
+        self.mlp = nn.Sequential(nn.Linear(width, width), _norm(config.norm, width), nn.ReLU(), nn.Linear(width, width))
+
+    def forward(self, atoms, source, target, edge_attr):
+        messages = F.relu(atoms[source] + self.bond_embedding(edge_attr))
+        aggregated = torch.zeros_like(atoms).index_add_(0, target, messages)
+        own = atoms if self.eps is None else (1 + self.eps) * atoms
+        return self.mlp(own + aggregated)
+
+
+class GINPreTrainedModel(PreTrainedModel):
+    config_class = GINConfig
+    base_model_prefix = "gin"
+    main_input_name = "input_nodes"
+
+    def _init_weights(self, module):
+        # PyTorch-Geometric/OGB practice: Glorot for linear maps and feature embeddings, zero virtual node and eps.
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.xavier_uniform_(module.weight)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            if isinstance(module, nn.BatchNorm1d):
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+                init.zeros_(module.num_batches_tracked)
+        elif isinstance(module, GINEConv) and module.eps is not None:
+            init.zeros_(module.eps)
+        elif isinstance(module, GINModel) and module.virtual_node is not None:
+            init.zeros_(module.virtual_node)
+
+
+class GINModel(GINPreTrainedModel):
+    """GIN backbone; `last_hidden_state` (B, 1+N, D) has the virtual node (or the atom mean) as token 0."""
+
+    def __init__(self, config: GINConfig):
+        super().__init__(config)
+        width = config.hidden_size
+        self.atom_embedding = CategoricalFeatureEmbedding(config.atom_feature_dims, width, "input_nodes")
+        self.convs = nn.ModuleList(GINEConv(config) for _ in range(config.num_hidden_layers))
+        self.norms = nn.ModuleList(_norm(config.norm, width) for _ in range(config.num_hidden_layers))
+        if config.virtual_node:
+            self.virtual_node = nn.Parameter(torch.zeros(width))
+            self.virtual_node_mlps = nn.ModuleList(
+                nn.Sequential(
+                    nn.Linear(width, width),
+                    _norm(config.norm, width),
+                    nn.ReLU(),
+                    nn.Linear(width, width),
+                    _norm(config.norm, width),
+                    nn.ReLU(),
+                )
+                for _ in range(config.num_hidden_layers)
+            )
+        else:
+            self.virtual_node = None
+        self.dropout = nn.Dropout(config.dropout)
+        self.post_init()
+
+    @staticmethod
+    def _pack(attention_mask, edge_index):
+        """Real atoms out of the padded grid: (graph of each atom, edge source and target as packed indices)."""
+        batch, max_atoms = attention_mask.shape
+        real = attention_mask.bool().reshape(-1)
+        device = attention_mask.device
+        packed_index = torch.full((batch * max_atoms,), -1, dtype=torch.long, device=device)
+        packed_index[real] = torch.arange(int(real.sum()), device=device)
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
+        if edge_index.numel():
+            outside = (edge_index < 0) | (edge_index >= batch * max_atoms)
+            if not outside.any():
+                outside = packed_index[edge_index] < 0
+            if outside.any():
+                edge = int(outside.any(dim=0).nonzero()[0])
+                raise ValueError(
+                    f"edge_index column {edge} ({edge_index[:, edge].tolist()}) does not point at real atoms of the "
+                    f"padded grid (b * {max_atoms} + i with attention_mask[b, i] == 1)"
+                )
+        source, target = packed_index[edge_index]
+        graph_of_atom = torch.arange(batch, device=device).repeat_interleave(max_atoms)[real]
+        return graph_of_atom, source, target
+
+    def forward(
+        self,
+        input_nodes,
+        attention_mask,
+        edge_index,
+        edge_attr,
+        output_hidden_states=None,
+        output_attentions=None,
+        return_dict=None,
+        **graph_batch_extras,
+    ):
+        r"""
+        input_nodes (`(B, N, 9)` long), attention_mask (`(B, N)`), edge_index (`(2, E)` flat `b * N + i`),
+        edge_attr (`(E, 3)` long): the graph batch of DESIGN.md. Messages flow from `edge_index[0]` to
+        `edge_index[1]` (the collator lists both directions of every bond). GIN has no attention:
+        `output_attentions` is accepted for a uniform interface and `attentions` stays None.
+        """
+        unexpected = set(graph_batch_extras) - _UNUSED_GRAPH_BATCH_KEYS
+        if unexpected:
+            raise TypeError(f"GINModel.forward got unexpected inputs {sorted(unexpected)}")
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        batch, max_atoms = attention_mask.shape
+        real = attention_mask.bool()
+        graph_of_atom, source, target = self._pack(attention_mask, edge_index)
+        atom_counts = real.sum(dim=1, keepdim=True)
+
+        def sum_pool(atoms):
+            return atoms.new_zeros(batch, atoms.shape[-1]).index_add_(0, graph_of_atom, atoms)
+
+        def mean_pool(atoms):
+            return sum_pool(atoms) / atom_counts.clamp(min=1).to(atoms.dtype)
+
+        def padded_states(atoms, virtual):
+            grid = atoms.new_zeros(batch * max_atoms, atoms.shape[-1])
+            grid[real.reshape(-1)] = atoms
+            global_token = virtual if virtual is not None else mean_pool(atoms)
+            return torch.cat([global_token[:, None], grid.view(batch, max_atoms, -1)], dim=1)
+
+        atoms = self.atom_embedding(input_nodes[real])
+        virtual = self.virtual_node.expand(batch, -1) if self.virtual_node is not None else None
+        all_hidden = [padded_states(atoms, virtual)] if output_hidden_states else None
+        last_layer = self.config.num_hidden_layers - 1
+        for index, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            layer_input = atoms if virtual is None else atoms + virtual[graph_of_atom]
+            atoms = norm(conv(layer_input, source, target, edge_attr))
+            if index < last_layer:
+                atoms = F.relu(atoms)
+            atoms = self.dropout(atoms)
+            if virtual is not None:
+                virtual = self.dropout(self.virtual_node_mlps[index](sum_pool(atoms) + virtual))
+            if output_hidden_states:
+                all_hidden.append(padded_states(atoms, virtual))
+
+        last_hidden_state = all_hidden[-1] if output_hidden_states else padded_states(atoms, virtual)
+        if self.config.pooling == "virtual":
+            pooled = virtual
+        elif self.config.pooling == "mean":
+            pooled = mean_pool(atoms)
+        else:
+            pooled = sum_pool(atoms)
+        output = MolecularModelOutput(
+            last_hidden_state=last_hidden_state,
+            pooler_output=pooled,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            token_mask=torch.cat([attention_mask.new_ones(batch, 1), attention_mask], dim=1),
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class GINForMolecularPropertyPrediction(PropertyPredictionMixin, GINPreTrainedModel):
+    """GIN / GIN-virtual with a property head on `pooler_output` (regression or classification, NaN-masked)."""
+
+    def __init__(self, config: GINConfig):
+        super().__init__(config)
+        self.gin = GINModel(config)
+        self.head = PropertyPredictionHead(config)
+        self.post_init()
+
+
+register_family(GINConfig, GINModel, property_class=GINForMolecularPropertyPrediction)

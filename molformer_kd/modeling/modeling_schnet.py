@@ -1,0 +1,105 @@
+"""SchNet (Schütt et al. 2017): continuous-filter convolutions on interatomic distances, scalar atom features only.
+
+Forces are always -dE/dx. Distillation features: `node_features` (last interaction's atom features) and
+`edge_features` (the last interaction's filtered messages W(r_ij) * (W_in h_j), (E, num_filters)).
+"""
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from .auto import register_family
+from .configuration_schnet import SchNetConfig
+from .gnn3d import (
+    AtomEnergyReadout,
+    AtomisticModelOutput,
+    EnergyAndForcesMixin,
+    RadiusGraph,
+    ShiftedSoftplus,
+    cosine_cutoff,
+    gaussian_rbf,
+    init_atomistic_weights,
+)
+
+
+class SchNetInteraction(nn.Module):
+    """Interaction block: cfconv (filter network on the RBF expansion, cosine envelope) + atom-wise layers, residual."""
+
+    def __init__(self, config: SchNetConfig):
+        super().__init__()
+        self.filter_network = nn.Sequential(
+            nn.Linear(config.num_rbf, config.num_filters), ShiftedSoftplus(), nn.Linear(config.num_filters, config.num_filters)
+        )
+        self.in_projection = nn.Linear(config.hidden_size, config.num_filters, bias=False)
+        self.out_network = nn.Sequential(
+            nn.Linear(config.num_filters, config.hidden_size), ShiftedSoftplus(), nn.Linear(config.hidden_size, config.hidden_size)
+        )
+
+    def forward(self, features, graph: RadiusGraph, rbf, envelope):
+        filters = self.filter_network(rbf) * envelope.unsqueeze(-1)
+        messages = self.in_projection(features)[graph.neighbor] * filters
+        return features + self.out_network(graph.aggregate(messages)), messages
+
+
+class SchNetPreTrainedModel(PreTrainedModel):
+    config_class = SchNetConfig
+    base_model_prefix = "schnet"
+    main_input_name = "atomic_numbers"
+
+    def _init_weights(self, module):
+        init_atomistic_weights(module)
+
+
+class SchNetModel(SchNetPreTrainedModel):
+    """SchNet backbone: atom embeddings, then `num_layers` interaction blocks; returns `AtomisticModelOutput`."""
+
+    def __init__(self, config: SchNetConfig):
+        super().__init__(config)
+        self.embedding = nn.Embedding(config.max_atomic_number + 1, config.hidden_size, padding_idx=0)
+        self.interactions = nn.ModuleList(SchNetInteraction(config) for _ in range(config.num_layers))
+        self.post_init()
+
+    def forward(self, atomic_numbers, pos, atom_mask=None, output_hidden_states=None, return_dict=None):
+        if atom_mask is None:
+            atom_mask = atomic_numbers != 0
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        graph = RadiusGraph(atomic_numbers, pos, atom_mask, self.config.cutoff)
+        rbf = gaussian_rbf(graph.distances, self.config.num_rbf, self.config.cutoff)
+        envelope = cosine_cutoff(graph.distances, self.config.cutoff)
+        features = self.embedding(graph.atomic_numbers)
+        hidden_states = [graph.sequence_output(features)] if output_hidden_states else None
+        edge_features = None
+        for interaction in self.interactions:
+            features, edge_features = interaction(features, graph, rbf, envelope)
+            if hidden_states is not None:
+                hidden_states.append(graph.sequence_output(features))
+        sequence = graph.sequence_output(features)
+        token_mask = torch.cat([graph.atom_mask.new_ones(graph.batch_size, 1), graph.atom_mask], dim=1)
+        return AtomisticModelOutput(
+            last_hidden_state=sequence,
+            pooler_output=sequence[:, 0],
+            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
+            token_mask=token_mask,
+            node_features=sequence[:, 1:],
+            edge_features=edge_features,
+            edge_index=graph.edge_index_padded,
+            edge_vectors=graph.unit_vectors,
+            atom_mask=graph.atom_mask,
+        )
+
+
+class SchNetForEnergyAndForces(EnergyAndForcesMixin, SchNetPreTrainedModel):
+    """SchNet with a per-atom energy readout (E = sum of atom energies) and forces = -dE/dx."""
+
+    def __init__(self, config: SchNetConfig):
+        super().__init__(config)
+        self.schnet = SchNetModel(config)
+        self.energy_head = AtomEnergyReadout(config, ShiftedSoftplus())
+        self.post_init()
+
+
+register_family(SchNetConfig, SchNetModel, energy_class=SchNetForEnergyAndForces)
+
+__all__ = ["SchNetForEnergyAndForces", "SchNetModel", "SchNetPreTrainedModel"]

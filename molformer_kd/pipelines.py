@@ -1,0 +1,315 @@
+"""SMILES in, properties (or embeddings) out: the `molecular-property-prediction` and `molecular-embedding` pipelines.
+
+One object does everything: it holds the student and the processor saved beside it (the graph `MoleculeFeaturizer`
+of Graphormer/GIN students, the SMILES tokenizer of ST/ST-BASE students), featurizes SMILES (in DataLoader workers
+when `num_workers > 0`), pads them into the model's batch, runs the model and returns one dict per molecule:
+
+    >>> import molformer_kd
+    >>> from transformers import pipeline
+    >>> predict = pipeline("molecular-property-prediction", model="path/or/repo")
+    >>> predict(["CCO", "not a smiles"], batch_size=64)
+    [{'gap': 7.91, 'error': None}, {'gap': nan, 'error': "invalid SMILES 'not a smiles': ..."}]
+
+Predictions are in the original label units (the heads de-normalize). A molecule that cannot be parsed gets NaN
+values and an `error` string naming it; the rest of its batch is unaffected. Weights load from safetensors only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from collections.abc import Sized
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from transformers import AutoFeatureExtractor, AutoModel, AutoTokenizer, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+from transformers.tokenization_utils_base import TOKENIZER_CONFIG_FILE
+from transformers.utils import FEATURE_EXTRACTOR_NAME, cached_file
+
+from .hub import safetensors_only_from_pretrained
+from .modeling.auto import AutoModelForMolecularPropertyPrediction
+from .tokenization.collators import GraphCollator
+from .tokenization.featurization import MoleculeFeaturizer
+from .tokenization.tokenization_smiles import SmilesTokenizer
+from .tokenization.tokenization_st_base import StBaseTokenizer
+
+PREDICT, EMBED = "predict", "embed"
+MODES = (PREDICT, EMBED)
+
+
+class SafetensorsAutoModelForMolecularPropertyPrediction(AutoModelForMolecularPropertyPrediction):
+    """`AutoModelForMolecularPropertyPrediction` that loads `*.safetensors` only (used by `pipeline(...)`)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        return safetensors_only_from_pretrained(
+            AutoModelForMolecularPropertyPrediction, pretrained_model_name_or_path, *model_args, **kwargs
+        )
+
+
+class SafetensorsAutoModel(AutoModel):
+    """`AutoModel` (a bare backbone, for embeddings) that loads `*.safetensors` only."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        return safetensors_only_from_pretrained(AutoModel, pretrained_model_name_or_path, *model_args, **kwargs)
+
+
+# Tokenizer classes by the `tokenizer_class` name saved in tokenizer_config.json.
+MOLECULAR_TOKENIZERS = {cls.__name__: cls for cls in (SmilesTokenizer, StBaseTokenizer)}
+
+
+def _json_file(model_id, filename, **hub_kwargs) -> dict | None:
+    """A JSON file of a checkpoint directory or Hub repo, or None when the checkpoint has no such file."""
+    path = cached_file(str(model_id), filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def load_processor(model_id, revision: str | None = None, token: str | None = None):
+    """The processor saved with a student: its `MoleculeFeaturizer` (preprocessor_config.json, graph students) or
+    its SMILES tokenizer (tokenizer_config.json, SMILES students)."""
+    hub_kwargs = {"revision": revision, "token": token}
+    featurizer_settings = _json_file(model_id, FEATURE_EXTRACTOR_NAME, **hub_kwargs)
+    if featurizer_settings is not None:
+        if (
+            featurizer_settings.get("feature_extractor_type", MoleculeFeaturizer.__name__)
+            == MoleculeFeaturizer.__name__
+        ):
+            return MoleculeFeaturizer.from_pretrained(model_id, **hub_kwargs)
+        return AutoFeatureExtractor.from_pretrained(model_id, **hub_kwargs)
+    tokenizer_settings = _json_file(model_id, TOKENIZER_CONFIG_FILE, **hub_kwargs)
+    if tokenizer_settings is not None:
+        tokenizer_class = MOLECULAR_TOKENIZERS.get(tokenizer_settings.get("tokenizer_class"), AutoTokenizer)
+        return tokenizer_class.from_pretrained(model_id, **hub_kwargs)
+    raise OSError(
+        f"{model_id} has no processor: neither {FEATURE_EXTRACTOR_NAME} (graph featurizer) nor "
+        f"{TOKENIZER_CONFIG_FILE} (SMILES tokenizer). Save the featurizer or tokenizer beside the model with "
+        "save_pretrained(dir)."
+    )
+
+
+def _processor_kwargs(processor) -> dict:
+    """`{"feature_extractor": featurizer}` for graph students, `{"tokenizer": tokenizer}` for SMILES students."""
+    return {"feature_extractor": processor} if hasattr(processor, "featurize") else {"tokenizer": processor}
+
+
+def _accepted_inputs(model) -> set[str] | None:
+    """Keyword inputs the backbone accepts, or None if it takes **kwargs (then every batch key is passed)."""
+    parameters = inspect.signature(model.base_model.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
+
+
+class MolecularPropertyPredictionPipeline(Pipeline):
+    """Predict molecular properties (`mode="predict"`) or pooled embeddings (`mode="embed"`) from SMILES.
+
+    Call it on one SMILES (returns a dict) or a list (returns a list of dicts, in input order). Outputs:
+    - predict, regression: `{label_name: value in original units, ..., "error": None}`;
+      multi-label classification: sigmoid probabilities per label; single-label: softmax probability per class.
+    - embed: `{"embedding": float32 array (hidden_size,), "error": None}` (the global-token / pooled representation).
+    Invalid SMILES give NaN values (or `embedding=None`) and the reason in `error`.
+
+    Parameters (constructor or call): `mode`, `batch_size`, `num_workers` (DataLoader workers that featurize).
+    """
+
+    # Both are optional: `pipeline(...)` tries to load each and keeps whichever the checkpoint has.
+    _load_tokenizer = None
+    _load_feature_extractor = None
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+
+    default_mode = PREDICT
+
+    def __init__(self, model, tokenizer=None, feature_extractor=None, **kwargs):
+        if feature_extractor is None and tokenizer is None and getattr(model, "name_or_path", None):
+            # `pipeline(task, model=dir_or_repo)` could not resolve the processor through the Auto classes: load it
+            # from where the model came from.
+            processor = _processor_kwargs(load_processor(model.name_or_path))
+            tokenizer, feature_extractor = processor.get("tokenizer"), processor.get("feature_extractor")
+        super().__init__(model=model, tokenizer=tokenizer, feature_extractor=feature_extractor, **kwargs)
+        if self.feature_extractor is None and self.tokenizer is None:
+            raise ValueError(
+                "the pipeline needs the student's processor: pass feature_extractor= (a MoleculeFeaturizer, graph "
+                "students) or tokenizer= (SMILES students), or load both with "
+                "MolecularPropertyPredictionPipeline.from_pretrained(dir_or_repo)"
+            )
+        self.model.eval()
+        self._graph_collator = GraphCollator() if self.feature_extractor is not None else None
+        self._model_inputs = _accepted_inputs(self.model)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id,
+        mode: str | None = None,
+        device=None,
+        revision: str | None = None,
+        token: str | None = None,
+        **kwargs,
+    ) -> MolecularPropertyPredictionPipeline:
+        """Load the student (safetensors only) and its featurizer or tokenizer from a directory or Hub repo."""
+        mode = mode or cls.default_mode
+        hub_kwargs = {"revision": revision, "token": token}
+        model_class = AutoModelForMolecularPropertyPrediction if mode == PREDICT else AutoModel
+        model = safetensors_only_from_pretrained(model_class, model_id, **hub_kwargs)
+        components = _processor_kwargs(load_processor(model_id, **hub_kwargs))
+        task = "molecular-property-prediction" if mode == PREDICT else "molecular-embedding"
+        return cls(model=model, device=-1 if device is None else device, mode=mode, task=task, **components, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------ parameters
+
+    def _sanitize_parameters(self, mode=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"unexpected pipeline argument(s) {sorted(kwargs)}")
+        if mode is None:
+            return {}, {}, {}
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return {}, {"mode": mode}, {"mode": mode}
+
+    @property
+    def label_names(self) -> list[str]:
+        config = self.model.config
+        problem_type = getattr(config, "problem_type", None) or "regression"
+        if problem_type == "single_label_classification":
+            return [str(config.id2label[i]) for i in range(config.num_labels)]
+        names = getattr(config, "label_names", None)
+        return list(names) if names else [f"label_{i}" for i in range(config.num_labels)]
+
+    # ------------------------------------------------------------------------------------------------ stages
+
+    def preprocess(self, smiles):
+        """One SMILES -> its unpadded features (or token ids), or the reason it cannot be featurized."""
+        if not isinstance(smiles, str) or not smiles.strip():
+            return {"smiles": smiles, "features": None, "error": f"empty or non-string SMILES {smiles!r}"}
+        try:
+            if self.feature_extractor is not None:
+                features = self.feature_extractor.featurize(smiles)
+            elif isinstance(self.tokenizer, SmilesTokenizer):
+                features = self.tokenizer.encode_smiles(smiles)  # the same lists as tokenizer(smiles), less overhead
+            else:
+                features = self.tokenizer(smiles)
+        except (ValueError, KeyError, IndexError, TypeError) as err:
+            message = str(err)
+            if repr(smiles) not in message and smiles not in message:
+                message = f"SMILES {smiles!r}: {message}"
+            return {"smiles": smiles, "features": None, "error": message}
+        return {"smiles": smiles, "features": features, "error": None}
+
+    def collate(self, items: list[dict]) -> dict:
+        """Pad the valid items of a batch into one model batch; invalid ones only keep their error."""
+        valid = [i for i, item in enumerate(items) if item["error"] is None]
+        inputs = None
+        if valid:
+            features = [items[i]["features"] for i in valid]
+            if self._graph_collator is not None:
+                inputs = dict(self._graph_collator(features))
+            else:
+                # Pad to python lists and convert through numpy: BatchEncoding's own tensor conversion walks every
+                # nested list element in Python and costs more than the tiny models it feeds.
+                padded = self.tokenizer.pad(features, padding=True)
+                inputs = {key: torch.from_numpy(np.asarray(value, dtype=np.int64)) for key, value in padded.items()}
+            if self._model_inputs is not None:
+                inputs = {key: value for key, value in inputs.items() if key in self._model_inputs}
+        return {
+            "smiles": [item["smiles"] for item in items],
+            "errors": [item["error"] for item in items],
+            "valid": valid,
+            "inputs": inputs,
+        }
+
+    def _forward(self, batch, mode=None):
+        mode = mode or self.default_mode
+        values = None
+        if batch["inputs"] is not None:
+            outputs = self.model(**batch["inputs"])
+            if mode == EMBED:
+                values = outputs.pooler_output
+            else:
+                values = outputs.logits
+                problem_type = getattr(self.model.config, "problem_type", None) or "regression"
+                if problem_type == "multi_label_classification":
+                    values = torch.sigmoid(values)
+                elif problem_type == "single_label_classification":
+                    values = torch.softmax(values, dim=-1)
+            values = values.float()
+        return {**{k: batch[k] for k in ("smiles", "errors", "valid")}, "values": values}
+
+    def postprocess(self, batch_outputs, mode=None) -> list[dict]:
+        """One dict per molecule of the batch, in order."""
+        mode = mode or self.default_mode
+        values = batch_outputs["values"].numpy() if batch_outputs["values"] is not None else None
+        row_of = {index: row for row, index in enumerate(batch_outputs["valid"])}
+        names = self.label_names
+        results = []
+        for index, error in enumerate(batch_outputs["errors"]):
+            row = row_of.get(index)
+            if mode == EMBED:
+                result = {"embedding": values[row].copy() if row is not None else None}
+            elif row is None:
+                result = dict.fromkeys(names, math.nan)
+            else:
+                result = {name: float(value) for name, value in zip(names, values[row])}
+            result["error"] = error
+            results.append(result)
+        return results
+
+    # ------------------------------------------------------------------------------------------------ iteration
+
+    def run_single(self, inputs, preprocess_params, forward_params, postprocess_params):
+        batch = self.collate([self.preprocess(inputs, **preprocess_params)])
+        return self.postprocess(self.forward(batch, **forward_params), **postprocess_params)[0]
+
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        if isinstance(inputs, Sized):
+            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        else:
+            # Workers of an iterable dataset would each replay the whole stream: featurize in one worker at most.
+            dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
+            num_workers = min(num_workers, 1)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=self.collate)
+        for batch in loader:
+            yield from self.postprocess(self.forward(batch, **forward_params), **postprocess_params)
+
+    def predict(self, smiles, batch_size: int = 64, num_workers: int = 0, **kwargs) -> list[dict]:
+        """Predictions for a list of SMILES (one dict per SMILES, in order); a single SMILES gives a list of one."""
+        if isinstance(smiles, str):
+            smiles = [smiles]
+        return self(list(smiles), batch_size=batch_size, num_workers=num_workers, **kwargs)
+
+    def embed(self, smiles, batch_size: int = 64, num_workers: int = 0) -> np.ndarray:
+        """(len(smiles), hidden_size) float32 embeddings; raises naming the first invalid SMILES."""
+        outputs = self.predict(smiles, batch_size=batch_size, num_workers=num_workers, mode=EMBED)
+        errors = [output["error"] for output in outputs if output["error"] is not None]
+        if errors:
+            raise ValueError(f"{len(errors)} invalid SMILES, the first: {errors[0]}")
+        return np.stack([output["embedding"] for output in outputs])
+
+
+class MolecularEmbeddingPipeline(MolecularPropertyPredictionPipeline):
+    """The same pipeline with `mode="embed"` by default: SMILES -> pooled student representation."""
+
+    default_mode = EMBED
+
+
+PIPELINE_REGISTRY.register_pipeline(
+    "molecular-property-prediction",
+    pipeline_class=MolecularPropertyPredictionPipeline,
+    pt_model=SafetensorsAutoModelForMolecularPropertyPrediction,
+    type="text",
+)
+PIPELINE_REGISTRY.register_pipeline(
+    "molecular-embedding",
+    pipeline_class=MolecularEmbeddingPipeline,
+    pt_model=(SafetensorsAutoModelForMolecularPropertyPrediction, SafetensorsAutoModel),
+    type="text",
+)

@@ -1,0 +1,224 @@
+"""Collators: pad per-molecule graph features into the graph batch, and pair teacher/student inputs (DESIGN.md).
+
+`GraphCollator` turns a list of `MoleculeFeaturizer.featurize` dicts (or raw records, when it holds a featurizer)
+into the padded graph batch; `PairedCollator` builds `{"teacher_inputs", "student_inputs", "labels"}` for
+distillation, with a graph student (a `MoleculeFeaturizer`) or a SMILES student (a tokenizer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .featurization import GRAPH_FEATURE_KEYS, MoleculeFeaturizer, _describe
+
+
+def _as_int_array(value: Any, trailing_shape: tuple[int, ...] = ()) -> np.ndarray:
+    # Rows from `datasets` arrive as nested lists; an empty list must keep its trailing dimensions.
+    array = np.asarray(value, dtype=np.int64)
+    if array.size == 0 and trailing_shape:
+        array = array.reshape((-1, *trailing_shape))
+    return array
+
+
+def collect_labels(rows: Sequence[Mapping[str, Any]], label_columns: Sequence[str]) -> torch.Tensor:
+    """(B, T) float32 labels from the rows' label columns; a missing column or None is NaN."""
+    labels = np.full((len(rows), len(label_columns)), np.nan, dtype=np.float32)
+    for b, row in enumerate(rows):
+        for t, column in enumerate(label_columns):
+            value = row.get(column)
+            if value is not None:
+                labels[b, t] = value
+    return torch.from_numpy(labels)
+
+
+class GraphCollator:
+    r"""
+    Pads per-molecule graph features into the graph batch of DESIGN.md.
+
+    Args:
+        featurizer ([`MoleculeFeaturizer`], *optional*):
+            Used to featurize rows that are not featurized yet (SMILES strings, RDKit molecules or records
+            `{"smiles", "pos", "mol_id", ...}`). Without it every row must hold the featurizer's output keys.
+        label_columns (`Sequence[str]`, defaults to `()`):
+            Row columns stacked into `labels` (B, T) float32, NaN where a value is missing. Without label columns,
+            a row key `labels` (scalar or list) is used when every row has one.
+
+    Returns (from `__call__`) a dict of tensors: `input_nodes`, `attention_mask`, `in_degree`, `out_degree`,
+    `spatial_pos`, `attn_edge_type`, `edge_input`, `edge_index` (flattened as `b * N + i`), `edge_attr`, `pos`
+    (when the features carry coordinates) and `labels`.
+    """
+
+    def __init__(self, featurizer: MoleculeFeaturizer | None = None, label_columns: Sequence[str] = ()):
+        if isinstance(label_columns, str):
+            label_columns = [label_columns]
+        self.featurizer = featurizer
+        self.label_columns = list(label_columns)
+
+    def featurize_rows(self, rows: Sequence[Any]) -> list[Mapping[str, Any]]:
+        """Per-molecule features of each row (rows already featurized are passed through)."""
+        pending = [b for b, row in enumerate(rows) if not (isinstance(row, Mapping) and "input_nodes" in row)]
+        if pending and self.featurizer is None:
+            raise ValueError(
+                f"row {_describe(rows[pending[0]])} is not featurized (no 'input_nodes') and the GraphCollator has "
+                "no featurizer; pass GraphCollator(featurizer=MoleculeFeaturizer(...))"
+            )
+        features = list(rows)
+        if pending:  # one batched call, the featurizer's fast path
+            for b, row_features in zip(pending, self.featurizer.featurize_many([rows[b] for b in pending])):
+                features[b] = row_features
+        return features
+
+    def __call__(self, rows: Sequence[Any]) -> dict[str, torch.Tensor]:
+        if len(rows) == 0:
+            raise ValueError("cannot collate an empty list of molecules")
+        batch = self.pad(self.featurize_rows(rows))
+        labels = self.labels(rows)
+        if labels is not None:
+            batch["labels"] = labels
+        return batch
+
+    def labels(self, rows: Sequence[Any]) -> torch.Tensor | None:
+        if self.label_columns:
+            return collect_labels(rows, self.label_columns)
+        if all(isinstance(row, Mapping) and row.get("labels") is not None for row in rows):
+            labels = np.asarray([np.asarray(row["labels"], dtype=np.float32).reshape(-1) for row in rows])
+            return torch.from_numpy(labels.astype(np.float32))
+        return None
+
+    @staticmethod
+    def pad(features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Pad per-molecule features (numpy arrays or nested lists) into the graph batch tensors."""
+        num_graphs = len(features)
+        input_nodes = [_as_int_array(f["input_nodes"]) for f in features]
+        sizes = [len(x) for x in input_nodes]
+        num_atoms = max(sizes)
+        edge_inputs = [_as_int_array(f["edge_input"]) for f in features]
+        max_hops = {x.shape[2] for x in edge_inputs}
+        if len(max_hops) != 1:
+            raise ValueError(f"molecules were featurized with different multi_hop_max_dist values: {max_hops}")
+        (max_hops,) = max_hops
+        has_pos = ["pos" in f and f["pos"] is not None for f in features]
+        if any(has_pos) and not all(has_pos):
+            missing = [b for b, has in enumerate(has_pos) if not has]
+            raise ValueError(f"some molecules of the batch carry 'pos' and others (rows {missing}) do not")
+
+        padded_nodes = np.zeros((num_graphs, num_atoms, input_nodes[0].shape[1]), dtype=np.int64)
+        attention_mask = np.zeros((num_graphs, num_atoms), dtype=np.int64)
+        degree = np.zeros((num_graphs, num_atoms), dtype=np.int64)
+        spatial_pos = np.zeros((num_graphs, num_atoms, num_atoms), dtype=np.int64)
+        attn_edge_type = np.zeros((num_graphs, num_atoms, num_atoms, 3), dtype=np.int64)
+        edge_input = np.zeros((num_graphs, num_atoms, num_atoms, max_hops, 3), dtype=np.int64)
+        pos = np.zeros((num_graphs, num_atoms, 3), dtype=np.float32) if has_pos[0] else None
+        edge_index, edge_attr = [], []
+        for b, (f, n) in enumerate(zip(features, sizes)):
+            padded_nodes[b, :n] = input_nodes[b]
+            attention_mask[b, :n] = 1
+            degree[b, :n] = _as_int_array(f["degree"])
+            spatial_pos[b, :n, :n] = _as_int_array(f["spatial_pos"])
+            attn_edge_type[b, :n, :n] = _as_int_array(f["attn_edge_type"])
+            edge_input[b, :n, :n] = edge_inputs[b]
+            edge_index.append(_as_int_array(f["edge_index"]).reshape(2, -1) + b * num_atoms)
+            edge_attr.append(_as_int_array(f["edge_attr"], (3,)))
+            if pos is not None:
+                pos[b, :n] = np.asarray(f["pos"], dtype=np.float32)
+        degree_tensor = torch.from_numpy(degree)
+        batch = {
+            "input_nodes": torch.from_numpy(padded_nodes),
+            "attention_mask": torch.from_numpy(attention_mask),
+            "in_degree": degree_tensor,
+            "out_degree": degree_tensor.clone(),
+            "spatial_pos": torch.from_numpy(spatial_pos),
+            "attn_edge_type": torch.from_numpy(attn_edge_type),
+            "edge_input": torch.from_numpy(edge_input),
+            "edge_index": torch.from_numpy(np.concatenate(edge_index, axis=1)),
+            "edge_attr": torch.from_numpy(np.concatenate(edge_attr, axis=0)),
+        }
+        if pos is not None:
+            batch["pos"] = torch.from_numpy(pos)
+        return batch
+
+
+def _is_featurizer(encoder: Any) -> bool:
+    return isinstance(encoder, MoleculeFeaturizer)
+
+
+class PairedCollator:
+    r"""
+    Builds the paired distillation batch `{"teacher_inputs", "student_inputs", "labels"}` from dataset rows
+    `{"smiles", "pos", <label columns>, "mol_id"}`.
+
+    Args:
+        teacher_featurizer ([`MoleculeFeaturizer`]):
+            The teacher's featurizer; with `use_3d=True` every row needs `pos` (a clear error names the row
+            otherwise) and `teacher_inputs` carries `pos`.
+        student_encoder ([`MoleculeFeaturizer`] or a SMILES tokenizer):
+            A featurizer gives a graph `student_inputs` (2D unless it has `use_3d=True`); anything else is called
+            as `student_encoder(list_of_smiles, padding=True, return_tensors="pt")` and gives the SMILES batch.
+        label_columns (`Sequence[str]`, defaults to `()`):
+            Row columns stacked into `labels` (B, T), NaN where missing; no `labels` key without label columns.
+
+    Atom j of the teacher must be atom j of the student: the collator checks the atom counts of every molecule
+    (graph student, or a tokenizer that returns `atom_mask`) and raises naming the SMILES when they differ.
+    """
+
+    def __init__(
+        self,
+        teacher_featurizer: MoleculeFeaturizer,
+        student_encoder: MoleculeFeaturizer | Callable,
+        label_columns: Sequence[str] = (),
+    ):
+        if not _is_featurizer(teacher_featurizer):
+            raise TypeError(f"teacher_featurizer must be a MoleculeFeaturizer, got {type(teacher_featurizer)}")
+        if isinstance(label_columns, str):
+            label_columns = [label_columns]
+        self.teacher_featurizer = teacher_featurizer
+        self.student_encoder = student_encoder
+        self.label_columns = list(label_columns)
+
+    def _student_shares_teacher_graph(self) -> bool:
+        # A 2D student featurized with the teacher's settings gets exactly the teacher's graph arrays.
+        student, teacher = self.student_encoder, self.teacher_featurizer
+        return (
+            not student.use_3d
+            and student.multi_hop_max_dist == teacher.multi_hop_max_dist
+            and student.max_spatial == teacher.max_spatial
+            and student.feature_scheme == teacher.feature_scheme
+        )
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if len(rows) == 0:
+            raise ValueError("cannot collate an empty list of molecules")
+        for row in rows:
+            if not isinstance(row, Mapping) or "smiles" not in row:
+                raise ValueError(f"PairedCollator expects dataset rows with a 'smiles' key, got {row!r:.200}")
+        teacher_features = self.teacher_featurizer.featurize_many(rows)
+        teacher_atoms = np.array([len(f["input_nodes"]) for f in teacher_features])
+        batch = {"teacher_inputs": GraphCollator.pad(teacher_features)}
+
+        if _is_featurizer(self.student_encoder):
+            if self._student_shares_teacher_graph():
+                student_features = [{key: f[key] for key in GRAPH_FEATURE_KEYS} for f in teacher_features]
+            else:
+                student_features = self.student_encoder.featurize_many(rows)
+            student_atoms = np.array([len(f["input_nodes"]) for f in student_features])
+            batch["student_inputs"] = GraphCollator.pad(student_features)
+        else:
+            encoded = self.student_encoder([row["smiles"] for row in rows], padding=True, return_tensors="pt")
+            batch["student_inputs"] = dict(encoded)
+            atom_mask = batch["student_inputs"].get("atom_mask")
+            student_atoms = None if atom_mask is None else atom_mask.sum(dim=1).numpy()
+        if student_atoms is not None:
+            mismatched = np.nonzero(student_atoms != teacher_atoms)[0]
+            if len(mismatched):
+                b = int(mismatched[0])
+                raise ValueError(
+                    f"molecule {_describe(rows[b])}: the teacher has {teacher_atoms[b]} atoms but the student "
+                    f"{student_atoms[b]}; teacher atom j must be student atom j (atom rule, DESIGN.md)"
+                )
+        if self.label_columns:
+            batch["labels"] = collect_labels(rows, self.label_columns)
+        return batch

@@ -1,0 +1,587 @@
+"""Graph featurization of molecules: OGB atom/bond features, Graphormer spatial and multi-hop edge encodings.
+
+One molecule becomes a dict of unpadded numpy arrays (see `MoleculeFeaturizer.featurize`); `GraphCollator`
+(collators.py) pads a list of them into the graph batch of DESIGN.md. `MoleculeFeaturizer.featurize_many` (also
+behind `featurizer(list)`) is the fast path: it featurizes a chunk of molecules with one set of numpy operations. Every categorical value is stored as
+`value + 1` so that 0 always means padding / "no bond".
+
+Atom rule (DESIGN.md, SPEC §3), shared with the SMILES parser (`smiles_grammar`): the atoms are the atoms of
+the SMILES in order of appearance, except that a hydrogen written as an atom (`[H]`, `[2H]`, `[H+]`, any isotope,
+charge or class) with exactly one bond, to a non-hydrogen atom, is folded into that neighbour's hydrogen count.
+Every other hydrogen atom stays an atom: a lone proton (`[H+].[Cl-]` has two atoms), both atoms of `[H][H]`,
+bridging hydrogens of degree 2. So drug-like SMILES give exactly their heavy atoms in SMILES order.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from rdkit import Chem, rdBase
+from rdkit.Chem import rdchem
+from transformers import AutoFeatureExtractor, FeatureExtractionMixin
+
+from ..data.molecules import apply_atom_rule
+
+# OGB (ogb.utils.features) allowable feature lists, in OGB's order. The last entry of each list is the "misc"
+# bucket that every value outside the list falls into; chirality and bond stereo have no "misc" in OGB, so values
+# RDKit added since OGB (e.g. CHI_SQUAREPLANAR, STEREOATROPCW) fall into their last entry.
+OGB_ATOMIC_NUM = list(range(1, 119)) + ["misc"]
+OGB_CHIRALITY = ["CHI_UNSPECIFIED", "CHI_TETRAHEDRAL_CW", "CHI_TETRAHEDRAL_CCW", "CHI_OTHER", "misc"]
+OGB_DEGREE = list(range(11)) + ["misc"]
+OGB_FORMAL_CHARGE = list(range(-5, 6)) + ["misc"]
+OGB_NUM_HS = list(range(9)) + ["misc"]
+OGB_NUM_RADICAL_ELECTRONS = list(range(5)) + ["misc"]
+OGB_HYBRIDIZATION = ["SP", "SP2", "SP3", "SP3D", "SP3D2", "misc"]
+OGB_IS_AROMATIC = [False, True]
+OGB_IS_IN_RING = [False, True]
+OGB_BOND_TYPE = ["SINGLE", "DOUBLE", "TRIPLE", "AROMATIC", "misc"]
+OGB_BOND_STEREO = ["STEREONONE", "STEREOZ", "STEREOE", "STEREOCIS", "STEREOTRANS", "STEREOANY"]
+OGB_IS_CONJUGATED = [False, True]
+
+ATOM_FEATURE_DIMS = [
+    len(OGB_ATOMIC_NUM),
+    len(OGB_CHIRALITY),
+    len(OGB_DEGREE),
+    len(OGB_FORMAL_CHARGE),
+    len(OGB_NUM_HS),
+    len(OGB_NUM_RADICAL_ELECTRONS),
+    len(OGB_HYBRIDIZATION),
+    len(OGB_IS_AROMATIC),
+    len(OGB_IS_IN_RING),
+]  # [119, 5, 12, 12, 10, 6, 6, 2, 2]
+BOND_FEATURE_DIMS = [len(OGB_BOND_TYPE), len(OGB_BOND_STEREO), len(OGB_IS_CONJUGATED)]  # [5, 6, 2]
+ATOM_FEATURE_NAMES = (
+    "atomic_num",
+    "chirality",
+    "degree",
+    "formal_charge",
+    "num_hs",
+    "num_radical_electrons",
+    "hybridization",
+    "is_aromatic",
+    "is_in_ring",
+)
+BOND_FEATURE_NAMES = ("bond_type", "bond_stereo", "is_conjugated")
+
+# Keys of one featurized molecule that hold integer graph features (everything but `pos`).
+GRAPH_FEATURE_KEYS = (
+    "input_nodes",
+    "edge_index",
+    "edge_attr",
+    "degree",
+    "spatial_pos",
+    "attn_edge_type",
+    "edge_input",
+)
+
+
+# Feature values are turned into OGB index + 1 by one lookup in a table per feature: entry `v + offset` holds the
+# index + 1 of raw value v (an integer, or an RDKit enum's integer value). Values outside the table are clipped to
+# its first or last entry, which are "misc" for every feature that can take such values.
+_LOOKUP_WIDTH = 256
+
+
+def _listed_index(allowed: list) -> callable:
+    return lambda value: allowed.index(value) if value in allowed[:-1] else len(allowed) - 1
+
+
+def _enum_index(enum_type, allowed: list) -> callable:
+    names = {value: member.name for value, member in enum_type.values.items()}
+    return lambda value: allowed.index(names[value]) if names.get(value) in allowed else len(allowed) - 1
+
+
+def _lookup_tables(index_functions: list, offsets: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat concatenated lookup tables, and per-feature (shift, low, high) to index them from raw values."""
+    tables = [
+        [index_of(position - offset) + 1 for position in range(_LOOKUP_WIDTH)]
+        for index_of, offset in zip(index_functions, offsets)
+    ]
+    start = np.arange(len(tables), dtype=np.int64)[:, None] * _LOOKUP_WIDTH
+    shift = start + np.array(offsets, dtype=np.int64)[:, None]
+    return np.array(tables, dtype=np.int64).ravel(), shift, start, start + _LOOKUP_WIDTH - 1
+
+
+_ATOM_LOOKUP, _ATOM_SHIFT, _ATOM_LOW, _ATOM_HIGH = _lookup_tables(
+    [
+        _listed_index(OGB_ATOMIC_NUM),
+        _enum_index(rdchem.ChiralType, OGB_CHIRALITY),
+        _listed_index(OGB_DEGREE),
+        _listed_index(OGB_FORMAL_CHARGE),
+        _listed_index(OGB_NUM_HS),
+        _listed_index(OGB_NUM_RADICAL_ELECTRONS),
+        _enum_index(rdchem.HybridizationType, OGB_HYBRIDIZATION),
+        _listed_index(OGB_IS_AROMATIC + ["unused"]),
+        _listed_index(OGB_IS_IN_RING + ["unused"]),
+    ],
+    offsets=[0, 0, 0, _LOOKUP_WIDTH // 2, 0, 0, 0, 0, 0],
+)
+# Bond types are read as bond orders (`Bond.GetBondTypeAsDouble` is 3x cheaper than the enum getter) and looked up
+# by twice the order: SINGLE 2, AROMATIC 3, DOUBLE 4, TRIPLE 6; every other type falls into "misc". The few other
+# types whose order collides with these (dative 1.0, ONEANDAHALF 1.5) or that it rejects (THREECENTER, ...) are read
+# through the enum, see `_READ_ENUMS`.
+_OGB_BOND_ORDER = {"SINGLE": 1.0, "DOUBLE": 2.0, "TRIPLE": 3.0, "AROMATIC": 1.5}
+_ORDER_OF_BOND_TYPE = {
+    member: _OGB_BOND_ORDER.get(member.name, 0.0) for member in rdchem.BondType.values.values()
+}  # 0.0 ("misc") for the non-OGB types
+_BOND_LOOKUP, _BOND_SHIFT, _, _ = _lookup_tables(
+    [
+        _listed_index([int(2 * _OGB_BOND_ORDER[name]) for name in OGB_BOND_TYPE[:-1]] + ["misc"]),
+        _enum_index(rdchem.BondStereo, OGB_BOND_STEREO),
+        _listed_index(OGB_IS_CONJUGATED + ["unused"]),
+    ],
+    offsets=[0, 0, 0],
+)
+
+
+# Per-atom reads, in OGB order without chirality and radicals (read only where they can be set, see `_READ_ENUMS`)
+# and degree (RDKit's total degree = H count + bonded heavy atoms, filled from the bonds and the H count).
+_ATOM_GETTERS = (
+    rdchem.Atom.GetAtomicNum,
+    rdchem.Atom.GetFormalCharge,
+    rdchem.Atom.GetTotalNumHs,
+    rdchem.Atom.GetHybridization,
+    rdchem.Atom.GetIsAromatic,
+    rdchem.Atom.IsInRing,
+)
+_ATOM_ROWS = [0, 3, 4, 6, 7, 8]  # rows of `_ATOM_GETTERS` in the (9, atoms) OGB feature matrix
+_CHIRALITY_ROW, _DEGREE_ROW, _NUM_HS_ROW, _RADICAL_ROW = 1, 2, 4, 5
+
+# The chirality and bond stereo enums and the bond type enum cost 3x a plain getter each. A SMILES sets a chiral tag
+# only with `@`, a bond stereo only with `/` or `\`, and a bond type whose order is ambiguous (dative) only with
+# `->`/`<-`; CXSMILES extensions (after `|`) can set all three. Parsed SMILES without these characters therefore
+# have CHI_UNSPECIFIED atoms, STEREONONE bonds and OGB bond types given by their order; everything else (and every
+# RDKit molecule passed in) is read through the enums. Likewise RDKit gives radical electrons only to atoms without
+# implicit hydrogens, which a SMILES writes in brackets: radicals are read only for SMILES with `[`.
+# A test checks that these shortcuts give the same arrays as reading everything.
+_READ_ENUMS = re.compile(r"[@/\\<>|]")
+
+# Unreachable pairs (other fragments) have distance `Chem.GetDistanceMatrix`'s 1e8, larger than any molecule.
+_UNREACHABLE = 10**8
+# `featurize_many` works on chunks of molecules with about this many atom pairs in all (64 drug-like molecules):
+# large enough to amortize the numpy calls, small enough to keep the (bonds x atoms) next-hop table in cache and
+# bound the memory that large molecules take.
+_CHUNK_PAIRS = 32_768
+
+
+def _describe(source: Any) -> str:
+    """Name of a molecule for error messages: its SMILES (and mol_id for records)."""
+    if isinstance(source, Mapping):
+        name = repr(source.get("smiles"))
+        if source.get("mol_id") is not None:
+            name += f" (mol_id {source['mol_id']!r})"
+        return name
+    if isinstance(source, Chem.Mol):
+        return repr(Chem.MolToSmiles(source))
+    return repr(source)
+
+
+def smiles_to_mol(smiles: str) -> Chem.Mol:
+    """Parse a SMILES with RDKit and apply the atom rule; raises `ValueError` naming the SMILES if invalid."""
+    if not isinstance(smiles, str):
+        raise TypeError(f"expected a SMILES string, got {type(smiles).__name__}: {smiles!r}")
+    with rdBase.BlockLogs():  # the ValueError below reports failures; RDKit's own messages would be noise
+        mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"invalid SMILES {smiles!r}: RDKit could not parse or sanitize it")
+    return apply_atom_rule(mol, name=repr(smiles))
+
+
+class MoleculeFeaturizer(FeatureExtractionMixin):
+    r"""
+    Turns SMILES (or RDKit molecules, or records `{"smiles", "pos", "mol_id"}`) into Graphormer/GIN graph features.
+
+    Saved with `save_pretrained` as `preprocessor_config.json` next to every graph checkpoint and loaded back with
+    `MoleculeFeaturizer.from_pretrained` or, once `molformer_kd` is imported, `AutoFeatureExtractor.from_pretrained`.
+
+    Args:
+        multi_hop_max_dist (`int`, defaults to 5):
+            H, the number of bonds along each shortest path kept in `edge_input` (Graphormer's multi-hop edge
+            encoding); pairs further apart keep their first H bonds.
+        max_spatial (`int`, defaults to 20):
+            Cap of the shortest-path distance in `spatial_pos`: a distance d is stored as `min(d, max_spatial) + 1`
+            and unreachable pairs (different fragments) as `max_spatial + 2`, so a spatial-encoding table needs
+            `max_spatial + 3` rows (row 0 = padding). 20 bonds is Graphormer's `spatial_pos_max` and leaves drug-like
+            molecules uncapped (the largest diameter among 20,000 MOSES test molecules is 17 bonds).
+        feature_scheme (`str`, defaults to `"ogb"`):
+            Atom/bond feature scheme; `"ogb"` (the 9 atom and 3 bond features of `ogb.utils.features`) is the one
+            implemented. The vocabulary sizes are `ATOM_FEATURE_DIMS` and `BOND_FEATURE_DIMS`.
+        use_3d (`bool`, defaults to `False`):
+            Whether the features carry heavy-atom coordinates `pos` (N, 3) for 3D teachers. When True every
+            molecule needs coordinates (a record's `pos`, the `pos` argument, or an RDKit conformer); when False
+            record coordinates are ignored so that 2D students never see them.
+    """
+
+    model_input_names = (
+        "input_nodes",
+        "attention_mask",
+        "in_degree",
+        "out_degree",
+        "spatial_pos",
+        "attn_edge_type",
+        "edge_input",
+        "edge_index",
+        "edge_attr",
+        "pos",
+    )
+
+    def __init__(
+        self,
+        multi_hop_max_dist: int = 5,
+        max_spatial: int = 20,
+        feature_scheme: str = "ogb",
+        use_3d: bool = False,
+        **kwargs,
+    ):
+        kwargs.pop("feature_extractor_type", None)  # written by to_dict, it names this class
+        super().__init__(**kwargs)
+        if feature_scheme != "ogb":
+            raise ValueError(f"feature_scheme={feature_scheme!r} is not supported; the implemented scheme is 'ogb'")
+        if int(multi_hop_max_dist) < 1:
+            raise ValueError(f"multi_hop_max_dist must be >= 1, got {multi_hop_max_dist}")
+        if int(max_spatial) < 1:
+            raise ValueError(f"max_spatial must be >= 1, got {max_spatial}")
+        self.multi_hop_max_dist = int(multi_hop_max_dist)
+        self.max_spatial = int(max_spatial)
+        self.feature_scheme = feature_scheme
+        self.use_3d = bool(use_3d)
+
+    @property
+    def atom_feature_dims(self) -> list[int]:
+        return list(ATOM_FEATURE_DIMS)
+
+    @property
+    def bond_feature_dims(self) -> list[int]:
+        return list(BOND_FEATURE_DIMS)
+
+    @property
+    def num_spatial(self) -> int:
+        """Rows a spatial-position embedding needs: pad, distances 0..max_spatial, unreachable."""
+        return self.max_spatial + 3
+
+    def without_3d(self) -> MoleculeFeaturizer:
+        """A copy with the same settings and `use_3d=False` (the 2D student's featurizer)."""
+        other = copy.deepcopy(self)
+        other.use_3d = False
+        return other
+
+    # ------------------------------------------------------------------------------------------------ one molecule
+
+    def featurize(
+        self, mol_or_smiles: str | Chem.Mol, pos: Sequence[Sequence[float]] | np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Features of one molecule as unpadded numpy arrays (N heavy atoms, E = 2 x bonds directed edges).
+
+        Returns a dict with
+            `input_nodes` (N, 9) int64: OGB atom features + 1;
+            `edge_index` (2, E) int64: local atom indices, both directions of every bond (u->v then v->u);
+            `edge_attr` (E, 3) int64: OGB bond features + 1 of each directed edge;
+            `degree` (N,) int64: number of bonded heavy atoms + 1;
+            `spatial_pos` (N, N) int64: `min(d, max_spatial) + 1`, `max_spatial + 2` if unreachable;
+            `attn_edge_type` (N, N, 3) int64: bond features + 1 of the bond i-j, 0 where there is none;
+            `edge_input` (N, N, H, 3) int64: bond features + 1 of the k-th bond of a shortest path i -> j for
+                k < min(d, H), 0 beyond;
+            `pos` (N, 3) float32: coordinates, when given (or taken from the molecule's conformer with `use_3d`).
+
+        `featurize_many` gives the same arrays for many molecules at once, several times faster.
+        """
+        return self._featurize_chunk([self._load(mol_or_smiles, pos)])[0]
+
+    def _load(self, source: str | Chem.Mol, pos: Any) -> tuple[Chem.Mol, bool, bool, np.ndarray | None]:
+        """The molecule after the atom rule, whether its enum properties and its radicals must be read (see
+        `_READ_ENUMS`), and its checked coordinates."""
+        if isinstance(source, Chem.Mol):
+            mol = apply_atom_rule(source)
+            read_enums = read_radicals = True
+            if pos is None and self.use_3d and mol.GetNumConformers() > 0:
+                pos = mol.GetConformer().GetPositions()
+        else:
+            mol = smiles_to_mol(source)
+            read_enums = _READ_ENUMS.search(source) is not None
+            read_radicals = "[" in source
+        if pos is None:
+            if self.use_3d:
+                raise ValueError(
+                    f"molecule {_describe(source)} has no 3D coordinates but the featurizer has use_3d=True"
+                )
+            return mol, read_enums, read_radicals, None
+        pos = np.asarray(pos, dtype=np.float32)
+        num_atoms = mol.GetNumAtoms()
+        if pos.shape != (num_atoms, 3):
+            raise ValueError(
+                f"molecule {_describe(source)}: pos has shape {pos.shape}, expected ({num_atoms}, 3) "
+                "(one row per heavy atom in SMILES order)"
+            )
+        if not np.isfinite(pos).all():
+            raise ValueError(f"molecule {_describe(source)}: pos contains NaN or infinite values")
+        return mol, read_enums, read_radicals, pos
+
+    def _load_record(self, record: Mapping[str, Any] | str | Chem.Mol) -> tuple[Chem.Mol, bool, bool, Any]:
+        if not isinstance(record, Mapping):
+            return self._load(record, None)
+        if "smiles" not in record:
+            raise KeyError(f"record has no 'smiles' key (keys: {sorted(record)})")
+        pos = record.get("pos") if self.use_3d else None
+        if self.use_3d and pos is None:
+            raise ValueError(
+                f"row {_describe(record)} has no 'pos' but the featurizer has use_3d=True (3D teacher); "
+                "generate conformers for it (molformer_kd.data) or drop the row"
+            )
+        try:
+            return self._load(record["smiles"], pos)
+        except ValueError as err:
+            if record.get("mol_id") is None:
+                raise
+            raise ValueError(f"{err} [mol_id {record['mol_id']!r}]") from err
+
+    # ------------------------------------------------------------------------------------------------ many molecules
+
+    def featurize_record(self, record: Mapping[str, Any] | str | Chem.Mol) -> dict[str, np.ndarray]:
+        """Features of a SMILES, an RDKit molecule or a record `{"smiles", "pos", "mol_id"}` (pos used iff use_3d)."""
+        return self._featurize_chunk([self._load_record(record)])[0]
+
+    def featurize_many(self, records: Sequence[Mapping[str, Any] | str | Chem.Mol]) -> list[dict[str, np.ndarray]]:
+        """`featurize_record` of every element, computed a chunk of molecules at a time (the fast path).
+
+        The arrays equal those of `featurize` / `featurize_record`; each molecule's arrays are contiguous views
+        into arrays shared by its chunk.
+        """
+        features, chunk, chunk_pairs = [], [], 0
+        for record in records:
+            loaded = self._load_record(record)
+            num_pairs = loaded[0].GetNumAtoms() ** 2
+            if chunk and chunk_pairs + num_pairs > _CHUNK_PAIRS:
+                features += self._featurize_chunk(chunk)
+                chunk, chunk_pairs = [], 0
+            chunk.append(loaded)
+            chunk_pairs += num_pairs
+        if chunk:
+            features += self._featurize_chunk(chunk)
+        return features
+
+    def __call__(self, molecules, return_tensors: str | None = None, **kwargs):
+        """Featurize a SMILES / Mol / record or a list of them (with `featurize_many`).
+
+        Returns a list of per-molecule feature dicts, or with `return_tensors="pt"` the padded graph batch
+        (a `BatchFeature`, see `GraphCollator`).
+        """
+        if isinstance(molecules, (str, Chem.Mol, Mapping)):
+            molecules = [molecules]
+        features = self.featurize_many(molecules)
+        if return_tensors is None:
+            return features
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors={return_tensors!r} is not supported; use None or 'pt'")
+        from transformers import BatchFeature
+
+        from .collators import GraphCollator
+
+        return BatchFeature(GraphCollator(**kwargs)(features))
+
+    def _featurize_chunk(self, loaded: list[tuple[Chem.Mol, bool, bool, Any]]) -> list[dict[str, np.ndarray]]:
+        # Python-level RDKit calls dominate the cost: each property is read with one `map` per molecule into a list
+        # for the whole chunk; all the rest is numpy on the chunk's concatenated atoms, bonds and atom pairs
+        # (molecule m owns pairs pair_start[m] + i * n_m + j), then cut into per-molecule views.
+        atom_columns = [[] for _ in _ATOM_GETTERS]
+        chirality, radicals, begin, end, bond_order, stereo, conjugated = [], [], [], [], [], [], []
+        distances, atom_counts, bond_counts = [], [], []
+        for mol, read_enums, read_radicals, _ in loaded:
+            num_atoms, num_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
+            atom_counts.append(num_atoms)
+            bond_counts.append(num_bonds)
+            atoms = list(map(mol.GetAtomWithIdx, range(num_atoms)))
+            for column, getter in zip(atom_columns, _ATOM_GETTERS):
+                column += map(getter, atoms)
+            if read_radicals:
+                radicals += map(rdchem.Atom.GetNumRadicalElectrons, atoms)
+            else:
+                radicals += itertools.repeat(0, num_atoms)
+            bonds = list(map(mol.GetBondWithIdx, range(num_bonds)))
+            begin += map(rdchem.Bond.GetBeginAtomIdx, bonds)
+            end += map(rdchem.Bond.GetEndAtomIdx, bonds)
+            conjugated += map(rdchem.Bond.GetIsConjugated, bonds)
+            if read_enums:
+                chirality += map(rdchem.Atom.GetChiralTag, atoms)
+                bond_order += map(_ORDER_OF_BOND_TYPE.__getitem__, map(rdchem.Bond.GetBondType, bonds))
+                stereo += map(rdchem.Bond.GetStereo, bonds)
+            else:
+                chirality += itertools.repeat(0, num_atoms)  # CHI_UNSPECIFIED
+                bond_order += map(rdchem.Bond.GetBondTypeAsDouble, bonds)
+                stereo += itertools.repeat(0, num_bonds)  # STEREONONE
+            # RDKit's C++ all-pairs BFS; unreachable pairs (other fragments) get _UNREACHABLE.
+            distances.append(Chem.GetDistanceMatrix(mol).ravel())
+
+        sizes = np.array(atom_counts, dtype=np.int64)
+        bond_counts = np.array(bond_counts, dtype=np.int64)
+        atom_start = np.cumsum(sizes) - sizes
+        bond_start = np.cumsum(bond_counts) - bond_counts
+        pair_counts = sizes * sizes
+        pair_start = np.cumsum(pair_counts) - pair_counts
+
+        # Bonds: global bond g gives directed edges 2g (begin -> end) and 2g + 1 (end -> begin).
+        num_bonds = len(begin)
+        bond_molecule = np.repeat(np.arange(len(loaded)), bond_counts)
+        edge_source = np.empty(2 * num_bonds, dtype=np.int64)
+        edge_source[0::2] = begin
+        edge_source[1::2] = end
+        edge_target = edge_source.reshape(num_bonds, 2)[:, ::-1].ravel()
+        edge_molecule = bond_molecule.repeat(2)
+        edge_bond_id = np.arange(2, 2 * num_bonds + 2) // 2  # global bond index + 1
+        bond_raw = np.array([bond_order, stereo, conjugated], dtype=np.float64).reshape(3, num_bonds)
+        bond_raw[0] *= 2
+        # Row g + 1 holds the features + 1 of bond g; row 0 (no bond) is all zeros.
+        bond_table = np.zeros((num_bonds + 1, 3), dtype=np.int64)
+        bond_table[1:] = _BOND_LOOKUP.take(bond_raw.astype(np.int64) + _BOND_SHIFT).T
+        # Each molecule's edge_index block holds its 2b sources then its 2b targets, so it reshapes to (2, 2b).
+        edge_slot = np.arange(2 * num_bonds) + (2 * bond_start).repeat(2 * bond_counts)
+        edge_index = np.empty(4 * num_bonds, dtype=np.int64)
+        edge_index[edge_slot] = edge_source
+        edge_index[edge_slot + (2 * bond_counts).repeat(2 * bond_counts)] = edge_target
+        edge_atom_start = atom_start.take(edge_molecule)
+        degree = np.bincount(edge_source + edge_atom_start, minlength=int(sizes.sum()))
+
+        # Atoms: a (9, atoms) matrix of raw values, looked up in one `take`.
+        atom_raw = np.empty((len(ATOM_FEATURE_DIMS), len(chirality)), dtype=np.int64)
+        atom_raw[_ATOM_ROWS] = atom_columns
+        atom_raw[_CHIRALITY_ROW] = chirality
+        atom_raw[_RADICAL_ROW] = radicals
+        np.add(atom_raw[_NUM_HS_ROW], degree, out=atom_raw[_DEGREE_ROW])  # OGB degree = RDKit's total degree
+        atom_raw += _ATOM_SHIFT
+        np.clip(atom_raw, _ATOM_LOW, _ATOM_HIGH, out=atom_raw)
+        input_nodes = _ATOM_LOOKUP.take(atom_raw.T)
+        degree_feature = degree + 1
+
+        # Atom pairs.
+        distance = np.concatenate(distances).astype(np.int64)
+        edge_size = sizes.take(edge_molecule)
+        edge_pair = pair_start.take(edge_molecule) + edge_source * edge_size + edge_target  # pair (i, k) of i -> k
+        bond_id = np.zeros(len(distance), dtype=np.int64)  # bond index + 1 of the bond i-j, 0 if none
+        bond_id[edge_pair] = edge_bond_id
+        spatial_pos = np.minimum(distance, self.max_spatial + 1)
+        spatial_pos += 1  # d + 1 for d <= max_spatial; max_spatial + 2 for longer and unreachable pairs
+        spatial_pos[(distance > self.max_spatial) & (distance < _UNREACHABLE)] = self.max_spatial + 1
+        path_bond_ids = _chunk_shortest_path_bond_ids(
+            distance, sizes, pair_start, edge_molecule, edge_source, edge_target, edge_bond_id, self.multi_hop_max_dist
+        )
+        attn_edge_type = _take_rows(bond_table, bond_id)
+        edge_input = _take_rows(bond_table, path_bond_ids)
+        edge_attr = _take_rows(bond_table, edge_bond_id)
+
+        features = []
+        max_hops = self.multi_hop_max_dist
+        for (*_, pos), n, b, a0, e0, p0 in zip(
+            loaded,
+            atom_counts,
+            bond_counts.tolist(),
+            atom_start.tolist(),
+            (2 * bond_start).tolist(),
+            pair_start.tolist(),
+        ):
+            a1, e1, p1 = a0 + n, e0 + 2 * b, p0 + n * n
+            molecule = {
+                "input_nodes": input_nodes[a0:a1],
+                "edge_index": edge_index[2 * e0 : 2 * e1].reshape(2, 2 * b),
+                "edge_attr": edge_attr[e0:e1],
+                "degree": degree_feature[a0:a1],
+                "spatial_pos": spatial_pos[p0:p1].reshape(n, n),
+                "attn_edge_type": attn_edge_type[p0:p1].reshape(n, n, 3),
+                "edge_input": edge_input[p0:p1].reshape(n, n, max_hops, 3),
+            }
+            if pos is not None:
+                molecule["pos"] = pos
+            features.append(molecule)
+        return features
+
+
+def _take_rows(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`table.take(index, axis=0)` for a C-contiguous 2D table, 2x faster: each row is moved as one opaque item."""
+    rows = table.view(np.dtype((np.void, table.shape[1] * table.itemsize))).ravel()
+    return rows.take(index).view(table.dtype).reshape(*index.shape, table.shape[1])
+
+
+def _chunk_shortest_path_bond_ids(
+    distance: np.ndarray,
+    sizes: np.ndarray,
+    pair_start: np.ndarray,
+    edge_molecule: np.ndarray,
+    edge_source: np.ndarray,
+    edge_target: np.ndarray,
+    edge_bond_id: np.ndarray,
+    max_hops: int,
+) -> np.ndarray:
+    """`shortest_path_bond_ids` of several molecules at once, as (pairs, max_hops).
+
+    Molecule m (`sizes[m]` atoms) owns the atom pairs `pair_start[m] + i * sizes[m] + j`; `distance` (pairs,) holds
+    their shortest-path lengths (any value above the atom count if unreachable). Directed bond e goes from local
+    atom `edge_source[e]` to `edge_target[e]` of molecule `edge_molecule[e]` and has id `edge_bond_id[e]` (> 0).
+
+    The next hop of a pair (i, j) is a bond i -> k with d(k, j) = d(i, j) - 1, found by comparing every directed bond
+    with every target j of its molecule (a (bonds x atoms) table, not atoms^3). Then all pairs walk their paths in
+    lockstep: a pair is tracked by the index of (current atom, j); `hop_to` moves it one bond along and `first_bond`
+    names the bond it crosses. A pair that has arrived (or cannot arrive) stays in place with bond id 0.
+    """
+    num_pairs = len(distance)
+    path = np.zeros((num_pairs, max_hops), dtype=np.int64)
+    longest = distance.max(initial=0)
+    if longest > sizes.max(initial=0):  # unreachable pairs exist; they never take a step, so only reachable ones count
+        longest = distance[distance <= sizes.max()].max()
+    num_hops = min(max_hops, int(longest))
+    if num_hops > 0:
+        # Entry t = table_start[e] + j of the table is bond e: i -> k and target j; it moves pair (i, j) to (k, j).
+        edge_size = sizes.take(edge_molecule)
+        table_start = np.cumsum(edge_size) - edge_size
+        first_row = pair_start.take(edge_molecule) + edge_source * edge_size  # pair (i, 0)
+        from_pair = np.arange(int(edge_size.sum())) + (first_row - table_start).repeat(edge_size)
+        to_pair = from_pair + ((edge_target - edge_source) * edge_size).repeat(edge_size)
+        closer = np.flatnonzero(distance.take(to_pair) == distance.take(from_pair) - 1)
+        # Several bonds may lead closer to j; one entry per pair is kept, and any one is a shortest path.
+        chosen = np.full(num_pairs, -1, dtype=np.int64)
+        chosen[from_pair.take(closer)] = closer
+        moves = chosen >= 0
+        hop_to = np.where(moves, to_pair.take(chosen), np.arange(num_pairs))
+        first_bond = np.where(moves, edge_bond_id.repeat(edge_size).take(chosen), 0)
+        pair = np.arange(num_pairs)
+        for hop in range(num_hops):
+            path[:, hop] = first_bond.take(pair)
+            pair = hop_to.take(pair)
+    return path
+
+
+def shortest_path_bond_ids(
+    distance: np.ndarray, edge_index: np.ndarray, bond_id: np.ndarray, max_hops: int
+) -> np.ndarray:
+    """(N, N, max_hops) ids (bond index + 1) of the first `min(d(i, j), max_hops)` bonds of a shortest path
+    i -> j; 0 beyond the path, on the diagonal and for unreachable pairs (the path `featurize` encodes).
+
+    `distance` (N, N) holds shortest-path lengths (any value > N for unreachable pairs), `edge_index` (2, E) the
+    directed bonds and `bond_id` (N, N) the bond index + 1 of each bonded pair.
+    """
+    num_atoms = distance.shape[0]
+    source, target = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
+    path = _chunk_shortest_path_bond_ids(
+        np.asarray(distance, dtype=np.int64).ravel(),
+        np.array([num_atoms]),
+        np.zeros(1, dtype=np.int64),
+        np.zeros(len(source), dtype=np.int64),
+        source,
+        target,
+        bond_id[source, target],
+        max_hops,
+    )
+    return path.reshape(num_atoms, num_atoms, max_hops)
+
+
+def register_featurizer(config_class) -> None:
+    """Register `MoleculeFeaturizer` with `AutoFeatureExtractor` for a model config class.
+
+    transformers resolves `feature_extractor_type` of a preprocessor_config.json by class name among the built-in
+    extractors and then among the values of `FEATURE_EXTRACTOR_MAPPING._extra_content`, which only
+    `AutoFeatureExtractor.register(config_class, ...)` fills. One registration therefore makes every saved
+    featurizer loadable by `AutoFeatureExtractor.from_pretrained(dir)`; registering each graph model's config also
+    lets a checkpoint directory whose preprocessor config lacks the type fall back on its `config.json`.
+    """
+    AutoFeatureExtractor.register(config_class, MoleculeFeaturizer, exist_ok=True)

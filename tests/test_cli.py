@@ -1,0 +1,160 @@
+"""`molformer-kd predict|embed`: streamed files in, exactly one output row per input row, errors in a column."""
+
+import csv
+import gzip
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from fixtures_students import LABEL_NAMES, save_tiny_gin_student
+
+import molformer_kd  # noqa: F401  (registers the model families)
+from molformer_kd.cli import main, read_smiles
+from molformer_kd.data.qm9 import read_embedded_qm9
+from molformer_kd.pipelines import MolecularPropertyPredictionPipeline
+
+# Invalid for different reasons: unclosed ring, unknown element, pentavalent carbon, unbalanced branch, empty,
+# non-kekulizable aromatic ring.
+INVALID_SMILES = ["C1CC", "CXc", "C(C)(C)(C)(C)C", "CC(C", "", "c1cccc1"]
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny_gin_cli")
+    save_tiny_gin_student(directory)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """The CLI runs here with `--threads 1` (robust on a busy 2-core machine); give the next tests their setting."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def qm9_smiles():
+    _, records = read_embedded_qm9()
+    return [record["smiles"] for record in records]
+
+
+def write_csv_gz(path, smiles):
+    with gzip.open(path, "wt", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["mol_id", "SMILES", "note"])
+        for i, smi in enumerate(smiles):
+            writer.writerow([f"m{i}", smi, "quoted, with a comma"])
+
+
+def read_csv_columns(path):
+    """Columns of a CSV output as lists of strings."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {column: [row[column] for row in rows] for column in rows[0]}
+
+
+def to_floats(values):
+    return np.array([float(v) if v else np.nan for v in values])
+
+
+def test_10k_rows_with_1_percent_invalid_keep_count_order_and_errors(tmp_path, student_dir, qm9_smiles):
+    n_rows, n_invalid = 10_000, 100
+    rng = np.random.default_rng(0)
+    invalid_rows = np.sort(rng.choice(n_rows, size=n_invalid, replace=False))
+    smiles = [qm9_smiles[i % len(qm9_smiles)] for i in range(n_rows)]
+    for k, row in enumerate(invalid_rows):
+        smiles[row] = INVALID_SMILES[k % len(INVALID_SMILES)]
+    input_path, output_path = tmp_path / "mols.csv.gz", tmp_path / "preds.parquet"
+    write_csv_gz(input_path, smiles)
+
+    code = main(
+        ["predict", "--model", str(student_dir), "--input", str(input_path), "--output", str(output_path)]
+        + ["--batch-size", "256", "--chunk-size", "3000", "--threads", "1", "--quiet"]
+    )
+    assert code == 0
+    table = pq.read_table(output_path).to_pydict()
+    assert len(table["row"]) == n_rows
+    assert table["row"] == list(range(n_rows))
+    assert table["smiles"] == smiles
+    errors = table["error"]
+    assert [i for i, e in enumerate(errors) if e is not None] == invalid_rows.tolist()
+    for row in invalid_rows:
+        assert repr(smiles[row]) in errors[row]
+        assert all(table[name][row] is None for name in LABEL_NAMES)
+
+    reference = MolecularPropertyPredictionPipeline.from_pretrained(student_dir)
+    unique = sorted(set(qm9_smiles))
+    by_smiles = dict(zip(unique, reference(unique, batch_size=256)))
+    valid = np.setdiff1d(np.arange(n_rows), invalid_rows)
+    for name in LABEL_NAMES:
+        got = np.array([table[name][i] for i in valid])
+        want = np.array([by_smiles[smiles[i]][name] for i in valid])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_smi_input_embed_to_csv_with_names(tmp_path, student_dir):
+    lines = ["CCO ethanol", "C1CC broken ring", "", "c1ccncc1 pyridine", "O"]
+    input_path, output_path = tmp_path / "mols.smi", tmp_path / "emb.csv"
+    input_path.write_text("\n".join(lines) + "\n")
+    assert main(["embed", "--model", str(student_dir), "--input", str(input_path), "--output", str(output_path)]) == 0
+    with open(output_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["smiles"] for row in rows] == ["CCO", "C1CC", "c1ccncc1", "O"]  # the blank line is not a row
+    assert [row["name"] for row in rows] == ["ethanol", "broken ring", "pyridine", ""]
+    assert [bool(row["error"]) for row in rows] == [False, True, False, False]
+    embedding_columns = [c for c in rows[0] if c.startswith("embedding_")]
+    reference = MolecularPropertyPredictionPipeline.from_pretrained(student_dir).embed(["CCO", "c1ccncc1", "O"])
+    assert len(embedding_columns) == reference.shape[1]
+    got = np.array([[float(rows[i][c]) for c in embedding_columns] for i in (0, 2, 3)])
+    np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-5)
+    assert all(rows[1][c] == "" for c in embedding_columns)
+
+
+def test_reader_and_errors_name_the_file(tmp_path, student_dir, capsys):
+    tsv = tmp_path / "mols.tsv"
+    tsv.write_text("id\tsmiles\n1\tCCO\n\n2\n")
+    assert list(read_smiles(tsv)) == [("CCO", None), ("", None)]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,structure\n1,CCO\n")
+    assert main(["predict", "--model", str(student_dir), "--input", str(bad), "--output", str(tmp_path / "o.csv")]) == 1
+    message = capsys.readouterr().err
+    assert str(bad) in message and "'smiles'" in message and "--smiles-column" in message
+    assert (
+        main(["predict", "--model", str(student_dir), "--input", str(bad), "--output", str(tmp_path / "o.json")]) == 1
+    )
+    assert "unsupported output format" in capsys.readouterr().err
+
+
+def test_accelerate_two_processes_shard_and_merge_in_order(tmp_path, student_dir, qm9_smiles):
+    smiles = qm9_smiles[:57] + ["C1CC"] + qm9_smiles[57:80]  # odd count: the shards differ in length
+    input_path = tmp_path / "mols.csv"
+    input_path.write_text("smiles\n" + "\n".join(smiles) + "\n")
+    single, sharded = tmp_path / "single.csv", tmp_path / "sharded.csv"
+    common = ["--model", str(student_dir), "--input", str(input_path), "--batch-size", "8", "--chunk-size", "16"]
+    common += ["--threads", "1"]
+    assert main(["predict", *common, "--output", str(single), "--quiet"]) == 0
+
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
+    result = subprocess.run(
+        [*launch, "-m", "molformer_kd.cli", "predict", *common, "--output", str(sharded), "--quiet"],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    expected, got = read_csv_columns(single), read_csv_columns(sharded)
+    assert got["row"] == expected["row"] == [str(i) for i in range(len(smiles))]
+    assert got["smiles"] == expected["smiles"] == smiles
+    assert got["error"] == expected["error"] and bool(got["error"][57])
+    for name in LABEL_NAMES:  # different batch compositions: equal up to float rounding
+        np.testing.assert_allclose(to_floats(got[name]), to_floats(expected[name]), rtol=1e-5, atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir() if ".shard-" in p.name] == []  # merged shards are deleted

@@ -1,0 +1,299 @@
+"""distill.py: start-up validation, tiny end-to-end stage chains, 2-process DDP vs 1 process, push to a local hub."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModel
+
+from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction
+from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
+from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularPropertyPrediction
+from molformer_kd.tokenization.featurization import MoleculeFeaturizer
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+sys.path.insert(0, str(REPO))
+import distill
+
+pytest_plugins = ["fixtures_hub"]
+
+# Settings that make a stage a few seconds on 2 CPU cores.
+FAST = {
+    "max_train_samples": 48,
+    "max_test_samples": 24,
+    "max_steps": 3,
+    "per_device_train_batch_size": 8,
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "disable_tqdm": True,
+}
+
+
+def write_config(tmp_path, base: str | None = None, name="config.yaml", **changes) -> Path:
+    values = yaml.safe_load((CONFIGS / base).read_text()) if base else {}
+    values["output_dir"] = str(tmp_path / "run")
+    values.update(changes)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def plan(path):
+    return distill.plan_from_cli(["--config", str(path)])
+
+
+# The graph/SMILES distillation configs of this layer (configs/gnn_kd_* belong to the 3D-GNN energy/force task).
+MOLECULAR_CONFIGS = sorted(p.name for prefix in ("ccmd_", "stkd_", "dnd_") for p in CONFIGS.glob(f"{prefix}*.yaml"))
+
+
+@pytest.mark.parametrize("config", MOLECULAR_CONFIGS)
+def test_example_configs_validate(tmp_path, config):
+    # The full-size configs train in bf16 on a GPU; TrainingArguments refuses bf16 on a CPU-only machine.
+    cpu = {"bf16": False, "use_cpu": True} if not torch.cuda.is_available() else {}
+    run = plan(write_config(tmp_path, config, **cpu))
+    assert [stage.name for stage in run.stages] == yaml.safe_load((CONFIGS / config).read_text())["stages"]
+
+
+BAD_CONFIGS = {
+    "unknown objective": ({"objectives": {"task": {}, "ccmdx": {}}}, "unknown objective 'ccmdx'"),
+    "bad objective option": ({"objectives": {"ccmd": {"variant": "fancy"}}}, "variant must be one of"),
+    "unknown option": ({"objectives": {"ccmd": {"temperature": 2}}}, "bad options"),
+    "unknown stage": ({"stages": ["teacher", "distil"]}, "unknown stage"),
+    "unknown key": ({"learning_rat": 0.1}, "not used by the HfArgumentParser"),
+    "bad stage override": ({"stage_overrides": {"distill": {"learning_rat": 0.1}}}, "bad TrainingArguments overrides"),
+    "missing teacher": (
+        {"stages": ["distill"], "teacher_name_or_path": "/nonexistent/teacher"},
+        "missing teacher checkpoint '/nonexistent/teacher'",
+    ),
+    "unknown model type": ({"student_config": {"model_type": "graphormer2"}}, "unknown model_type 'graphormer2'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_configs_fail_at_startup(tmp_path, case):
+    changes, message = BAD_CONFIGS[case]
+    with pytest.raises(ValueError, match=message):
+        plan(write_config(tmp_path, "ccmd_graphormer3d_to_graphormer2d_tiny.yaml", **changes))
+
+
+@pytest.mark.parametrize(
+    "objectives,message",
+    [
+        ({"stkd_feature": {"pairs": [[4, 1]]}}, "needs teacher layer 4"),
+        ({"stkd_attention": {"pairs": [[3, 2]]}}, "needs student layer 2"),
+        ({"stkd_attention": {"pairs": [[3, 0]]}}, "biased layer"),
+    ],
+)
+def test_stkd_pairs_beyond_layer_counts_fail_at_startup(tmp_path, objectives, message):
+    with pytest.raises(ValueError, match=message):
+        plan(write_config(tmp_path, "stkd_graphormer_to_smiles_transformer_tiny.yaml", objectives=objectives))
+
+
+def test_bad_config_exits_before_loading_anything(tmp_path):
+    path = write_config(
+        tmp_path,
+        "ccmd_graphormer3d_to_gin_tiny.yaml",
+        stages=["distill"],
+        teacher_name_or_path=str(tmp_path / "no_teacher"),
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "distill.py"), "--config", str(path)],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert "missing teacher checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def log_history(stage_dir):
+    return json.loads((Path(stage_dir) / "trainer_state.json").read_text())["log_history"]
+
+
+def test_ccmd_gin_chain_teacher_distill_finetune_evaluate(tmp_path):
+    path = write_config(
+        tmp_path, "ccmd_graphormer3d_to_gin_tiny.yaml", stages=["teacher", "distill", "finetune", "evaluate"], **FAST
+    )
+    distill.main(["--config", str(path)])
+    run = tmp_path / "run"
+    for stage in ("teacher", "distill", "finetune"):
+        model = AutoModelForMolecularPropertyPrediction.from_pretrained(run / stage)
+        assert (run / stage / "model.safetensors").is_file()
+        assert MoleculeFeaturizer.from_pretrained(run / stage).use_3d == (stage == "teacher")
+        assert model.config.label_names == ["gap"]
+    distill_logs = [e for e in log_history(run / "distill") if "loss" in e]
+    assert len(distill_logs) == 3 and all({"task", "ccmd_global", "ccmd_local"} <= set(e) for e in distill_logs)
+    # The exported student holds no CCMD projection (GIN width 32 == teacher width 32 here anyway) and no teacher.
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    assert metrics["model"] == str(run / "finetune")
+    assert metrics["metrics"]["test"]["gap_count"] == 24
+    assert 0 < metrics["metrics"]["test"]["gap_mae"] < 10
+
+
+def test_dnd_chain_denoise_distill_finetune(tmp_path):
+    path = write_config(
+        tmp_path,
+        "dnd_graphormer3d_to_gin_tiny.yaml",
+        stages=["denoise", "distill", "finetune"],
+        objectives={"dnd": {"mode": "graph"}},
+        **FAST,
+    )
+    distill.main(["--config", str(path)])
+    run = tmp_path / "run"
+    assert all("task" in e for e in log_history(run / "denoise") if "loss" in e)
+    distill_logs = [e for e in log_history(run / "distill") if "loss" in e]
+    assert distill_logs and all("dnd_graph" in e and "task" not in e for e in distill_logs)
+    # The distilled GIN backbone is what fine-tuning starts from.
+    distilled = AutoModel.from_pretrained(run / "distill")
+    assert distilled.config.model_type == "molformer_gin"
+    assert (run / "finetune" / "model.safetensors").is_file()
+
+
+def test_stkd_chain_graph_teacher_to_smiles_student_with_initial_stage(tmp_path):
+    fast = {**FAST, "max_steps": 4}
+    path = write_config(
+        tmp_path,
+        "stkd_graphormer_to_smiles_transformer_tiny.yaml",
+        stages=["teacher", "distill"],
+        initial_stage_epochs=0.25,
+        **fast,
+    )  # 48 rows / batch 8 = 6 steps per epoch
+    distill.main(["--config", str(path)])
+    logs = [e for e in log_history(tmp_path / "run" / "distill") if "loss" in e]
+    assert len(logs) == 4 and all({"task", "stkd_feature", "stkd_attention"} <= set(e) for e in logs)
+    for entry in logs[:2]:  # epoch < 0.25: initial stage weights (task 0, alpha 1, beta 4)
+        assert entry["loss"] == pytest.approx(entry["stkd_feature"] + 4 * entry["stkd_attention"], rel=1e-4)
+    for entry in logs[2:]:  # then the configured weights (task 1, alpha 0.5, beta 2)
+        expected = entry["task"] + 0.5 * entry["stkd_feature"] + 2 * entry["stkd_attention"]
+        assert entry["loss"] == pytest.approx(expected, rel=1e-4)
+    student = AutoModelForMolecularPropertyPrediction.from_pretrained(tmp_path / "run" / "distill")
+    assert student.config.model_type == "molformer_smiles_transformer"
+
+
+def test_two_processes_match_one_process(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` (gloo, CPU) with batch 4 per process logs the same losses as
+    one process with batch 8: same data order, molecule-weighted loss, DDP-averaged gradients."""
+    teacher_dir = tmp_path / "teacher"
+    torch.manual_seed(0)
+    GraphormerForMolecularPropertyPrediction(
+        GraphormerConfig.from_preset("tiny", geometry="3d", num_labels=1)
+    ).save_pretrained(teacher_dir)
+    MoleculeFeaturizer(use_3d=True, max_spatial=32).save_pretrained(teacher_dir)
+    common = {
+        "stages": ["distill"],
+        "teacher_name_or_path": str(teacher_dir),
+        "max_train_samples": 64,
+        "learning_rate": 1e-2,
+        "lr_scheduler_type": "constant",
+        "max_steps": 6,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "student_config": {
+            "model_type": "molformer_graphormer",
+            "preset": "tiny",
+            "geometry": "2d",
+            "hidden_size": 16,
+            "num_attention_heads": 2,
+            "ffn_size": 16,
+        },
+    }
+    one = write_config(
+        tmp_path,
+        "ccmd_graphormer3d_to_graphormer2d_tiny.yaml",
+        name="one.yaml",
+        per_device_train_batch_size=8,
+        **common,
+    )
+    two = write_config(
+        tmp_path,
+        "ccmd_graphormer3d_to_graphormer2d_tiny.yaml",
+        name="two.yaml",
+        per_device_train_batch_size=4,
+        **common,
+    )
+    two_values = yaml.safe_load(two.read_text())
+    two_values["output_dir"] = str(tmp_path / "run_two")
+    two.write_text(yaml.safe_dump(two_values))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        "29517",
+    ]
+    result = subprocess.run(
+        [*launch, str(REPO / "distill.py"), "--config", str(two)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    distill.main(["--config", str(one)])
+    single = [e for e in log_history(tmp_path / "run" / "distill") if "loss" in e]
+    double = [e for e in log_history(tmp_path / "run_two" / "distill") if "loss" in e]
+    assert len(single) == len(double) == 6
+    for a, b in zip(single, double):
+        for key in ("loss", "task", "ccmd_global", "ccmd_local"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (key, single, double)
+
+
+def test_push_student_to_local_hub(tmp_path, hub_env, hub_python):
+    from fixtures_students import save_tiny_gin_student
+
+    student_dir = tmp_path / "student"
+    save_tiny_gin_student(student_dir)
+    path = write_config(
+        tmp_path,
+        None,
+        stages=["evaluate"],
+        evaluate_name_or_path=str(student_dir),
+        label_columns=["gap", "homo"],
+        max_test_samples=16,
+        use_cpu=True,
+        push_to_hub=True,
+        hub_model_id="tester/tiny-gin-student",
+        report_to="none",
+        disable_tqdm=True,
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "distill.py"), "--config", str(path)],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=hub_env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    listing = hub_python(
+        """
+        import sys
+        from huggingface_hub import HfApi, hf_hub_download
+        print(sorted(HfApi().list_repo_files(sys.argv[1])))
+        print(open(hf_hub_download(sys.argv[1], "README.md")).read())
+        """,
+        args=["tester/tiny-gin-student"],
+    ).stdout
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md"):
+        assert name in listing
+    assert "gap_mae" in listing

@@ -1,0 +1,148 @@
+"""The molecular-property-prediction / molecular-embedding pipelines against the model run on the collator's batch."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from fixtures_students import (
+    LABEL_NAMES,
+    save_tiny_gin_student,
+    save_tiny_st_student,
+    tiny_gin_student,
+    tiny_st_student,
+)
+from transformers import pipeline
+
+import molformer_kd  # noqa: F401  (registers the model families)
+from molformer_kd.hub import UnsafeCheckpointError
+from molformer_kd.pipelines import MolecularEmbeddingPipeline, MolecularPropertyPredictionPipeline
+from molformer_kd.tokenization.collators import GraphCollator
+from molformer_kd.tokenization.featurization import MoleculeFeaturizer
+from molformer_kd.tokenization.tokenization_smiles import SmilesTokenizer
+
+SMILES = ["CC(=O)Oc1ccccc1C(=O)O", "C1CC1N", "OCC#N", "c1ccncc1", "CC[C@H](N)C(=O)O", "[NH4+].[Cl-]", "O"]
+INVALID = ["C1CC", "not a smiles", "", "c1cccc1"]
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny_gin")
+    save_tiny_gin_student(directory)
+    return directory
+
+
+def collated_outputs(model, smiles):
+    featurizer = MoleculeFeaturizer()
+    batch = GraphCollator()([featurizer.featurize(s) for s in smiles])
+    with torch.no_grad():
+        return model(**{k: v for k, v in batch.items() if k != "labels"})
+
+
+def as_matrix(results, names=LABEL_NAMES):
+    return np.array([[result[name] for name in names] for result in results])
+
+
+def test_predictions_equal_model_logits_on_collated_batch():
+    model = tiny_gin_student()
+    pipe = MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(), device=-1)
+    results = pipe(SMILES, batch_size=len(SMILES))
+    expected = collated_outputs(model, SMILES).logits.numpy()
+    assert [sorted(r) for r in results] == [sorted([*LABEL_NAMES, "error"])] * len(SMILES)
+    assert all(r["error"] is None for r in results)
+    np.testing.assert_allclose(as_matrix(results), expected, rtol=1e-6, atol=1e-6)
+    # Batch size does not change a molecule's prediction (eval mode, padding masked).
+    np.testing.assert_allclose(as_matrix(pipe(SMILES, batch_size=3)), expected, rtol=1e-5, atol=1e-5)
+    single = pipe(SMILES[0])
+    assert isinstance(single, dict)
+    np.testing.assert_allclose([single[n] for n in LABEL_NAMES], expected[0], rtol=1e-5, atol=1e-5)
+
+
+def test_smiles_transformer_predictions_equal_model_logits_on_the_tokenizer_batch(tmp_path):
+    model = tiny_st_student()
+    tokenizer = SmilesTokenizer()
+    pipe = MolecularPropertyPredictionPipeline(model=model, tokenizer=tokenizer, device=-1)
+    smiles = SMILES + ["C1CC"]  # the RDKit-free SMILES parser rejects the unclosed ring too
+    results = pipe(smiles, batch_size=len(smiles))
+    with torch.no_grad():
+        expected = model(**tokenizer(SMILES, padding=True, return_tensors="pt")).logits.numpy()
+    np.testing.assert_allclose(as_matrix(results[:-1]), expected, rtol=1e-5, atol=1e-5)
+    assert "C1CC" in results[-1]["error"] and math.isnan(results[-1]["gap"])
+    # From a directory: the saved tokenizer comes back with the model.
+    save_tiny_st_student(tmp_path)
+    for loaded in (
+        pipeline("molecular-property-prediction", model=str(tmp_path), device=-1),
+        MolecularPropertyPredictionPipeline.from_pretrained(tmp_path),
+    ):
+        assert isinstance(loaded.tokenizer, SmilesTokenizer) and loaded.feature_extractor is None
+        np.testing.assert_allclose(as_matrix(loaded(SMILES, batch_size=3)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_invalid_smiles_get_a_per_item_error_and_do_not_disturb_the_batch():
+    model = tiny_gin_student()
+    pipe = MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(), device=-1)
+    mixed = [SMILES[0], INVALID[0], SMILES[1], INVALID[1], INVALID[2], SMILES[2], INVALID[3], None]
+    results = pipe.predict(mixed, batch_size=4)
+    assert len(results) == len(mixed)
+    valid_rows = [0, 2, 5]
+    for row, (smiles, result) in enumerate(zip(mixed, results)):
+        if row in valid_rows:
+            assert result["error"] is None
+        else:
+            assert result["error"] and repr(smiles) in result["error"], result
+            assert all(math.isnan(result[name]) for name in LABEL_NAMES)
+    expected = collated_outputs(model, [mixed[i] for i in valid_rows]).logits.numpy()
+    np.testing.assert_allclose(as_matrix([results[i] for i in valid_rows]), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_embedding_mode_returns_the_pooled_representation(student_dir):
+    model = tiny_gin_student()
+    expected = collated_outputs(model, SMILES).pooler_output.numpy()
+    embed = pipeline("molecular-embedding", model=str(student_dir), device=-1)
+    assert isinstance(embed, MolecularEmbeddingPipeline)
+    results = embed(SMILES + ["C1CC"], batch_size=4)
+    np.testing.assert_allclose(np.stack([r["embedding"] for r in results[:-1]]), expected, rtol=1e-5, atol=1e-5)
+    assert results[-1]["embedding"] is None and "C1CC" in results[-1]["error"]
+    predict = MolecularPropertyPredictionPipeline.from_pretrained(student_dir)
+    np.testing.assert_allclose(predict.embed(SMILES), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="C1CC"):
+        predict.embed(["CCO", "C1CC"])
+
+
+def test_one_object_from_a_directory_loads_model_and_featurizer(student_dir):
+    expected = collated_outputs(tiny_gin_student(), SMILES).logits.numpy()
+    from_factory = pipeline("molecular-property-prediction", model=str(student_dir), device=-1)
+    from_class = MolecularPropertyPredictionPipeline.from_pretrained(student_dir)
+    for pipe in (from_factory, from_class):
+        assert isinstance(pipe, MolecularPropertyPredictionPipeline)
+        assert isinstance(pipe.feature_extractor, MoleculeFeaturizer) and pipe.tokenizer is None
+        np.testing.assert_allclose(as_matrix(pipe(SMILES, batch_size=8)), expected, rtol=1e-5, atol=1e-5)
+    # Featurizing in DataLoader worker processes gives the same predictions in the same order.
+    workers = from_class(SMILES + INVALID, batch_size=2, num_workers=2)
+    np.testing.assert_allclose(as_matrix(workers[: len(SMILES)]), expected, rtol=1e-5, atol=1e-5)
+    assert all(r["error"] for r in workers[len(SMILES) :])
+
+
+def test_multi_label_classification_outputs_probabilities():
+    torch.manual_seed(0)
+    model = tiny_gin_student()
+    model.config.problem_type = "multi_label_classification"
+    pipe = MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(), device=-1)
+    logits = collated_outputs(model, SMILES).logits
+    np.testing.assert_allclose(as_matrix(pipe(SMILES, batch_size=8)), torch.sigmoid(logits).numpy(), rtol=1e-5)
+
+
+def test_pickle_only_checkpoint_is_refused(tmp_path):
+    model = tiny_gin_student()
+    model.config.save_pretrained(tmp_path)
+    MoleculeFeaturizer().save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(UnsafeCheckpointError, match="pytorch_model.bin"):
+        MolecularPropertyPredictionPipeline.from_pretrained(tmp_path)
+    with pytest.raises((UnsafeCheckpointError, ValueError), match="safetensors"):
+        pipeline("molecular-property-prediction", model=str(tmp_path), device=-1)
+
+
+def test_pipeline_needs_a_processor():
+    with pytest.raises(ValueError, match="processor"):
+        MolecularPropertyPredictionPipeline(model=tiny_gin_student(), device=-1)
