@@ -2,6 +2,8 @@
 
     accelerate launch distill.py --config configs/ccmd_graphormer3d_to_graphormer2d_tiny.yaml
 
+The task follows the dataset: molecular properties (`qm9_embedded`, `qm9`, .csv/.sdf files; graph and SMILES
+models) or energies and forces (`qm9_xtb` or a QM9/xTB .npz; SchNet/PaiNN, configs/gnn_kd_*.yaml).
 The config (YAML or JSON) holds, flat, the keys of `ModelArguments`, `DataArguments`, `DistillationArguments`,
 `StageArguments` (molformer_kd/distillation/arguments.py) and `transformers.TrainingArguments`. Stages
 (`teacher`, `denoise`, `distill`, `finetune`, `evaluate`) run in the listed order and chain through
@@ -62,12 +64,8 @@ def card_info(run, summaries) -> dict:
             info["objective"] = json.dumps(summary["objectives"])
         if summary["stage"] == "evaluate":
             info["metrics"] = summary["metrics"]
-            label = run.data_args.label_columns[0]
-            info["parity"] = {
-                "y_true": summary["targets"][:, 0].tolist(),
-                "y_pred": summary["predictions"][:, 0].tolist(),
-                "label": label,
-            }
+            if "parity" in summary:  # property tasks: true vs predicted first label
+                info["parity"] = summary["parity"]
     info["training"] = " -> ".join(s["stage"] for s in summaries)
     if run.stage_args.hub_card_description:
         info["description"] = run.stage_args.hub_card_description
@@ -94,9 +92,9 @@ def main(argv=None):
     except ValueError as error:  # a bad config: one clear line at start-up, no traceback
         print(f"distill.py: error: {error}", file=sys.stderr)
         sys.exit(2)
-    logger.info("stages: %s", " -> ".join(f"{p.name} ({p.output_dir})" for p in run.stages))
+    logger.info("%s task, stages: %s", run.kind.name, " -> ".join(f"{p.name} ({p.output_dir})" for p in run.stages))
 
-    records = load_records(run.data_args)
+    records = load_records(run.data_args, run.kind)
     summaries = [run_stage(run, plan, records) for plan in run.stages]
 
     training_args = run.training_args

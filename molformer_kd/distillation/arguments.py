@@ -38,7 +38,7 @@ class ModelArguments:
 class DataArguments:
     dataset: str = field(
         default="qm9_embedded",
-        metadata={"help": "'qm9_embedded' (ships with the package), 'qm9' (qm9pack), or a .csv/.sdf path."},
+        metadata={"help": "'qm9_embedded' (ships with the package), 'qm9' (qm9pack), a .csv/.sdf path, or 'qm9_xtb' / a QM9-xTB .npz path (energies and forces)."},
     )
     label_columns: list[str] = field(default_factory=lambda: ["gap"], metadata={"help": "Label columns to learn."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the random split of files without splits."})

@@ -3,19 +3,27 @@
 What a stage runner needs for 3D-GNN distillation besides the generic trainer: models configured with the
 training set's energy statistics (`data.xtb.energy_statistics`), the paired point-cloud collator
 (`data.xtb.PointCloudCollator(paired=True)`), the KD-GNN metrics on a split and the inference throughput.
+`EnergyForcesTask` bundles them as the task kind `distill.py`'s stages dispatch to (see `stages.TaskKind`).
 """
 
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from ..data.xtb import EnergyForceMetrics, PointCloudCollator
+from ..data.xtb import EnergyForceMetrics, PointCloudCollator, energy_statistics, load_qm9_xtb
 from ..modeling import modeling_painn, modeling_schnet  # noqa: F401  (register the families with the Auto classes)
 from ..modeling.auto import AutoModelForEnergyAndForces
 
-__all__ = ["build_energy_model", "evaluate_energy_forces", "inference_throughput"]
+__all__ = [
+    "EnergyForcesTask",
+    "SingleModelPointCloudCollator",
+    "build_energy_model",
+    "evaluate_energy_forces",
+    "inference_throughput",
+]
 
 _INPUT_KEYS = ("atomic_numbers", "pos", "atom_mask")
 
@@ -49,8 +57,13 @@ def evaluate_energy_forces(model, dataset, batch_size: int = 64) -> dict[str, fl
         with torch.no_grad():
             outputs = model(**inputs)
         labels = batch["labels"]
-        metrics.update(outputs.energy, outputs.forces, labels["energy"].to(device), labels["forces"].to(device),
-                       inputs["atom_mask"])
+        metrics.update(
+            outputs.energy,
+            outputs.forces,
+            labels["energy"].to(device),
+            labels["forces"].to(device),
+            inputs["atom_mask"],
+        )
     return metrics.compute()
 
 
@@ -74,3 +87,64 @@ def inference_throughput(model, dataset, batch_size: int = 64, repeats: int = 2)
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - start)
     return len(dataset) / best
+
+
+class SingleModelPointCloudCollator:
+    """Point-cloud rows -> `{"student_inputs": inputs, "labels": {"energy", "forces"}}`: the `DistillationTrainer`
+    batch of the stages that train one model without a teacher (teacher, finetune)."""
+
+    def __init__(self):
+        self.pad = PointCloudCollator()
+
+    def __call__(self, rows) -> dict:
+        inputs = self.pad(rows)
+        labels = inputs.pop("labels", None)
+        return {"student_inputs": inputs} if labels is None else {"student_inputs": inputs, "labels": labels}
+
+
+class EnergyForcesTask:
+    """The energy/force task kind of `distill.py` (KD-GNN): SchNet/PaiNN `...ForEnergyAndForces` models trained on
+    QM9/xTB point clouds (`dataset: qm9_xtb`, or the path of a .npz written by `data.xtb.build_qm9_xtb`).
+
+    Models take point-cloud batches directly, so there is no featurizer or tokenizer (processors are None). Rows
+    always carry their energy and forces; the batches hold them as `labels`, read only by the `energy_forces`
+    objective. The teacher is loaded with its energy head: `vanilla1`/`vanilla2` distil its energies and forces.
+    """
+
+    name = "energy_forces"
+    description = "energy/force"
+    datasets_hint = "energy/force models (painn, schnet) need dataset 'qm9_xtb' or a QM9/xTB .npz path"
+    auto_class = AutoModelForEnergyAndForces
+    teacher_auto_class = AutoModelForEnergyAndForces
+    task_objective = "energy_forces"
+
+    @staticmethod
+    def handles(dataset: str) -> bool:
+        return dataset == "qm9_xtb" or dataset.endswith(".npz")
+
+    def load_records(self, data_args):
+        path = None if data_args.dataset == "qm9_xtb" else Path(data_args.dataset)
+        return load_qm9_xtb(path, split_seed=data_args.split_seed)
+
+    def statistics(self, train_rows) -> dict:
+        return energy_statistics(train_rows)
+
+    def new_processor(self, config):
+        return None
+
+    def load_processor(self, path):
+        return None
+
+    def collator(self, processor):
+        return SingleModelPointCloudCollator()
+
+    def paired_collator(self, teacher_processor, student_processor, with_labels: bool):
+        return PointCloudCollator(paired=True)
+
+    def compute_metrics(self, config):
+        return None  # the head has no logits; `evaluate` reports the KD-GNN metrics
+
+    def evaluate(self, model, processor, rows, args, split: str) -> dict:
+        """KD-GNN metrics (energy MAE meV, force MAE meV/A, force cosine, EFwT %) of `model` on `rows`."""
+        model.to(args.device)
+        return {"metrics": {split: evaluate_energy_forces(model, rows, batch_size=args.per_device_eval_batch_size)}}

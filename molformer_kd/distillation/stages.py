@@ -6,6 +6,10 @@ one stage. Every training stage is a `DistillationTrainer` run (the supervised t
 fine-tuned student are "students" trained with the `task` objective alone), writes its checkpoints under
 `{output_dir}/{stage}/checkpoint-*` and its model with `save_pretrained` (safetensors) plus the featurizer or
 tokenizer in `{output_dir}/{stage}`, loadable with `from_pretrained`.
+
+What differs between tasks (which data, which head, which batches, which metrics) is a `TaskKind` chosen from the
+dataset: `PropertyTask` (molecular property regression, graph/SMILES models) or `energy_forces.EnergyForcesTask`
+(energies and forces of QM9/xTB conformations, SchNet/PaiNN). The stages themselves are task-agnostic.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from transformers import (
@@ -36,7 +42,7 @@ from ..tokenization.collators import GraphCollator, PairedCollator, collect_labe
 from ..tokenization.featurization import MoleculeFeaturizer
 from ..tokenization.tokenization_smiles import register_tokenizers
 from .arguments import STAGES, DataArguments, DistillationArguments, ModelArguments, StageArguments
-from .objectives import TaskObjective
+from .energy_forces import EnergyForcesTask
 from .registry import build_objective
 from .trainer import DistillationModel, DistillationTrainer
 
@@ -105,11 +111,42 @@ def processor_config_overrides(config, processor) -> dict:
     return {}
 
 
-# ---------------------------------------------------------------------------------------------- data
+# ---------------------------------------------------------------------------------------------- task kinds
 
 
-def load_records(data_args: DataArguments):
-    """The DatasetDict of records named by `data_args.dataset`, with the label columns checked."""
+class TaskKind(Protocol):
+    """What the stages need to know about a task; `PropertyTask` and `EnergyForcesTask` implement it.
+
+    `auto_class` creates and loads the trained models, `teacher_auto_class` loads the distill stage's teacher,
+    `task_objective` names the supervised objective. Processors (featurizer/tokenizer) may be None.
+    """
+
+    name: str
+    description: str
+    datasets_hint: str
+    auto_class: type
+    teacher_auto_class: type
+    task_objective: str
+
+    def load_records(self, data_args: DataArguments): ...
+
+    def statistics(self, train_rows) -> dict: ...
+
+    def new_processor(self, config): ...
+
+    def load_processor(self, path): ...
+
+    def collator(self, processor) -> Callable: ...
+
+    def paired_collator(self, teacher_processor, student_processor, with_labels: bool) -> Callable: ...
+
+    def compute_metrics(self, config) -> Callable | None: ...
+
+    def evaluate(self, model, processor, rows, args: TrainingArguments, split: str) -> dict: ...
+
+
+def load_records_by_name(data_args: DataArguments):
+    """The DatasetDict of a property dataset named by `data_args.dataset`, with the label columns checked."""
     name = data_args.dataset
     if name == "qm9_embedded":
         dataset = load_embedded_qm9()
@@ -120,21 +157,16 @@ def load_records(data_args: DataArguments):
     elif name.endswith((".sdf", ".sdf.gz")):
         dataset = load_sdf(name, label_properties=data_args.label_columns, seed=data_args.split_seed)
     else:
-        raise ValueError(f"dataset {name!r}: use 'qm9_embedded', 'qm9' or a .csv/.tsv/.sdf path")
+        raise ValueError(
+            f"dataset {name!r}: use 'qm9_embedded', 'qm9', a .csv/.tsv/.sdf path (property prediction) or "
+            "'qm9_xtb' / a QM9-xTB .npz path (energies and forces)"
+        )
     for split, rows in dataset.items():
         missing = [c for c in data_args.label_columns if c not in rows.column_names]
         if missing:
             raise ValueError(
                 f"dataset {name!r} split {split!r} has no label columns {missing}; it has {rows.column_names}"
             )
-    limits = {
-        "train": data_args.max_train_samples,
-        "validation": data_args.max_eval_samples,
-        "test": data_args.max_test_samples,
-    }
-    for split, limit in limits.items():
-        if limit is not None and split in dataset and len(dataset[split]) > limit:
-            dataset[split] = dataset[split].select(range(limit))
     return dataset
 
 
@@ -191,6 +223,110 @@ def label_metrics(label_names):
     return compute_metrics
 
 
+@dataclass
+class PropertyTask:
+    """Molecular property regression (`label_columns`) with graph or SMILES models and their featurizer/tokenizer.
+
+    The distill stage loads the teacher backbone (`AutoModel`): the property objectives read its hidden states.
+    """
+
+    label_columns: list[str]
+    name = "property"
+    description = "molecular property"
+    datasets_hint = "property models need a property dataset ('qm9_embedded', 'qm9', a .csv/.tsv/.sdf path)"
+    auto_class = AutoModelForMolecularPropertyPrediction
+    teacher_auto_class = AutoModel
+    task_objective = "task"
+
+    def load_records(self, data_args: DataArguments):
+        return load_records_by_name(data_args)
+
+    def statistics(self, train_rows) -> dict:
+        return label_statistics(train_rows, self.label_columns)
+
+    def new_processor(self, config):
+        """The processor for a freshly configured model; sets the config entries it dictates (SMILES vocabulary)."""
+        processor = new_processor(config)
+        for key, value in processor_config_overrides(config, processor).items():
+            setattr(config, key, value)
+        return processor
+
+    def load_processor(self, path):
+        return load_processor(path)
+
+    def collator(self, processor):
+        return SingleModelCollator(processor, label_columns=self.label_columns)
+
+    def paired_collator(self, teacher_processor, student_processor, with_labels: bool):
+        return PairedCollator(
+            teacher_processor, student_processor, label_columns=self.label_columns if with_labels else []
+        )
+
+    def compute_metrics(self, config):
+        return label_metrics(self.label_columns) if config.num_labels else None
+
+    def evaluate(self, model, processor, rows, args: TrainingArguments, split: str) -> dict:
+        """MAE/RMSE per label (Trainer.predict); writes predictions.csv; returns the metrics and a parity dict."""
+        labels = self.label_columns
+        model_labels = getattr(model.config, "label_names", None) or labels
+        if list(model_labels) != list(labels):
+            raise ValueError(f"the model predicts {model_labels}, the config asks for {labels}")
+        trainer = DistillationTrainer(
+            model=supervised(self, model),
+            args=args,
+            data_collator=self.collator(processor),
+            processing_class=processor,
+        )
+        output = trainer.predict(rows, metric_key_prefix=split)
+        predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        targets = output.label_ids
+        if args.should_save:
+            os.makedirs(args.output_dir, exist_ok=True)
+            with open(Path(args.output_dir, PREDICTIONS_FILE), "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["mol_id", "smiles"] + [f"{c}{s}" for c in labels for s in ("", "_pred")])
+                for index, row in enumerate(rows):
+                    values = [
+                        f"{v:.6g}" for k in range(len(labels)) for v in (targets[index, k], predictions[index, k])
+                    ]
+                    writer.writerow([row.get("mol_id", index), row["smiles"], *values])
+        return {
+            "metrics": {split: per_label_metrics(predictions, targets, labels)},
+            "parity": {"y_true": targets[:, 0].tolist(), "y_pred": predictions[:, 0].tolist(), "label": labels[0]},
+        }
+
+
+def task_kind(data_args: DataArguments) -> TaskKind:
+    """The task of a run, chosen by its dataset."""
+    if EnergyForcesTask.handles(data_args.dataset):
+        return EnergyForcesTask()
+    return PropertyTask(list(data_args.label_columns))
+
+
+def check_model_fits_task(kind: TaskKind, config, role: str, auto_class=None) -> None:
+    """A model of `config` must exist in the task's Auto class (a painn student cannot learn `gap` labels)."""
+    auto_class = auto_class or kind.auto_class
+    if type(config) not in auto_class._model_mapping:
+        raise ValueError(
+            f"{role}: model_type {config.model_type!r} has no {kind.description} model ({auto_class.__name__}); "
+            f"{kind.datasets_hint}"
+        )
+
+
+def load_records(data_args: DataArguments, kind: TaskKind | None = None):
+    """The records of the run's task (`kind`, default: chosen from the dataset), cut to the `max_*_samples`."""
+    dataset = (kind or task_kind(data_args)).load_records(data_args)
+    limits = {
+        "train": data_args.max_train_samples,
+        "validation": data_args.max_eval_samples,
+        "test": data_args.max_test_samples,
+    }
+    for split, limit in limits.items():
+        if limit is not None and split in dataset and len(dataset[split]) > limit:
+            dataset[split] = dataset[split].select(range(limit))
+    return dataset
+
+
 # ---------------------------------------------------------------------------------------------- the plan
 
 
@@ -212,6 +348,7 @@ class RunPlan:
     training_args: TrainingArguments
     raw_training: dict  # the TrainingArguments keys of the config file, for per-stage arguments
     stages: list[StagePlan]
+    kind: TaskKind
 
 
 def _stage_training_args(raw_training: dict, overrides: dict, stage: str, output_dir: str) -> TrainingArguments:
@@ -226,12 +363,6 @@ def _stage_training_args(raw_training: dict, overrides: dict, stage: str, output
     return args
 
 
-def _config_of(source: str | None, spec: dict | None, role: str):
-    if source is not None:
-        return AutoConfig.from_pretrained(source)
-    return build_config(spec, role)
-
-
 def plan_run(model_args, data_args, distill_args, stage_args, training_args, raw_training: dict) -> RunPlan:
     """Check the whole run before anything is loaded or trained; raise ValueError naming the bad setting."""
     unknown = [s for s in stage_args.stages if s not in STAGES]
@@ -240,6 +371,7 @@ def plan_run(model_args, data_args, distill_args, stage_args, training_args, raw
     bad_overrides = sorted(set(stage_args.stage_overrides) - set(STAGES))
     if bad_overrides:
         raise ValueError(f"stage_overrides for unknown stage(s) {bad_overrides}; stages are {list(STAGES)}")
+    kind = task_kind(data_args)
     root = training_args.output_dir
     stage_dir = {s: os.path.join(root, s) for s in STAGES}
     planned: list[StagePlan] = []
@@ -250,23 +382,36 @@ def plan_run(model_args, data_args, distill_args, stage_args, training_args, raw
             return path
         raise ValueError(f"missing {what} checkpoint {path!r} (no config.json there): {hint}")
 
+    def model_config(source, spec, role, auto_class=None):
+        """The config of a checkpoint (existing now) or of a new model (`spec`), checked against the task."""
+        if source is not None and source not in produced:
+            config = AutoConfig.from_pretrained(source)
+            role = f"{role} checkpoint {source!r}"
+        else:
+            config = build_config(spec, role)
+            role = f"{role}_config"
+        check_model_fits_task(kind, config, role, auto_class)
+        return config
+
     last_student = None
     for stage in stage_args.stages:
         overrides = stage_args.stage_overrides.get(stage, {})
         plan = StagePlan(stage, stage_dir[stage])
         if stage in TRAINING_STAGES:
             plan.training_args = _stage_training_args(raw_training, overrides, stage, stage_dir[stage])
-        if stage in ("teacher", "denoise"):
-            config = build_config(model_args.teacher_config, "teacher")
-            if stage == "denoise" and type(config) not in AutoModelForDenoising._model_mapping:
+        if stage == "teacher":
+            model_config(None, model_args.teacher_config, "teacher")
+        elif stage == "denoise":
+            config = model_config(None, model_args.teacher_config, "teacher")
+            if type(config) not in AutoModelForDenoising._model_mapping:
                 raise ValueError(f"stage 'denoise': model_type {config.model_type!r} has no denoising head")
-            if stage == "denoise" and getattr(config, "geometry", "3d") != "3d":
+            if getattr(config, "geometry", "3d") != "3d":
                 raise ValueError(
                     f"stage 'denoise' denoises 3D coordinates; teacher_config has geometry {config.geometry!r}"
                 )
         elif stage == "distill":
             if not distill_args.objectives:
-                raise ValueError("stage 'distill' needs objectives, e.g. {'task': {}, 'ccmd': {}}")
+                raise ValueError(f"stage 'distill' needs objectives, e.g. {{'{kind.task_objective}': {{}}, ...}}")
             teacher_dir = model_args.teacher_name_or_path or (
                 stage_dir["denoise"] if "denoise" in stage_args.stages else stage_dir["teacher"]
             )
@@ -279,16 +424,10 @@ def plan_run(model_args, data_args, distill_args, stage_args, training_args, raw
                 )
             elif model_args.student_config is None:
                 raise ValueError("stage 'distill' needs student_config (a new student) or student_name_or_path")
-            teacher_config = (
-                build_config(model_args.teacher_config, "teacher")
-                if plan.teacher_source in produced
-                else AutoConfig.from_pretrained(plan.teacher_source)
+            teacher_config = model_config(
+                plan.teacher_source, model_args.teacher_config, "teacher", kind.teacher_auto_class
             )
-            student_config = _config_of(
-                plan.student_source if plan.student_source not in produced else None,
-                model_args.student_config,
-                "student",
-            )
+            student_config = model_config(plan.student_source, model_args.student_config, "student")
             build_objectives(distill_args, teacher_config, student_config)
             unknown_weights = sorted(set(distill_args.initial_stage_weights) - set(distill_args.objectives))
             if unknown_weights:
@@ -298,11 +437,13 @@ def plan_run(model_args, data_args, distill_args, stage_args, training_args, raw
             source = model_args.student_name_or_path if "distill" not in stage_args.stages else stage_dir["distill"]
             if source is None and model_args.student_config is not None:
                 # The student trained alone from scratch: the no-distillation baseline of every comparison.
-                build_config(model_args.student_config, "student")
+                model_config(None, model_args.student_config, "student")
             else:
                 plan.student_source = existing_or_produced(
                     source or stage_dir["distill"], "student", "run the distill stage first or set student_name_or_path"
                 )
+                if plan.student_source not in produced:
+                    model_config(plan.student_source, None, "student")
             last_student = plan.output_dir
         elif stage == "evaluate":
             source = stage_args.evaluate_name_or_path or last_student
@@ -312,10 +453,12 @@ def plan_run(model_args, data_args, distill_args, stage_args, training_args, raw
                     stage_dir["finetune"],
                 )
             plan.student_source = existing_or_produced(source, "model to evaluate", "set evaluate_name_or_path")
+            if plan.student_source not in produced:
+                model_config(plan.student_source, None, "model to evaluate")
         if stage in TRAINING_STAGES:
             produced.add(plan.output_dir)
         planned.append(plan)
-    return RunPlan(model_args, data_args, distill_args, stage_args, training_args, raw_training, planned)
+    return RunPlan(model_args, data_args, distill_args, stage_args, training_args, raw_training, planned, kind)
 
 
 def build_objectives(distill_args: DistillationArguments, teacher_config, student_config):
@@ -331,9 +474,17 @@ def build_objectives(distill_args: DistillationArguments, teacher_config, studen
 # ---------------------------------------------------------------------------------------------- running stages
 
 
-def _train(plan: StagePlan, model: DistillationModel, records, collator, processor, teacher=None, **trainer_kwargs):
+def _train(
+    plan: StagePlan,
+    model: DistillationModel,
+    records,
+    collator,
+    processor,
+    compute_metrics=None,
+    teacher=None,
+    **trainer_kwargs,
+):
     args = plan.training_args
-    has_labels = bool(collator.label_columns)
     trainer = DistillationTrainer(
         model=model,
         args=args,
@@ -342,9 +493,7 @@ def _train(plan: StagePlan, model: DistillationModel, records, collator, process
         train_dataset=records["train"],
         eval_dataset=records.get("validation") if args.eval_strategy != "no" else None,
         processing_class=processor,
-        compute_metrics=label_metrics(collator.label_columns)
-        if has_labels and model.student.config.num_labels
-        else None,
+        compute_metrics=compute_metrics,
         **trainer_kwargs,
     )
     resume = args.resume_from_checkpoint
@@ -358,50 +507,54 @@ def _train(plan: StagePlan, model: DistillationModel, records, collator, process
     return trainer
 
 
-def new_student(spec: dict, statistics: dict):
-    """A freshly initialised student property model and its new featurizer/tokenizer."""
-    config = build_config(spec, "student", **statistics)
-    processor = new_processor(config)
-    for key, value in processor_config_overrides(config, processor).items():
-        setattr(config, key, value)
-    return AutoModelForMolecularPropertyPrediction.from_config(config), processor
+def new_model(kind: TaskKind, spec: dict, role: str, statistics: dict, auto_class=None):
+    """A freshly initialised model of the task (or of `auto_class`) and its new processor (None for point clouds)."""
+    config = build_config(spec, role, **statistics)
+    processor = kind.new_processor(config)
+    return (auto_class or kind.auto_class).from_config(config), processor
+
+
+def supervised(kind: TaskKind, model) -> DistillationModel:
+    """`model` trained with the task's own supervised objective alone (teacher, denoise and finetune stages)."""
+    return DistillationModel(model, {kind.task_objective: build_objective(kind.task_objective, None, model.config)})
 
 
 def run_stage(run: RunPlan, plan: StagePlan, records) -> dict:
     """Run one planned stage; returns a summary (paths, metrics) for the model card."""
-    model_args, data_args, distill_args = run.model_args, run.data_args, run.distill_args
-    labels = data_args.label_columns
+    model_args, distill_args, kind = run.model_args, run.distill_args, run.kind
     if plan.training_args is not None:
         set_seed(plan.training_args.seed)
-    if plan.name in ("teacher", "denoise"):
-        spec = model_args.teacher_config
-        config = build_config(spec, "teacher", **label_statistics(records["train"], labels))
-        processor = new_processor(config)
-        if plan.name == "teacher":
-            model = AutoModelForMolecularPropertyPrediction.from_config(config)
-            collator = SingleModelCollator(processor, label_columns=labels)
-        else:
-            model = AutoModelForDenoising.from_config(config)
-            collator = SingleModelCollator(processor, noise_sigma=distill_args.noise_sigma)
-        _train(plan, DistillationModel(model, {"task": TaskObjective()}), records, collator, processor)
+    if plan.name == "teacher":
+        model, processor = new_model(kind, model_args.teacher_config, "teacher", kind.statistics(records["train"]))
+        collator = kind.collator(processor)
+        _train(plan, supervised(kind, model), records, collator, processor, kind.compute_metrics(model.config))
+        return {"stage": plan.name, "output_dir": plan.output_dir}
+    if plan.name == "denoise":  # graph models only (plan_run checks the denoising head)
+        model, processor = new_model(
+            kind, model_args.teacher_config, "teacher", kind.statistics(records["train"]), AutoModelForDenoising
+        )
+        collator = SingleModelCollator(processor, noise_sigma=distill_args.noise_sigma)
+        _train(plan, supervised(kind, model), records, collator, processor)
         return {"stage": plan.name, "output_dir": plan.output_dir}
     if plan.name == "distill":
-        teacher = AutoModel.from_pretrained(plan.teacher_source)
-        teacher_processor = load_processor(plan.teacher_source)
-        statistics = label_statistics(records["train"], labels)
+        teacher = kind.teacher_auto_class.from_pretrained(plan.teacher_source)
+        teacher_processor = kind.load_processor(plan.teacher_source)
         if plan.student_source is not None:
-            student = AutoModelForMolecularPropertyPrediction.from_pretrained(plan.student_source)
-            processor = load_processor(plan.student_source)
+            student = kind.auto_class.from_pretrained(plan.student_source)
+            processor = kind.load_processor(plan.student_source)
         else:
-            student, processor = new_student(model_args.student_config, statistics)
+            student, processor = new_model(
+                kind, model_args.student_config, "student", kind.statistics(records["train"])
+            )
         objectives, weights = build_objectives(distill_args, teacher.config, student.config)
-        collator = PairedCollator(teacher_processor, processor, label_columns=labels if "task" in objectives else [])
+        with_labels = kind.task_objective in objectives
         _train(
             plan,
             DistillationModel(student, objectives, weights),
             records,
-            collator,
+            kind.paired_collator(teacher_processor, processor, with_labels),
             processor,
+            kind.compute_metrics(student.config) if with_labels else None,
             teacher=teacher,
             initial_stage_epochs=distill_args.initial_stage_epochs,
             initial_stage_weights=distill_args.initial_stage_weights,
@@ -413,16 +566,15 @@ def run_stage(run: RunPlan, plan: StagePlan, records) -> dict:
             "objectives": distill_args.objectives,
         }
     if plan.name == "finetune":
-        statistics = label_statistics(records["train"], labels)
+        statistics = kind.statistics(records["train"])
         if plan.student_source is None:
-            student, processor = new_student(model_args.student_config, statistics)
+            student, processor = new_model(kind, model_args.student_config, "student", statistics)
         else:
-            student = AutoModelForMolecularPropertyPrediction.from_pretrained(
-                plan.student_source, ignore_mismatched_sizes=True, **statistics
-            )
-            processor = load_processor(plan.student_source)
-        collator = SingleModelCollator(processor, label_columns=labels)
-        _train(plan, DistillationModel(student, {"task": TaskObjective()}), records, collator, processor)
+            # The head takes this dataset's statistics (a student distilled on other labels gets a new head).
+            student = kind.auto_class.from_pretrained(plan.student_source, ignore_mismatched_sizes=True, **statistics)
+            processor = kind.load_processor(plan.student_source)
+        collator = kind.collator(processor)
+        _train(plan, supervised(kind, student), records, collator, processor, kind.compute_metrics(student.config))
         initialized_from = plan.student_source or "scratch (student_config)"
         return {"stage": "finetune", "output_dir": plan.output_dir, "initialized_from": initialized_from}
     if plan.name == "evaluate":
@@ -431,40 +583,24 @@ def run_stage(run: RunPlan, plan: StagePlan, records) -> dict:
 
 
 def evaluate_model(run: RunPlan, plan: StagePlan, records) -> dict:
-    """Test MAE/RMSE per label of a saved model; writes metrics.json and predictions.csv into the stage dir."""
+    """The task's test metrics of a saved model; writes metrics.json (and the task's other files) into the stage dir.
+
+    The summary adds what the model card shows: `parity` (true vs predicted first label) where the task has one.
+    """
     split = run.stage_args.evaluate_split
     if split not in records:
         raise ValueError(f"evaluate: the dataset has no split {split!r}; it has {list(records)}")
-    labels = run.data_args.label_columns
-    model = AutoModelForMolecularPropertyPrediction.from_pretrained(plan.student_source)
-    model_labels = getattr(model.config, "label_names", None) or labels
-    if list(model_labels) != list(labels):
-        raise ValueError(f"evaluate: {plan.student_source} predicts {model_labels}, the config asks for {labels}")
-    processor = load_processor(plan.student_source)
-    args = _stage_training_args(
-        run.raw_training, run.stage_args.stage_overrides.get("evaluate", {}), "evaluate", plan.output_dir
-    )
-    trainer = DistillationTrainer(
-        model=DistillationModel(model, {"task": TaskObjective()}),
-        args=args,
-        data_collator=SingleModelCollator(processor, label_columns=labels),
-        processing_class=processor,
-    )
-    output = trainer.predict(records[split], metric_key_prefix=split)
-    predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    metrics = {split: per_label_metrics(predictions, output.label_ids, labels)}
-    summary = {"stage": "evaluate", "model": plan.student_source, "split": split, "metrics": metrics}
-    if trainer.args.should_save:
+    # The evaluate stage only predicts: periodic evaluation settings of the training stages do not apply to it.
+    overrides = {"eval_strategy": "no", **run.stage_args.stage_overrides.get("evaluate", {})}
+    args = _stage_training_args(run.raw_training, overrides, "evaluate", plan.output_dir)
+    model = run.kind.auto_class.from_pretrained(plan.student_source)
+    processor = run.kind.load_processor(plan.student_source)
+    try:
+        results = run.kind.evaluate(model, processor, records[split], args, split)
+    except ValueError as error:
+        raise ValueError(f"evaluate {plan.student_source}: {error}") from error
+    summary = {"stage": "evaluate", "model": plan.student_source, "split": split, "metrics": results["metrics"]}
+    if args.should_save:
         os.makedirs(plan.output_dir, exist_ok=True)
         Path(plan.output_dir, METRICS_FILE).write_text(json.dumps(summary, indent=2))
-        with open(Path(plan.output_dir, PREDICTIONS_FILE), "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["mol_id", "smiles"] + [f"{c}{s}" for c in labels for s in ("", "_pred")])
-            for index, row in enumerate(records[split]):
-                values = [
-                    f"{v:.6g}" for k in range(len(labels)) for v in (output.label_ids[index, k], predictions[index, k])
-                ]
-                writer.writerow([row.get("mol_id", index), row["smiles"], *values])
-    summary["predictions"] = predictions
-    summary["targets"] = output.label_ids
-    return summary
+    return {**summary, **results}
