@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from molformer_kd.tokenization import SmilesTokenizer
 from molformer_kd.tokenization.collators import GraphCollator, PairedCollator
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 
@@ -145,12 +146,7 @@ def test_paired_batch_with_stand_in_smiles_student():
 
 
 def test_paired_batch_with_smiles_tokenizer_student():
-    tokenization_smiles = pytest.importorskip("molformer_kd.tokenization.tokenization_smiles")
-    try:
-        tokenizer = tokenization_smiles.SmilesTokenizer()
-    except FileNotFoundError as err:  # the packaged vocabulary is built by the tokenizer's own script
-        pytest.skip(f"SmilesTokenizer vocabulary not built yet: {err}")
-    batch = _check_smiles_student(tokenizer)
+    batch = _check_smiles_student(SmilesTokenizer())
     np.testing.assert_array_equal(batch["student_inputs"]["atom_token_index"][0, :3], [1, 2, 3])
 
 

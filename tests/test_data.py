@@ -12,7 +12,6 @@ from molformer_kd.data import (
     HARTREE_TO_EV,
     AtomMappingError,
     embedded_qm9_metadata,
-    token_atom_indices,
     load_embedded_qm9,
     mae,
     map_positions_to_smiles,
@@ -23,6 +22,7 @@ from molformer_kd.data import (
     rmse,
     scaffold_split,
     smiles_and_positions_from_mol,
+    token_atom_indices,
 )
 from molformer_kd.data.qm9 import EMBEDDED_QM9_PATH, qm9_record, read_embedded_qm9, write_embedded_qm9
 

@@ -1,17 +1,16 @@
 """Graph featurizer: OGB features, spatial/multi-hop encodings, atom rule, save/load (checked against RDKit)."""
 
 import collections
-import gzip
-import importlib.util
 import itertools
-import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-from rdkit import Chem
+from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 from transformers import AutoFeatureExtractor, PretrainedConfig
 
+from molformer_kd.tokenization import parse_smiles
 from molformer_kd.tokenization.featurization import (
     ATOM_FEATURE_DIMS,
     BOND_FEATURE_DIMS,
@@ -118,14 +117,20 @@ def bfs_distances(mol):
     return dist
 
 
-def moses_smiles(limit):
-    spec = importlib.util.find_spec("moses")
-    if spec is None:
-        return []
-    path = os.path.join(spec.submodule_search_locations[0], "dataset", "data", "test.csv.gz")
-    with gzip.open(path, "rt") as handle:
-        next(handle)
-        return [next(handle).strip().split(",")[0] for _ in range(limit)]
+PARITY_SAMPLE = Path(__file__).resolve().parent.parent / "molformer_kd" / "tokenization" / "resources" / "parity_sample.smi"
+
+
+def real_smiles(limit):
+    """The first `limit` RDKit-valid SMILES of the shipped parity sample (real MOSES, QM9 and RDKit-data SMILES)."""
+    valid = []
+    with rdBase.BlockLogs():
+        for line in PARITY_SAMPLE.read_text().splitlines():
+            smiles = line.split()[0] if line.strip() else ""
+            if smiles and Chem.MolFromSmiles(smiles) is not None:
+                valid.append(smiles)
+            if len(valid) == limit:
+                return valid
+    raise AssertionError(f"{PARITY_SAMPLE} holds fewer than {limit} valid SMILES")
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +188,7 @@ def test_features_match_independent_ogb_featurization(featurizer, smiles):
 
 
 def test_spatial_pos_matches_rdkit_and_bfs(featurizer):
-    corpus = SMILES + moses_smiles(200)
+    corpus = SMILES + real_smiles(200)
     small_cap = MoleculeFeaturizer(max_spatial=3)
     for smiles in corpus:
         mol = smiles_to_mol(smiles)
@@ -198,7 +203,7 @@ def test_spatial_pos_matches_rdkit_and_bfs(featurizer):
 
 def test_multi_hop_paths_are_shortest_bond_paths():
     rng = np.random.default_rng(0)
-    corpus = SMILES + moses_smiles(150)
+    corpus = SMILES + real_smiles(150)
     for max_hops in (1, 3, 5):
         featurizer = MoleculeFeaturizer(multi_hop_max_dist=max_hops)
         for smiles in corpus:
@@ -285,10 +290,9 @@ def test_explicit_hydrogen_rule(featurizer, smiles, expected_atoms, expected_hs)
 
 
 def test_atom_rule_agrees_with_smiles_parser(featurizer):
-    grammar = pytest.importorskip("molformer_kd.tokenization.smiles_grammar")
     corpus = (
         SMILES
-        + moses_smiles(100)
+        + real_smiles(100)
         + [
             "[H]C([H])([H])O[H]",
             "[2H]OC([2H])([2H])[2H]",
@@ -301,7 +305,7 @@ def test_atom_rule_agrees_with_smiles_parser(featurizer):
         ]
     )
     for smiles in corpus:
-        parsed = grammar.parse_smiles(smiles)
+        parsed = parse_smiles(smiles)
         atoms = featurizer.featurize(smiles)["input_nodes"][:, 0] - 1
         symbols = [Chem.GetPeriodicTable().GetElementSymbol(int(z) + 1) if z < 118 else "*" for z in atoms]
         assert len(parsed.atom_symbols) == len(atoms), smiles
@@ -403,7 +407,7 @@ def _assert_same_features(actual, expected, name):
 
 
 def test_batched_path_equals_per_molecule_featurize():
-    corpus = VARIED_SMILES + moses_smiles(140)
+    corpus = VARIED_SMILES + real_smiles(140)
     assert len(corpus) >= 200
     featurizer = MoleculeFeaturizer(multi_hop_max_dist=4, max_spatial=6)
     batched = featurizer(corpus)  # the public fast path: featurize_many, several chunks
@@ -416,7 +420,7 @@ def test_batched_path_equals_per_molecule_featurize():
 def test_smiles_shortcuts_equal_reading_every_property(featurizer):
     # RDKit molecules are always read property by property; SMILES skip the stereo/dative enums and radicals when
     # the string cannot set them. Both routes must agree.
-    corpus = VARIED_SMILES + moses_smiles(60)
+    corpus = VARIED_SMILES + real_smiles(60)
     from_smiles = featurizer.featurize_many(corpus)
     from_mols = featurizer.featurize_many([Chem.MolFromSmiles(smiles) for smiles in corpus])
     for smiles, actual, expected in zip(corpus, from_smiles, from_mols):
