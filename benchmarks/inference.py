@@ -133,9 +133,9 @@ def markdown(report):
     lines += [
         "",
         (
-            f"Target ST >= 3x Graphormer 2D on CPU: {met}. The CPU had {report['cpu_count']} cores shared with "
-            "other jobs during the run, so absolute rates are low; the ratios come from one process, one model "
-            "after the other, on the same SMILES."
+            f"Target ST >= 3x Graphormer 2D on CPU: {met}. Ratios come from one process on {report['cpu_count']} "
+            "CPU cores, one model after the other, on the same SMILES; the featurization-only column shows how much "
+            "of each model's time is input preparation and how much is the network itself."
         ),
         "",
     ]

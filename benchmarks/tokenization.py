@@ -2,7 +2,7 @@
 
 Rows, measured in one run on the same SMILES: RDKit `Chem.MolFromSmiles` (the reference), our `parse_smiles`,
 `SmilesTokenizer` (`encode_smiles`, and the full `tokenizer(smiles)` call; no padding), `StBaseTokenizer`, and the
-graph featurizer `MoleculeFeaturizer(list_of_smiles)` (its batched public call). Rows run interleaved chunk by
+graph featurizer `MoleculeFeaturizer(list_of_smiles)` (its batched public call, on lists of `--featurizer-batch`). Rows run interleaved chunk by
 chunk, so the load of a shared machine drifts over all rows alike; ratios compare the same chunks.
 Targets: parser >= 5x RDKit, featurizer >= 0.3x RDKit.
 
@@ -31,7 +31,7 @@ from molformer_kd.tokenization.tokenization_smiles import SmilesTokenizer
 from molformer_kd.tokenization.tokenization_st_base import StBaseTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-FEATURIZER_ROW = "MoleculeFeaturizer(list_of_smiles)"
+FEATURIZER_ROW = "MoleculeFeaturizer(batch of SMILES)"
 TARGETS = {"parse_smiles": 5.0, FEATURIZER_ROW: 0.3}
 
 
@@ -53,7 +53,9 @@ def interleaved_times(rows, smiles: list[str], chunk: int, featurizer_chunks: in
     times: dict[str, list[float]] = {name: [] for name, _ in rows}
     for c, start in enumerate(range(0, len(smiles), chunk)):
         part = smiles[start:start + chunk]
-        for name, fn in rows:
+        # Rotate which row goes first on each chunk: a row timed right after another pays for the caches and
+        # allocator state the other left behind, and rotating spreads that cost over all rows alike.
+        for name, fn in rows[c % len(rows):] + rows[:c % len(rows)]:
             if name == FEATURIZER_ROW and c >= featurizer_chunks:
                 continue
             t0 = time.perf_counter()
@@ -68,6 +70,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=5000, help="SMILES per interleaving chunk")
     ap.add_argument("--featurizer-n", type=int, default=None,
                     help="SMILES for the (slow) featurizer row; default: all --n")
+    ap.add_argument("--featurizer-batch", type=int, default=128, help="SMILES per featurizer call (a model batch)")
     ap.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "tokenization"),
                     help="writes OUTPUT.json and OUTPUT.md")
     args = ap.parse_args(argv)
@@ -76,7 +79,21 @@ def main(argv=None) -> int:
     smiles = moses_smiles(args.n)
     smiles_tok, st_base_tok = SmilesTokenizer(), StBaseTokenizer()
     def each(fn):
-        return lambda part: [fn(s) for s in part]
+        # Results are dropped one by one, as a streaming consumer would: keeping a chunk's worth of small objects
+        # alive would time the garbage collector, not the function.
+        def run(part):
+            for s in part:
+                fn(s)
+
+        return run
+
+    def batched(fn, size):
+        # The featurizer's public call takes a list; it is timed on model-batch-sized lists, as a collator calls it.
+        def run(part):
+            for start in range(0, len(part), size):
+                fn(part[start:start + size])
+
+        return run
 
     # Every row maps a chunk of SMILES; the featurizer's public call is batched (`featurizer(list)`).
     rows = [
@@ -86,7 +103,7 @@ def main(argv=None) -> int:
         ("SmilesTokenizer.encode_smiles", each(smiles_tok.encode_smiles)),
         ("SmilesTokenizer(smiles)", each(smiles_tok)),
         ("StBaseTokenizer(smiles)", each(st_base_tok)),
-        (FEATURIZER_ROW, MoleculeFeaturizer()),
+        (FEATURIZER_ROW, batched(MoleculeFeaturizer(), args.featurizer_batch)),
     ]
     for _, fn in rows:  # warm-up: imports, caches
         fn(smiles[:200])
