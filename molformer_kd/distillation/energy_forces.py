@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from ..data.xtb import EnergyForceMetrics, PointCloudCollator, energy_statistics, load_qm9_xtb
-from ..modeling import modeling_painn, modeling_schnet  # noqa: F401  (register the families with the Auto classes)
 from ..modeling.auto import AutoModelForEnergyAndForces
 
 __all__ = [

@@ -26,7 +26,6 @@ import numpy as np
 from transformers import (
     AutoConfig,
     AutoModel,
-    AutoTokenizer,
     HfArgumentParser,
     TrainingArguments,
     set_seed,
@@ -35,12 +34,11 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..data import load_csv, load_embedded_qm9, load_qm9, load_sdf, per_label_metrics
-from ..modeling import modeling_gin, modeling_smiles_transformer  # noqa: F401  (register their Auto classes)
 from ..modeling.auto import AutoModelForDenoising, AutoModelForMolecularPropertyPrediction
 from ..modeling.modeling_graphormer import add_coordinate_noise
 from ..tokenization.collators import GraphCollator, PairedCollator, collect_labels
 from ..tokenization.featurization import MoleculeFeaturizer
-from ..tokenization.tokenization_smiles import register_tokenizers
+from ..tokenization.processors import load_processor
 from .arguments import STAGES, DataArguments, DistillationArguments, ModelArguments, StageArguments
 from .energy_forces import EnergyForcesTask
 from .registry import build_objective
@@ -77,14 +75,6 @@ def build_config(spec: dict, role: str, **overrides):
 
 def is_checkpoint_dir(path) -> bool:
     return path is not None and Path(path, "config.json").is_file()
-
-
-def load_processor(path):
-    """The featurizer (preprocessor_config.json) or tokenizer saved beside a model."""
-    if Path(path, "preprocessor_config.json").is_file():
-        return MoleculeFeaturizer.from_pretrained(path)
-    register_tokenizers()  # idempotent: lets AutoTokenizer resolve our tokenizer classes by name
-    return AutoTokenizer.from_pretrained(path)
 
 
 def new_processor(config):
