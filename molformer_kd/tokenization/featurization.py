@@ -182,10 +182,16 @@ def _describe(source: Any) -> str:
 
 def smiles_to_mol(smiles: str) -> Chem.Mol:
     """Parse a SMILES with RDKit and apply the atom rule; raises `ValueError` naming the SMILES if invalid."""
+    with rdBase.BlockLogs():  # the ValueError reports failures; RDKit's own messages would be noise
+        return _parse_smiles_unlogged(smiles)
+
+
+def _parse_smiles_unlogged(smiles: str) -> Chem.Mol:
+    # `smiles_to_mol` without its log block: entering `rdBase.BlockLogs` costs about as much as parsing a drug-like
+    # SMILES, so the featurizer blocks RDKit's logs once around a whole list instead of once per molecule.
     if not isinstance(smiles, str):
         raise TypeError(f"expected a SMILES string, got {type(smiles).__name__}: {smiles!r}")
-    with rdBase.BlockLogs():  # the ValueError below reports failures; RDKit's own messages would be noise
-        mol = Chem.MolFromSmiles(smiles)
+    mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise ValueError(f"invalid SMILES {smiles!r}: RDKit could not parse or sanitize it")
     return apply_atom_rule(mol, name=repr(smiles))
@@ -289,7 +295,8 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
 
         `featurize_many` gives the same arrays for many molecules at once, several times faster.
         """
-        return self._featurize_chunk([self._load(mol_or_smiles, pos)])[0]
+        with rdBase.BlockLogs():
+            return self._featurize_chunk([self._load(mol_or_smiles, pos)])[0]
 
     def _load(self, source: str | Chem.Mol, pos: Any) -> tuple[Chem.Mol, bool, bool, np.ndarray | None]:
         """The molecule after the atom rule, whether its enum properties and its radicals must be read (see
@@ -300,7 +307,7 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
             if pos is None and self.use_3d and mol.GetNumConformers() > 0:
                 pos = mol.GetConformer().GetPositions()
         else:
-            mol = smiles_to_mol(source)
+            mol = _parse_smiles_unlogged(source)
             read_enums = _READ_ENUMS.search(source) is not None
             read_radicals = "[" in source
         if pos is None:
@@ -342,7 +349,8 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
 
     def featurize_record(self, record: Mapping[str, Any] | str | Chem.Mol) -> dict[str, np.ndarray]:
         """Features of a SMILES, an RDKit molecule or a record `{"smiles", "pos", "mol_id"}` (pos used iff use_3d)."""
-        return self._featurize_chunk([self._load_record(record)])[0]
+        with rdBase.BlockLogs():
+            return self._featurize_chunk([self._load_record(record)])[0]
 
     def featurize_many(self, records: Sequence[Mapping[str, Any] | str | Chem.Mol]) -> list[dict[str, np.ndarray]]:
         """`featurize_record` of every element, computed a chunk of molecules at a time (the fast path).
@@ -351,16 +359,17 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         into arrays shared by its chunk.
         """
         features, chunk, chunk_pairs = [], [], 0
-        for record in records:
-            loaded = self._load_record(record)
-            num_pairs = loaded[0].GetNumAtoms() ** 2
-            if chunk and chunk_pairs + num_pairs > _CHUNK_PAIRS:
+        with rdBase.BlockLogs():  # invalid molecules raise errors naming them; RDKit's own messages would be noise
+            for record in records:
+                loaded = self._load_record(record)
+                num_pairs = loaded[0].GetNumAtoms() ** 2
+                if chunk and chunk_pairs + num_pairs > _CHUNK_PAIRS:
+                    features += self._featurize_chunk(chunk)
+                    chunk, chunk_pairs = [], 0
+                chunk.append(loaded)
+                chunk_pairs += num_pairs
+            if chunk:
                 features += self._featurize_chunk(chunk)
-                chunk, chunk_pairs = [], 0
-            chunk.append(loaded)
-            chunk_pairs += num_pairs
-        if chunk:
-            features += self._featurize_chunk(chunk)
         return features
 
     def __call__(self, molecules, return_tensors: str | None = None, **kwargs):
