@@ -2,13 +2,13 @@
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from distill_cli_helpers import run_distill_cli
 from transformers import AutoModel
 
 from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction
@@ -103,14 +103,7 @@ def test_bad_config_exits_before_loading_anything(tmp_path):
         stages=["distill"],
         teacher_name_or_path=str(tmp_path / "no_teacher"),
     )
-    result = subprocess.run(
-        [sys.executable, str(REPO / "distill.py"), "--config", str(path)],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    result = run_distill_cli(path, timeout=120)
     assert result.returncode == 2
     assert "missing teacher checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
@@ -239,15 +232,7 @@ def test_two_processes_match_one_process(tmp_path):
         "--main_process_port",
         "29517",
     ]
-    result = subprocess.run(
-        [*launch, str(REPO / "distill.py"), "--config", str(two)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        cwd=REPO,
-        env=env,
-    )
+    result = run_distill_cli(two, launcher=launch, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     distill.main(["--config", str(one)])
     single = [e for e in log_history(tmp_path / "run" / "distill") if "loss" in e]
@@ -276,15 +261,7 @@ def test_push_student_to_local_hub(tmp_path, hub_env, hub_python):
         report_to="none",
         disable_tqdm=True,
     )
-    result = subprocess.run(
-        [sys.executable, str(REPO / "distill.py"), "--config", str(path)],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        env=hub_env,
-    )
+    result = run_distill_cli(path, env=hub_env)
     assert result.returncode == 0, result.stderr[-3000:]
     listing = hub_python(
         """

@@ -2,13 +2,13 @@
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from distill_cli_helpers import run_distill_cli
 from safetensors import safe_open
 
 from molformer_kd.data.xtb import PointCloudCollator, load_qm9_xtb
@@ -47,14 +47,8 @@ def test_gnn_configs_plan_the_energy_force_task(tmp_path, config):
 def test_tiny_painn_config_end_to_end_in_a_subprocess(tmp_path):
     """teacher -> distill (energy_forces + n2n) -> evaluate: metrics.json holds the KD-GNN metrics of the student."""
     path = write_config(tmp_path)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "distill.py"), "--config", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        cwd=REPO,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    result = run_distill_cli(
+        path, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
