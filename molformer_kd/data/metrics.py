@@ -1,12 +1,28 @@
-"""Regression metrics over labels with missing values (NaN targets are ignored, per label)."""
+"""Per-label metrics over labels with missing values (NaN targets are ignored, per label).
+
+Regression: MAE, RMSE. Binary classification (targets 0/1, predictions are probabilities of class 1): ROC-AUC
+(Mann-Whitney U from average ranks, so tied scores count one half), accuracy at p = 0.5 and log loss.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["mae", "per_label_metrics", "rmse"]
+__all__ = [
+    "accuracy",
+    "log_loss",
+    "mae",
+    "per_label_classification_metrics",
+    "per_label_metrics",
+    "rmse",
+    "roc_auc",
+]
+
+# Probabilities are clipped to [eps, 1 - eps] in the log loss, so a confidently wrong prediction costs
+# -log(eps) ~ 34.5 nats instead of infinity (the usual convention).
+LOG_LOSS_EPS = 1e-15
 
 
 def _as_arrays(predictions, targets) -> tuple[np.ndarray, np.ndarray]:
@@ -17,20 +33,90 @@ def _as_arrays(predictions, targets) -> tuple[np.ndarray, np.ndarray]:
     return predictions, targets
 
 
-def mae(predictions, targets) -> float:
-    """Mean absolute error over the entries whose target is not NaN (NaN when there is none)."""
+def _observed(predictions, targets) -> tuple[np.ndarray, np.ndarray]:
+    """The (prediction, target) pairs whose target is not NaN."""
     predictions, targets = _as_arrays(predictions, targets)
     observed = ~np.isnan(targets)
-    return float(np.mean(np.abs(predictions[observed] - targets[observed]))) if observed.any() else float("nan")
+    return predictions[observed], targets[observed]
+
+
+def _observed_binary(probabilities, targets) -> tuple[np.ndarray, np.ndarray]:
+    probabilities, targets = _observed(probabilities, targets)
+    bad = (targets != 0) & (targets != 1)
+    if bad.any():
+        raise ValueError(f"binary targets must be 0, 1 or NaN; got {targets[bad][0]:g}")
+    return probabilities, targets
+
+
+def mae(predictions, targets) -> float:
+    """Mean absolute error over the entries whose target is not NaN (NaN when there is none)."""
+    predictions, targets = _observed(predictions, targets)
+    return float(np.mean(np.abs(predictions - targets))) if targets.size else float("nan")
 
 
 def rmse(predictions, targets) -> float:
     """Root mean squared error over the entries whose target is not NaN (NaN when there is none)."""
-    predictions, targets = _as_arrays(predictions, targets)
-    observed = ~np.isnan(targets)
-    if not observed.any():
+    predictions, targets = _observed(predictions, targets)
+    return float(np.sqrt(np.mean((predictions - targets) ** 2))) if targets.size else float("nan")
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of `values`; tied values all get the mean of the ranks they span."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    group_starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_values)) + 1])
+    group_ends = np.concatenate([group_starts[1:], [values.size]])
+    ranks = np.empty(values.size, dtype=np.float64)
+    # A group occupying sorted positions start..end-1 spans ranks start+1..end, whose mean is (start + 1 + end) / 2.
+    ranks[order] = np.repeat((group_starts + 1 + group_ends) / 2.0, group_ends - group_starts)
+    return ranks
+
+
+def roc_auc(scores, targets) -> float:
+    """Area under the ROC curve = P(score of a random positive > score of a random negative), ties counting 1/2.
+
+    Computed as the Mann-Whitney U of the positives over n_pos * n_neg: U = R_pos - n_pos (n_pos + 1) / 2, with
+    R_pos the sum of the positives' average ranks among all observed scores. NaN when a class is absent.
+    """
+    scores, targets = _observed_binary(scores, targets)
+    positive = targets == 1
+    n_positive, n_negative = int(positive.sum()), int((~positive).sum())
+    if n_positive == 0 or n_negative == 0:
         return float("nan")
-    return float(np.sqrt(np.mean((predictions[observed] - targets[observed]) ** 2)))
+    rank_sum = _average_ranks(scores)[positive].sum()
+    return float((rank_sum - n_positive * (n_positive + 1) / 2.0) / (n_positive * n_negative))
+
+
+def accuracy(probabilities, targets, threshold: float = 0.5) -> float:
+    """Fraction of observed targets equal to the predicted class (1 where probability >= threshold)."""
+    probabilities, targets = _observed_binary(probabilities, targets)
+    if not targets.size:
+        return float("nan")
+    return float(np.mean((probabilities >= threshold).astype(np.float64) == targets))
+
+
+def log_loss(probabilities, targets) -> float:
+    """Mean binary cross-entropy -[y log p + (1 - y) log(1 - p)] (natural log), p clipped to [eps, 1 - eps]."""
+    probabilities, targets = _observed_binary(probabilities, targets)
+    if not targets.size:
+        return float("nan")
+    p = np.clip(probabilities, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
+    return float(-np.mean(targets * np.log(p) + (1.0 - targets) * np.log1p(-p)))
+
+
+def _per_label(predictions, targets, label_names: Sequence[str], metrics: dict[str, Callable]) -> dict[str, float]:
+    """``{"<label>_<metric>", ..., "<label>_count"}`` for each column of (B, T) predictions/targets."""
+    predictions, targets = _as_arrays(predictions, targets)
+    if predictions.ndim == 1:
+        predictions, targets = predictions[:, None], targets[:, None]
+    if predictions.shape[1] != len(label_names):
+        raise ValueError(f"{predictions.shape[1]} label columns but {len(label_names)} names {list(label_names)}")
+    values = {}
+    for column, name in enumerate(label_names):
+        for metric, function in metrics.items():
+            values[f"{name}_{metric}"] = function(predictions[:, column], targets[:, column])
+        values[f"{name}_count"] = int(np.sum(~np.isnan(targets[:, column])))
+    return values
 
 
 def per_label_metrics(predictions, targets, label_names: Sequence[str]) -> dict[str, float]:
@@ -38,14 +124,14 @@ def per_label_metrics(predictions, targets, label_names: Sequence[str]) -> dict[
 
     Flat keys, so the dict can be returned from a transformers ``compute_metrics`` as is.
     """
-    predictions, targets = _as_arrays(predictions, targets)
-    if predictions.ndim == 1:
-        predictions, targets = predictions[:, None], targets[:, None]
-    if predictions.shape[1] != len(label_names):
-        raise ValueError(f"{predictions.shape[1]} label columns but {len(label_names)} names {list(label_names)}")
-    metrics = {}
-    for column, name in enumerate(label_names):
-        metrics[f"{name}_mae"] = mae(predictions[:, column], targets[:, column])
-        metrics[f"{name}_rmse"] = rmse(predictions[:, column], targets[:, column])
-        metrics[f"{name}_count"] = int(np.sum(~np.isnan(targets[:, column])))
-    return metrics
+    return _per_label(predictions, targets, label_names, {"mae": mae, "rmse": rmse})
+
+
+def per_label_classification_metrics(probabilities, targets, label_names: Sequence[str]) -> dict[str, float]:
+    """``{"<label>_roc_auc", "<label>_accuracy", "<label>_log_loss", "<label>_count"}`` per column.
+
+    `probabilities` (B, T) are the predicted probabilities of class 1 (sigmoid of the logits), `targets` 0/1/NaN.
+    """
+    return _per_label(
+        probabilities, targets, label_names, {"roc_auc": roc_auc, "accuracy": accuracy, "log_loss": log_loss}
+    )

@@ -193,7 +193,7 @@ def load_pcqm4mv2(
         idx = [int(value) for value in frame["idx"]]
         smiles = [text.strip() for text in frame["smiles"]]
         gaps = [parse_label(text, f"{csv_path} line {line}", "homolumogap")
-                for text, line in zip(frame["homolumogap"], range(2, len(frame) + 2))]
+                for text, line in zip(frame["homolumogap"], frame.index)]  # index: each row's file line
         problems = find_smiles_problems(Dataset.from_dict({"smiles": smiles}), num_proc=num_proc)
         pos: dict[int, list | None] = {}
         if sdf_path is not None:
@@ -215,7 +215,7 @@ def load_pcqm4mv2(
                     report.flagged.append(Issue(where, f"{error}; pos is None"))
         rows = {"smiles": [], "pos": [], "gap": [], "mol_id": []}
         kept_idx = []
-        for line, (i, text, gap, problem) in enumerate(zip(idx, smiles, gaps, problems), start=2):
+        for line, i, text, gap, problem in zip(frame.index, idx, smiles, gaps, problems):
             if problem is not None:
                 issue = Issue(f"{csv_path} line {line}", f"invalid SMILES {text!r}: {problem}")
                 if on_invalid == "raise":

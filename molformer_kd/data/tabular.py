@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 from datasets import Dataset
@@ -16,7 +18,8 @@ from .caching import cached_build, file_sha256
 from .records import DataReport, Issue, check_on_invalid, find_smiles_problems, record_features
 from .splits import DEFAULT_SIZES, split_dataset
 
-__all__ = ["MISSING_VALUES", "load_csv", "parse_label", "read_table", "sniff_delimiter"]
+__all__ = ["MISSING_VALUES", "TableRow", "iter_table_rows", "load_csv", "parse_label", "read_table",
+           "sniff_delimiter"]
 
 # Cell texts read as a missing label (NaN), compared case-insensitively after stripping.
 MISSING_VALUES = frozenset({"", "na", "nan", "n/a", "null", "none"})
@@ -49,19 +52,114 @@ def sniff_delimiter(path: str | os.PathLike) -> str:
         return "\t" if ".tsv" in suffixes or ".tab" in suffixes else ","
 
 
-def read_table(path: str | os.PathLike, sep: str | None = None) -> pd.DataFrame:
-    """All cells as strings; ValueError naming the file when it is empty or has a header but no rows."""
+class TableRow(NamedTuple):
+    """One record of a delimited file: the physical line it starts on (header = line 1) and its cells, or why not.
+
+    ``cells`` is None exactly when ``problem`` says why the record is unusable.
+    """
+
+    line: int
+    cells: list[str] | None
+    problem: str | None = None
+
+
+def _open_text(path: Path):
+    opener = gzip.open if _is_gzip(path) else open
+    # newline="" lets the csv module see the line ends itself (quoted cells may hold them); utf-8-sig drops a byte
+    # order mark as pandas does, so the first column keeps its plain name.
+    return opener(path, "rt", encoding="utf-8-sig", newline="")
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """Unique column names as pandas makes them: an empty name is ``Unnamed: <i>``, repeats get ``.1``, ``.2``."""
+    names: list[str] = []
+    for i, name in enumerate(header):
+        name = name or f"Unnamed: {i}"
+        unique, repeat = name, 0
+        while unique in names:
+            repeat += 1
+            unique = f"{name}.{repeat}"
+        names.append(unique)
+    return names
+
+
+def _quote_left_open(path: Path, delimiter: str, first_line: int) -> bool:
+    """Whether the record starting at ``first_line`` runs to the end of the file inside a quoted cell."""
+    with _open_text(path) as handle:
+        # Only strict mode reports end-of-data inside quotes; it is kept off for the whole file because it also
+        # refuses text after a closing quote ('"x"y'), which pandas and the lenient reader read as 'xy'.
+        reader = csv.reader(itertools.islice(handle, first_line - 1, None), delimiter=delimiter, strict=True)
+        try:
+            next(reader, None)
+        except csv.Error as error:
+            return "unexpected end of data" in str(error)
+    return False
+
+
+def iter_table_rows(
+    path: str | os.PathLike, sep: str | None = None, *, skip_blank_lines: bool = True
+) -> Iterator[TableRow]:
+    """The rows of a CSV/TSV file (plain or gzip) read with the ``csv`` module: first the header, then each record.
+
+    The first item is the header (line 1; cells = column names made unique as pandas does). Then one ``TableRow``
+    per data record, numbered by the physical line it starts on: a quoted cell holding line breaks (B3DB quotes
+    some compound names over two lines) makes one record of several lines, and later records keep their true line
+    numbers. A record whose field count differs from the header's has ``cells`` None and the reason in
+    ``problem``. Blank lines are skipped, or with ``skip_blank_lines=False`` are records of empty cells (as
+    pandas' ``skip_blank_lines=False`` reads them). Quoting is pandas' default: ``"`` quotes, ``""`` inside
+    quotes is one ``"``. sep: the field separator; None sniffs it (``sniff_delimiter``).
+    FileNotFoundError for a missing file; ValueError naming the file (and line) for an empty file, a header
+    without data rows, a quoted cell never closed, or a line the csv module cannot read.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if not _read_head(path).strip():
         raise ValueError(f"{path}: file is empty")
-    # Blank lines are kept as rows so that data row k is line k + 2 of the file (header = line 1).
-    frame = pd.read_csv(path, sep=sep or sniff_delimiter(path), dtype=str, keep_default_na=False,
-                        skip_blank_lines=False, compression="gzip" if _is_gzip(path) else None)
-    if frame.empty:
-        raise ValueError(f"{path}: has a header ({', '.join(map(str, frame.columns))}) but no data rows")
-    return frame
+    delimiter = sep or sniff_delimiter(path)
+    with _open_text(path) as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            header = _column_names(next(reader))
+            yield TableRow(1, header)
+            n_records, start, next_start = 0, 1, reader.line_num + 1
+            for cells in reader:
+                # line_num counts physical lines read so far, so a record starts one after the previous one ended.
+                start, next_start = next_start, reader.line_num + 1
+                if not cells:
+                    if skip_blank_lines:
+                        continue
+                    cells = [""] * len(header)
+                n_records += 1
+                if len(cells) == len(header):
+                    yield TableRow(start, cells)
+                else:
+                    yield TableRow(start, None, f"{len(cells)} fields where the header has {len(header)}")
+        except csv.Error as error:
+            raise ValueError(f"{path} line {reader.line_num}: {error}") from None
+    if start < reader.line_num and _quote_left_open(path, delimiter, start):
+        raise ValueError(f"{path} line {start}: a quoted cell starting in this record is never closed")
+    if not n_records:
+        raise ValueError(f"{path}: has a header ({', '.join(header)}) but no data rows")
+
+
+def read_table(path: str | os.PathLike, sep: str | None = None) -> pd.DataFrame:
+    """All cells as strings, one row per record, indexed by the line the record starts on (index name ``line``).
+
+    Read by ``iter_table_rows`` (header = line 1), so the index is the record's true first physical line even after
+    quoted cells that span lines; blank lines are kept as rows of empty cells. FileNotFoundError for a missing
+    file; ValueError naming the file when it is empty or has a header but no rows, and naming file and line for a
+    record whose field count differs from the header's.
+    """
+    rows = iter_table_rows(path, sep, skip_blank_lines=False)
+    header = next(rows).cells
+    lines, records = [], []
+    for row in rows:
+        if row.problem is not None:
+            raise ValueError(f"{path} line {row.line}: {row.problem}")
+        lines.append(row.line)
+        records.append(row.cells)
+    return pd.DataFrame(records, columns=header, index=pd.Index(lines, name="line"), dtype=str)
 
 
 def parse_label(text: str, where: str, column: str) -> float:
@@ -125,7 +223,7 @@ def load_csv(
         if missing:
             raise ValueError(f"{path}: label column(s) {missing} not found; columns are {list(frame.columns)}")
 
-        lines = range(2, len(frame) + 2)
+        lines = frame.index.tolist()  # each record's first line in the file
         columns = {"smiles": [text.strip() for text in frame[smiles_column]], "pos": [None] * len(frame)}
         for column in labels:
             columns[column] = [parse_label(text, f"{path} line {line}", column)

@@ -9,6 +9,7 @@ with the `*_name_or_path` fields.
 from dataclasses import dataclass, field
 
 STAGES = ("teacher", "denoise", "distill", "finetune", "evaluate")
+PROBLEM_TYPES = ("regression", "classification")
 
 
 @dataclass
@@ -38,15 +39,26 @@ class ModelArguments:
 class DataArguments:
     dataset: str = field(
         default="qm9_embedded",
-        metadata={"help": "'qm9_embedded' (ships with the package), 'qm9' (qm9pack), a .csv/.sdf path, or 'qm9_xtb' / a QM9-xTB .npz path (energies and forces)."},
+        metadata={"help": "'qm9_embedded' (ships with the package), 'qm9' (qm9pack), a downstream set ('freesolv', 'solubility', 'b3db_regression', 'b3db_classification'; scaffold split), a .csv/.sdf path, or 'qm9_xtb' / a QM9-xTB .npz path (energies and forces)."},
     )
     label_columns: list[str] = field(default_factory=lambda: ["gap"], metadata={"help": "Label columns to learn."})
+    problem_type: str = field(
+        default="regression",
+        metadata={
+            "help": "'regression' (normalized targets, MAE/RMSE) or 'classification' (binary: labels 0/1 or NaN, one "
+            "sigmoid output per label column; ROC-AUC, accuracy, log loss)."
+        },
+    )
     split_seed: int = field(default=0, metadata={"help": "Seed of the random split of files without splits."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
     max_test_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test rows."})
     multi_hop_max_dist: int = field(default=5, metadata={"help": "Graph featurizer: bonds kept per shortest path."})
     max_spatial: int = field(default=20, metadata={"help": "Graph featurizer: cap of the shortest-path distance."})
+
+    def __post_init__(self):
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type {self.problem_type!r}: use one of {list(PROBLEM_TYPES)}")
 
 
 @dataclass

@@ -8,8 +8,9 @@ fine-tuned student are "students" trained with the `task` objective alone), writ
 tokenizer in `{output_dir}/{stage}`, loadable with `from_pretrained`.
 
 What differs between tasks (which data, which head, which batches, which metrics) is a `TaskKind` chosen from the
-dataset: `PropertyTask` (molecular property regression, graph/SMILES models) or `energy_forces.EnergyForcesTask`
-(energies and forces of QM9/xTB conformations, SchNet/PaiNN). The stages themselves are task-agnostic.
+dataset: `PropertyTask` (molecular property regression or binary classification, graph/SMILES models) or
+`energy_forces.EnergyForcesTask` (energies and forces of QM9/xTB conformations, SchNet/PaiNN). The stages themselves
+are task-agnostic.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from transformers import (
 )
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging
 
 from ..data import load_csv, load_embedded_qm9, load_qm9, load_sdf, per_label_metrics
+from ..data.downstream import DOWNSTREAM_DATASETS, load_downstream
+from ..data.metrics import per_label_classification_metrics
 from ..modeling.auto import AutoModelForDenoising, AutoModelForMolecularPropertyPrediction
 from ..modeling.modeling_graphormer import add_coordinate_noise
 from ..tokenization.collators import GraphCollator, PairedCollator, collect_labels
@@ -43,6 +47,8 @@ from .arguments import STAGES, DataArguments, DistillationArguments, ModelArgume
 from .energy_forces import EnergyForcesTask
 from .registry import build_objective
 from .trainer import DistillationModel, DistillationTrainer
+
+logger = logging.get_logger(__name__)
 
 TRAINING_STAGES = ("teacher", "denoise", "distill", "finetune")
 SMILES_MODEL_TYPES = ("molformer_smiles_transformer",)
@@ -142,13 +148,16 @@ def load_records_by_name(data_args: DataArguments):
         dataset = load_embedded_qm9()
     elif name == "qm9":
         dataset = load_qm9(seed=data_args.split_seed)
+    elif name in DOWNSTREAM_DATASETS:
+        dataset = load_downstream(name)  # its scaffold split (deterministic: split_seed does not apply)
     elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
         dataset = load_csv(name, label_columns=data_args.label_columns, seed=data_args.split_seed)
     elif name.endswith((".sdf", ".sdf.gz")):
         dataset = load_sdf(name, label_properties=data_args.label_columns, seed=data_args.split_seed)
     else:
         raise ValueError(
-            f"dataset {name!r}: use 'qm9_embedded', 'qm9', a .csv/.tsv/.sdf path (property prediction) or "
+            f"dataset {name!r}: use 'qm9_embedded', 'qm9', {', '.join(map(repr, DOWNSTREAM_DATASETS))}, a "
+            ".csv/.tsv/.sdf path (property prediction) or "
             "'qm9_xtb' / a QM9-xTB .npz path (energies and forces)"
         )
     for split, rows in dataset.items():
@@ -160,8 +169,45 @@ def load_records_by_name(data_args: DataArguments):
     return dataset
 
 
-def label_statistics(train_rows, label_columns) -> dict:
-    """Config entries of a regression head: label names and the training mean/std (normalized targets)."""
+# `DataArguments.problem_type` -> the head's `config.problem_type`, the predictions.csv column suffix and the
+# per-label metrics of the model's outputs (values for regression, class-1 probabilities for classification).
+HEAD_PROBLEM_TYPES = {"regression": "regression", "classification": "multi_label_classification"}
+PREDICTION_SUFFIXES = {"regression": "_pred", "classification": "_prob"}
+PER_LABEL_METRICS = {"regression": per_label_metrics, "classification": per_label_classification_metrics}
+
+
+def check_binary_labels(records, label_columns, dataset_name: str) -> None:
+    """Classification labels must be 0, 1 or NaN (missing); the first other value is a ValueError naming its row."""
+    for split, rows in records.items():
+        for column in label_columns:
+            values = np.asarray(list(rows[column]), dtype=np.float64)  # None -> NaN
+            bad = np.flatnonzero(~np.isnan(values) & (values != 0) & (values != 1))
+            if bad.size:
+                row = rows[int(bad[0])]
+                where = f"row {row.get('mol_id') or int(bad[0])} ({row['smiles']!r})"
+                raise ValueError(
+                    f"dataset {dataset_name!r} split {split!r} label column {column!r}: problem_type 'classification' "
+                    f"needs labels 0 or 1 (empty = missing), but {where} holds {values[bad[0]]:g}"
+                )
+
+
+def label_statistics(train_rows, label_columns, problem_type: str = "regression") -> dict:
+    """Config entries of a property head for `label_columns`.
+
+    Regression: label names and the training mean/std (targets are learned normalized). Classification (binary, one
+    sigmoid output per label): the names and `multi_label_classification`; `label_mean`/`label_std` are set to None
+    so that a regression checkpoint loaded with these entries (the finetune stage) keeps no stale statistics.
+    """
+    if problem_type == "classification":
+        return {
+            "num_labels": len(label_columns),
+            "label_names": list(label_columns),
+            "label_mean": None,
+            "label_std": None,
+            "problem_type": HEAD_PROBLEM_TYPES[problem_type],
+        }
+    if problem_type != "regression":
+        raise ValueError(f"problem_type {problem_type!r}: use one of {list(HEAD_PROBLEM_TYPES)}")
     values = np.array([[np.nan if row[c] is None else row[c] for c in label_columns] for row in train_rows], float)
     mean = np.nanmean(values, axis=0)
     std = np.nanstd(values, axis=0)
@@ -203,24 +249,44 @@ class SingleModelCollator:
         return batch
 
 
-def label_metrics(label_names):
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    # exp(-log(1 + exp(-x))) never overflows, for any sign of x.
+    return np.exp(-np.logaddexp(0.0, -np.asarray(logits, dtype=np.float64)))
+
+
+def property_predictions_and_metrics(logits, targets, label_names, problem_type: str = "regression"):
+    """(predictions, per-label metrics) of a property head's (B, T) `logits`.
+
+    The predictions are what the model tells a user: values in the original units (regression) or probabilities of
+    class 1, the sigmoid of the logits (classification).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    predictions = sigmoid(logits) if problem_type == "classification" else logits
+    return predictions, PER_LABEL_METRICS[problem_type](predictions, targets, label_names)
+
+
+def label_metrics(label_names, problem_type: str = "regression"):
+    """A Trainer `compute_metrics`: MAE/RMSE (regression) or ROC-AUC/accuracy/log loss (classification) per label."""
+
     def compute_metrics(eval_prediction):
-        predictions = eval_prediction.predictions
-        if isinstance(predictions, tuple):
-            predictions = predictions[0]
-        return per_label_metrics(predictions, eval_prediction.label_ids, label_names)
+        logits = eval_prediction.predictions
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return property_predictions_and_metrics(logits, eval_prediction.label_ids, label_names, problem_type)[1]
 
     return compute_metrics
 
 
 @dataclass
 class PropertyTask:
-    """Molecular property regression (`label_columns`) with graph or SMILES models and their featurizer/tokenizer.
+    """Molecular properties (`label_columns`) with graph or SMILES models and their featurizer/tokenizer.
 
+    `problem_type` "regression" or "classification" (binary labels 0/1, NaN = missing; one sigmoid output per label).
     The distill stage loads the teacher backbone (`AutoModel`): the property objectives read its hidden states.
     """
 
     label_columns: list[str]
+    problem_type: str = "regression"
     name = "property"
     description = "molecular property"
     datasets_hint = "property models need a property dataset ('qm9_embedded', 'qm9', a .csv/.tsv/.sdf path)"
@@ -229,10 +295,24 @@ class PropertyTask:
     task_objective = "task"
 
     def load_records(self, data_args: DataArguments):
-        return load_records_by_name(data_args)
+        records = load_records_by_name(data_args)
+        if self.problem_type == "classification":
+            check_binary_labels(records, self.label_columns, data_args.dataset)
+        return records
 
     def statistics(self, train_rows) -> dict:
-        return label_statistics(train_rows, self.label_columns)
+        return label_statistics(train_rows, self.label_columns, self.problem_type)
+
+    def check_model(self, config) -> None:
+        """The model must predict this task's labels, with this task's problem type."""
+        model_labels = getattr(config, "label_names", None) or self.label_columns
+        if list(model_labels) != list(self.label_columns):
+            raise ValueError(f"the model predicts {model_labels}, the config asks for {self.label_columns}")
+        model_problem_type = getattr(config, "problem_type", None) or "regression"
+        if model_problem_type != HEAD_PROBLEM_TYPES[self.problem_type]:
+            raise ValueError(
+                f"the model is a {model_problem_type!r} model, the config asks for problem_type {self.problem_type!r}"
+            )
 
     def new_processor(self, config):
         """The processor for a freshly configured model; sets the config entries it dictates (SMILES vocabulary)."""
@@ -253,14 +333,16 @@ class PropertyTask:
         )
 
     def compute_metrics(self, config):
-        return label_metrics(self.label_columns) if config.num_labels else None
+        if not config.num_labels:
+            return None
+        self.check_model(config)
+        return label_metrics(self.label_columns, self.problem_type)
 
     def evaluate(self, model, processor, rows, args: TrainingArguments, split: str) -> dict:
-        """MAE/RMSE per label (Trainer.predict); writes predictions.csv; returns the metrics and a parity dict."""
+        """Per-label metrics (Trainer.predict); writes predictions.csv (values, or class-1 probabilities in
+        `<label>_prob` columns); returns the metrics and, for regression, a parity dict of the first label."""
         labels = self.label_columns
-        model_labels = getattr(model.config, "label_names", None) or labels
-        if list(model_labels) != list(labels):
-            raise ValueError(f"the model predicts {model_labels}, the config asks for {labels}")
+        self.check_model(model.config)
         trainer = DistillationTrainer(
             model=supervised(self, model),
             args=args,
@@ -268,29 +350,40 @@ class PropertyTask:
             processing_class=processor,
         )
         output = trainer.predict(rows, metric_key_prefix=split)
-        predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
         targets = output.label_ids
+        predictions, metrics = property_predictions_and_metrics(logits, targets, labels, self.problem_type)
         if args.should_save:
             os.makedirs(args.output_dir, exist_ok=True)
             with open(Path(args.output_dir, PREDICTIONS_FILE), "w", newline="") as handle:
                 writer = csv.writer(handle)
-                writer.writerow(["mol_id", "smiles"] + [f"{c}{s}" for c in labels for s in ("", "_pred")])
+                suffix = PREDICTION_SUFFIXES[self.problem_type]
+                writer.writerow(["mol_id", "smiles"] + [f"{c}{s}" for c in labels for s in ("", suffix)])
                 for index, row in enumerate(rows):
                     values = [
                         f"{v:.6g}" for k in range(len(labels)) for v in (targets[index, k], predictions[index, k])
                     ]
                     writer.writerow([row.get("mol_id", index), row["smiles"], *values])
-        return {
-            "metrics": {split: per_label_metrics(predictions, targets, labels)},
-            "parity": {"y_true": targets[:, 0].tolist(), "y_pred": predictions[:, 0].tolist(), "label": labels[0]},
-        }
+        results = {"metrics": {split: metrics}}
+        if self.problem_type == "regression":  # a parity plot (true vs predicted) only means something for values
+            results["parity"] = {
+                "y_true": targets[:, 0].tolist(),
+                "y_pred": predictions[:, 0].tolist(),
+                "label": labels[0],
+            }
+        return results
 
 
 def task_kind(data_args: DataArguments) -> TaskKind:
     """The task of a run, chosen by its dataset."""
     if EnergyForcesTask.handles(data_args.dataset):
+        if data_args.problem_type != "regression":
+            raise ValueError(
+                f"problem_type {data_args.problem_type!r}: dataset {data_args.dataset!r} (energies and forces) is "
+                "regression only"
+            )
         return EnergyForcesTask()
-    return PropertyTask(list(data_args.label_columns))
+    return PropertyTask(list(data_args.label_columns), data_args.problem_type)
 
 
 def check_model_fits_task(kind: TaskKind, config, role: str, auto_class=None) -> None:
@@ -509,6 +602,17 @@ def supervised(kind: TaskKind, model) -> DistillationModel:
     return DistillationModel(model, {kind.task_objective: build_objective(kind.task_objective, None, model.config)})
 
 
+def predicts_same_task(checkpoint_config, statistics: dict) -> bool:
+    """Whether a checkpoint's head already predicts the labels and problem type in `statistics` (the task's head
+    config entries). A task whose entries name neither (energies and forces) always keeps its head."""
+    checkpoint_task = {
+        "label_names": list(getattr(checkpoint_config, "label_names", None) or []),
+        # A head reads a missing problem_type as regression (heads.py).
+        "problem_type": getattr(checkpoint_config, "problem_type", None) or "regression",
+    }
+    return all(statistics[key] == value for key, value in checkpoint_task.items() if key in statistics)
+
+
 def run_stage(run: RunPlan, plan: StagePlan, records) -> dict:
     """Run one planned stage; returns a summary (paths, metrics) for the model card."""
     model_args, distill_args, kind = run.model_args, run.distill_args, run.kind
@@ -560,9 +664,23 @@ def run_stage(run: RunPlan, plan: StagePlan, records) -> dict:
         if plan.student_source is None:
             student, processor = new_model(kind, model_args.student_config, "student", statistics)
         else:
-            # The head takes this dataset's statistics (a student distilled on other labels gets a new head).
+            # The head takes this dataset's statistics. HF re-initialises only weights whose shape changed, so a head
+            # that learned other labels (or the same names as another problem type) is drawn afresh here.
+            checkpoint_config = AutoConfig.from_pretrained(plan.student_source)
             student = kind.auto_class.from_pretrained(plan.student_source, ignore_mismatched_sizes=True, **statistics)
             processor = kind.load_processor(plan.student_source)
+            if predicts_same_task(checkpoint_config, statistics):
+                logger.info("finetune: %s already predicts these labels; its task head is kept", plan.student_source)
+            else:
+                student.reset_task_head()
+                logger.info(
+                    "finetune: %s predicted %s (%s); new task head for %s (%s), backbone kept",
+                    plan.student_source,
+                    getattr(checkpoint_config, "label_names", None),
+                    getattr(checkpoint_config, "problem_type", None) or "regression",
+                    statistics.get("label_names"),
+                    statistics.get("problem_type"),
+                )
         collator = kind.collator(processor)
         _train(plan, supervised(kind, student), records, collator, processor, kind.compute_metrics(student.config))
         initialized_from = plan.student_source or "scratch (student_config)"

@@ -7,6 +7,8 @@ learned normalized and `logits` are returned de-normalized, in the original unit
 `head_hidden_size` (0 = a single linear layer).
 """
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,6 +81,16 @@ def property_prediction_loss(raw, labels, problem_type="regression", regression_
 
 class PropertyPredictionMixin:
     """`forward` for every `...ForMolecularPropertyPrediction`: backbone (at `base_model_prefix`) + `self.head`."""
+
+    @torch.no_grad()
+    def reset_task_head(self):
+        """Draw `self.head` afresh with the model's own `_init_weights`, keeping the backbone (a new task for a
+        pretrained model: other labels, or the same names as another problem type)."""
+        for tensor in itertools.chain(self.head.parameters(), self.head.buffers()):
+            # `from_pretrained` flags the tensors it loaded as initialised, and the guarded initialisers of
+            # `transformers.initialization` leave flagged tensors untouched.
+            tensor._is_hf_initialized = False
+        self.head.apply(self._init_weights)
 
     def forward(self, labels=None, output_hidden_states=None, output_attentions=None, return_dict=None, **inputs):
         outputs = self.base_model(
