@@ -97,6 +97,36 @@ def test_learning_curve_groups_logs_by_epoch(tmp_path):
     assert curve["train_distillation_loss"] == pytest.approx([0.25, 0.1])
 
 
+def test_targets_by_hand_on_seed_means():
+    def entry(mean, kind="distill", dataset=None):
+        return {"test_mean": mean, "kind": kind, "dataset": dataset}
+
+    summary = {
+        "teacher_3d": entry(0.20, "teacher"),
+        "graphormer_2d": entry(0.30, "baseline"),
+        "graphormer_2d_ccmd": entry(0.27),
+        "gin_lm": entry(0.24),
+        "dnd_gin_node": entry(None),  # label-free pretraining: no test metric
+        "dnd_node_freesolv": entry(0.01, "finetune", "freesolv"),  # another dataset, not a QM9 student
+        "st_base": entry(0.50, "baseline"),
+        "st_kd": entry(0.45),
+        "chemprop": entry(0.25, "chemprop"),
+    }
+    checks = {check["name"]: check for check in bench.check_targets(summary)}
+    improvement = checks["CCMD 2D Graphormer beats its baseline"]
+    assert improvement["value"] == pytest.approx(1 - 0.27 / 0.30) and improvement["met"]  # 10% >= 5%
+    gap = checks["CCMD 2D Graphormer closes the gap to the 3D teacher"]
+    assert gap["value"] == pytest.approx(0.03 / 0.10) and gap["met"]  # 30% >= 20%
+    stkd = checks["ST-KD beats ST-BASE"]
+    assert stkd["value"] == pytest.approx(0.10) and stkd["met"] is False  # 10% < 20%
+    peer = checks["best distilled 2D student beats chemprop v2"]
+    assert peer["row"] == "gin_lm" and peer["value"] == pytest.approx(0.24 / 0.25) and peer["met"]
+
+    del summary["chemprop"]  # a row left out (no --chemprop): reported, not guessed
+    peer = next(c for c in bench.check_targets(summary) if c["check"] == "best_distilled_ratio")
+    assert peer["value"] is None and peer["met"] is None
+    assert "not measured" in "\n".join(bench.targets_table(bench.check_targets(summary)))
+
 def test_load_split_embedded_is_seeded_and_disjoint():
     data = {"source": "qm9_embedded", "label": "gap", "split_seed": 3, "sizes": [40, 10, 10]}
     first, again = bench.load_split(data), bench.load_split(data)
