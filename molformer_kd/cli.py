@@ -5,12 +5,16 @@
     accelerate launch --multi_gpu --num_processes 2 -m molformer_kd.cli predict ...   # sharded over processes
 
 Inputs: CSV / TSV with a header (the SMILES column is `--smiles-column`, default `smiles`, matched case-insensitively
-when there is no exact match) or SMI (`SMILES [name]` per line, no header), each optionally gzipped (`.gz`).
-The file is streamed in chunks of `--chunk-size` rows, so memory does not grow with the file; blank lines are not
-rows. Output: CSV (`.csv`, `.csv.gz`, `.tsv`) or Parquet (`.parquet`), written chunk by chunk, exactly one row per
+when there is no exact match; cells are stripped of surrounding spaces) or SMI (`SMILES [name]` per line, no header),
+each optionally gzipped (detected by content). The file is streamed in chunks of `--chunk-size` rows, so memory does
+not grow with the file. Every line of an SMI file is a row (an empty line is a row with an error, so `row` + 1 is
+the line number); blank lines of a CSV / TSV are not records. A byte order mark is dropped; a line that is not UTF-8
+or a cell over 10 million characters is that row's error (with file and line); a file that is not text at all is one
+error. Output: CSV (`.csv`, `.csv.gz`, `.tsv`) or Parquet (`.parquet`), written chunk by chunk, exactly one row per
 input row and in input order: `row` (0-based input row), `smiles`, `name` (SMI inputs), the predictions (one column
 per label, original units) or `embedding_0..embedding_{D-1}`, and `error` (empty, or why the molecule failed; its
-values are then empty).
+values are then empty). A row's failure (unreadable, refused SMILES, too many atoms, a model error) never stops the
+run.
 
 Under `accelerate launch` with N processes, process r handles rows i with i % N == r and writes a shard; process 0
 merges the shards in input order into `--output` and deletes them.
@@ -19,17 +23,19 @@ merges the shards in input order into `--output` and deletes them.
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import itertools
+import math
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .data.tabular import MAX_FIELD_CHARS, read_records, read_text_lines
 
 INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".smi": None}
 DEFAULT_CHUNK_SIZE = 10_000
@@ -46,34 +52,43 @@ def _base_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _open_text(path: Path):
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+class InputRow(NamedTuple):
+    """One input row: its SMILES and name (SMI only), or, when the reader could not read it, `error` (with file and
+    line) and `smiles` None."""
+
+    smiles: str | None
+    name: str | None = None
+    error: str | None = None
 
 
-def read_smiles(path, smiles_column: str = "smiles") -> Iterator[tuple[str, str | None]]:
-    """Stream `(smiles, name)` per input row of a CSV/TSV/SMI file (optionally .gz); `name` is None for CSV/TSV."""
+def read_smiles(path, smiles_column: str = "smiles") -> Iterator[InputRow]:
+    """Stream one `InputRow` per input row of a CSV/TSV/SMI file (optionally gzip); `name` is None for CSV/TSV."""
     path = Path(path)
     fmt = _base_suffix(path)
     if fmt not in INPUT_FORMATS:
         raise ValueError(f"{path}: unsupported input format {fmt!r}; use .csv, .tsv or .smi (optionally .gz)")
-    with _open_text(path) as handle:
-        if fmt == ".smi":
-            for line in handle:
-                fields = line.split(maxsplit=1)
-                if fields:
-                    yield fields[0], (fields[1].strip() if len(fields) > 1 else None)
-            return
-        reader = csv.reader(handle, delimiter=INPUT_FORMATS[fmt])
-        header = next(reader, None)
-        if header is None:
-            return
-        column = _find_column(header, smiles_column, path)
-        for fields in reader:
-            if not fields:
-                continue  # a blank line is not a row
-            yield (fields[column] if column < len(fields) else ""), None
+    if fmt == ".smi":
+        for number, text, problem in read_text_lines(path):
+            fields = text.split(maxsplit=1)
+            if problem is None and fields and len(fields[0]) > MAX_FIELD_CHARS:
+                problem = f"a SMILES longer than {MAX_FIELD_CHARS:,} characters (the reader's limit)"
+            if problem is not None:
+                yield InputRow(None, error=f"{path} line {number}: {problem}")
+            else:
+                yield InputRow(fields[0] if fields else "", fields[1].strip() if len(fields) > 1 else None)
+        return
+    records = read_records(path, INPUT_FORMATS[fmt])
+    header = next(records, None)
+    if header is None:
+        return
+    if header.cells is None:
+        raise ValueError(f"{path} line {header.line}: cannot read the header: {header.problem}")
+    column = _find_column(header.cells, smiles_column, path)
+    for record in records:
+        if record.cells is None:
+            yield InputRow(None, error=f"{path} line {record.line}: {record.problem}")
+        elif record.cells:  # a blank line is not a row
+            yield InputRow(record.cells[column].strip() if column < len(record.cells) else "")
 
 
 def _find_column(header: list[str], wanted: str, path: Path) -> int:
@@ -255,19 +270,22 @@ def run(args) -> int:
     my_total = None if total is None else len(range(rank, total, world_size))
     destination = output_path if world_size == 1 else shard_path(output_path, rank, world_size)
     writer = TableWriter(destination, table.schema)
-    handled = 0
-    rows = ((i, smi, name) for i, (smi, name) in enumerate(read_smiles(input_path, args.smiles_column)))
-    mine = (row for row in rows if row[0] % world_size == rank)
+    handled = failed = 0
+    mine = ((i, row) for i, row in enumerate(read_smiles(input_path, args.smiles_column)) if i % world_size == rank)
     try:
         with tqdm(total=my_total, unit="mol", desc=args.command, disable=rank != 0 or args.quiet) as bar:
             while chunk := list(itertools.islice(mine, args.chunk_size)):
-                indices, smiles, names = zip(*chunk)
-                results = pipe(list(smiles), batch_size=args.batch_size, num_workers=args.num_workers)
-                writer.write(table.build(list(indices), list(smiles), list(names), results))
+                indices, rows = zip(*chunk)
+                results = _predict_rows(pipe, rows, table, args)
+                writer.write(table.build(list(indices), [r.smiles for r in rows], [r.name for r in rows], results))
                 handled += len(chunk)
+                failed += sum(result["error"] is not None for result in results)
                 bar.update(len(chunk))
     finally:
         writer.close()
+    if failed and not args.quiet:
+        print(f"molformer-kd {args.command}: {failed} of {handled} rows have an error (see the error column)",
+              file=sys.stderr)
 
     if state is not None:
         state.wait_for_everyone()
@@ -279,6 +297,14 @@ def run(args) -> int:
         state.wait_for_everyone()
         state.destroy_process_group()
     return handled
+
+
+def _predict_rows(pipe, rows: tuple[InputRow, ...], table: ResultTable, args) -> list[dict]:
+    """Pipeline results for the rows the reader could read, and the reader's error for the others, in row order."""
+    readable = [row.smiles for row in rows if row.error is None]
+    results = iter(pipe(readable, batch_size=args.batch_size, num_workers=args.num_workers) if readable else [])
+    empty = dict.fromkeys(table.value_keys, math.nan) if table.mode == "predict" else {"embedding": None}
+    return [next(results) if row.error is None else {**empty, "error": row.error} for row in rows]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,8 +10,10 @@ when `num_workers > 0`), pads them into the model's batch, runs the model and re
     >>> predict(["CCO", "not a smiles"], batch_size=64)
     [{'gap': 7.91, 'error': None}, {'gap': nan, 'error': "invalid SMILES 'not a smiles': ..."}]
 
-Predictions are in the original label units (the heads de-normalize). A molecule that cannot be parsed gets NaN
-values and an `error` string naming it; the rest of its batch is unaffected. Weights load from safetensors only.
+Predictions are in the original label units (the heads de-normalize). A molecule that fails anywhere (refused by the
+processor's SMILES front door, including its `max_atoms` limit, or failing in collation or in the model's own checks)
+gets NaN values and an `error` string naming it, cut to a readable length; the rest of its batch is predicted. A SMILES
+Transformer's tokenizer limit is lowered to the model's `max_atoms` position table. Weights load from safetensors only.
 """
 
 from __future__ import annotations
@@ -29,12 +31,18 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .hub import safetensors_only_from_pretrained
 from .modeling.auto import AutoModelForMolecularPropertyPrediction
-from .tokenization.collators import GraphCollator
-from .tokenization.processors import load_processor
+from .tokenization.featurization import pad_graph_features
+from .tokenization.processors import check_processor_matches_model, load_processor
+from .tokenization.smiles_grammar import shorten_smiles
 from .tokenization.tokenization_smiles import SmilesTokenizer
 
 PREDICT, EMBED = "predict", "embed"
 MODES = (PREDICT, EMBED)
+# Failures of one molecule in featurization, and in padding or the model's forward (its input checks, a too-large
+# allocation); anything else is a bug and propagates.
+_FEATURIZATION_FAILURES = (ValueError, KeyError, IndexError, TypeError, RuntimeError)
+_MODEL_FAILURES = (ValueError, IndexError, RuntimeError)
+_MAX_ERROR_CHARS = 400
 
 
 class SafetensorsAutoModelForMolecularPropertyPrediction(AutoModelForMolecularPropertyPrediction):
@@ -58,6 +66,16 @@ class SafetensorsAutoModel(AutoModel):
 def _processor_kwargs(processor) -> dict:
     """`{"feature_extractor": featurizer}` for graph students, `{"tokenizer": tokenizer}` for SMILES students."""
     return {"feature_extractor": processor} if hasattr(processor, "featurize") else {"tokenizer": processor}
+
+
+def _row_error(smiles, err: BaseException, stage: str = "") -> str:
+    """One row's error text: names the SMILES (cut to a window) unless the error already does, and stays short."""
+    message = str(err)
+    if len(message) > _MAX_ERROR_CHARS:
+        message = message[:_MAX_ERROR_CHARS] + "..."
+    if not message.startswith("invalid SMILES"):
+        message = f"SMILES {shorten_smiles(smiles)}: {stage}{type(err).__name__}: {message}"
+    return message
 
 
 def _accepted_inputs(model) -> set[str] | None:
@@ -102,9 +120,13 @@ class MolecularPropertyPredictionPipeline(Pipeline):
                 "students) or tokenizer= (SMILES students), or load both with "
                 "MolecularPropertyPredictionPipeline.from_pretrained(dir_or_repo)"
             )
+        processor = self.feature_extractor if self.feature_extractor is not None else self.tokenizer
+        check_processor_matches_model(processor, self.model.config, f"the pipeline's {type(processor).__name__}")
         self.model.eval()
-        self._graph_collator = GraphCollator() if self.feature_extractor is not None else None
         self._model_inputs = _accepted_inputs(self.model)
+        # A SMILES Transformer's structure positions stop at its max_atoms: larger molecules are row errors.
+        config = self.model.config
+        self._max_atoms = config.max_atoms if getattr(config, "variant", None) == "st_kd" else None
 
     @classmethod
     def from_pretrained(
@@ -149,60 +171,79 @@ class MolecularPropertyPredictionPipeline(Pipeline):
 
     def preprocess(self, smiles):
         """One SMILES -> its unpadded features (or token ids), or the reason it cannot be featurized."""
-        if not isinstance(smiles, str) or not smiles.strip():
-            return {"smiles": smiles, "features": None, "error": f"empty or non-string SMILES {smiles!r}"}
+        if not isinstance(smiles, str) or not smiles:
+            return {"smiles": smiles, "features": None, "error": f"empty or non-string SMILES {shorten_smiles(smiles)}"}
         try:
             if self.feature_extractor is not None:
                 features = self.feature_extractor.featurize(smiles)
             elif isinstance(self.tokenizer, SmilesTokenizer):
-                features = self.tokenizer.encode_smiles(smiles)  # the same lists as tokenizer(smiles), less overhead
+                # The same lists as tokenizer(smiles), less overhead, and the model's atom limit.
+                features = self.tokenizer.encode_smiles(smiles, max_atoms=self._max_atoms)
             else:
                 features = self.tokenizer(smiles)
-        except (ValueError, KeyError, IndexError, TypeError) as err:
-            message = str(err)
-            if repr(smiles) not in message and smiles not in message:
-                message = f"SMILES {smiles!r}: {message}"
-            return {"smiles": smiles, "features": None, "error": message}
+        except _FEATURIZATION_FAILURES as err:
+            return {"smiles": smiles, "features": None, "error": _row_error(smiles, err)}
         return {"smiles": smiles, "features": features, "error": None}
 
+    def _pad(self, features: list) -> dict:
+        """The model batch of some molecules' unpadded features."""
+        if self.feature_extractor is not None:
+            inputs = pad_graph_features(features)
+        else:
+            # Pad to python lists and convert through numpy: BatchEncoding's own tensor conversion walks every
+            # nested list element in Python and costs more than the tiny models it feeds.
+            padded = self.tokenizer.pad(features, padding=True)
+            inputs = {key: torch.from_numpy(np.asarray(value, dtype=np.int64)) for key, value in padded.items()}
+        if self._model_inputs is not None:
+            inputs = {key: value for key, value in inputs.items() if key in self._model_inputs}
+        return inputs
+
     def collate(self, items: list[dict]) -> dict:
-        """Pad the valid items of a batch into one model batch; invalid ones only keep their error."""
+        """Pad the valid items of a batch into one model batch (`inputs`, None if they cannot be padded together);
+        invalid ones only keep their error. The features stay with the batch so that `_forward` can retry its
+        molecules one at a time."""
         valid = [i for i, item in enumerate(items) if item["error"] is None]
-        inputs = None
-        if valid:
-            features = [items[i]["features"] for i in valid]
-            if self._graph_collator is not None:
-                inputs = dict(self._graph_collator(features))
-            else:
-                # Pad to python lists and convert through numpy: BatchEncoding's own tensor conversion walks every
-                # nested list element in Python and costs more than the tiny models it feeds.
-                padded = self.tokenizer.pad(features, padding=True)
-                inputs = {key: torch.from_numpy(np.asarray(value, dtype=np.int64)) for key, value in padded.items()}
-            if self._model_inputs is not None:
-                inputs = {key: value for key, value in inputs.items() if key in self._model_inputs}
-        return {
-            "smiles": [item["smiles"] for item in items],
-            "errors": [item["error"] for item in items],
-            "valid": valid,
-            "inputs": inputs,
-        }
+        features = [items[i]["features"] for i in valid]
+        try:
+            inputs = self._pad(features) if valid else None
+        except _MODEL_FAILURES:
+            inputs = None
+        return {"smiles": [item["smiles"] for item in items], "errors": [item["error"] for item in items],
+                "valid": valid, "inputs": inputs, "features": features}
+
+    def _values(self, inputs: dict, mode: str) -> torch.Tensor:
+        outputs = self.model(**inputs)
+        if mode == EMBED:
+            return outputs.pooler_output.float()
+        values = outputs.logits
+        problem_type = getattr(self.model.config, "problem_type", None) or "regression"
+        if problem_type == "multi_label_classification":
+            values = torch.sigmoid(values)
+        elif problem_type == "single_label_classification":
+            values = torch.softmax(values, dim=-1)
+        return values.float()
 
     def _forward(self, batch, mode=None):
         mode = mode or self.default_mode
-        values = None
+        errors, valid, values = list(batch["errors"]), list(batch["valid"]), None
         if batch["inputs"] is not None:
-            outputs = self.model(**batch["inputs"])
-            if mode == EMBED:
-                values = outputs.pooler_output
-            else:
-                values = outputs.logits
-                problem_type = getattr(self.model.config, "problem_type", None) or "regression"
-                if problem_type == "multi_label_classification":
-                    values = torch.sigmoid(values)
-                elif problem_type == "single_label_classification":
-                    values = torch.softmax(values, dim=-1)
-            values = values.float()
-        return {**{k: batch[k] for k in ("smiles", "errors", "valid")}, "values": values}
+            try:
+                values = self._values(batch["inputs"], mode)
+            except _MODEL_FAILURES:
+                values = None
+        if values is None and valid:
+            # The batch could not be padded or run: one molecule at a time, so that only the failing ones get an
+            # error and the others are predicted.
+            rows = []
+            for i, features in zip(batch["valid"], batch["features"]):
+                try:
+                    rows.append(self._values(self._ensure_tensor_on_device(self._pad([features]), device=self.device),
+                                             mode))
+                except _MODEL_FAILURES as err:
+                    errors[i] = _row_error(batch["smiles"][i], err, "failed in the model: ")
+            valid = [i for i in valid if errors[i] is None]
+            values = torch.cat(rows) if rows else None
+        return {"smiles": batch["smiles"], "errors": errors, "valid": valid, "values": values}
 
     def postprocess(self, batch_outputs, mode=None) -> list[dict]:
         """One dict per molecule of the batch, in order."""

@@ -209,6 +209,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             return self._create_repo()
         if method == "POST" and parts == ["validate-yaml"]:
             return self._validate_yaml()
+        if method == "GET" and parts == ["whoami-v2"]:
+            return self._whoami()
         if len(parts) >= 3 and parts[0][:-1] in REPO_TYPES:
             repo_type, repo_id, rest = parts[0][:-1], "/".join(parts[1:3]), parts[3:]
             if method == "POST" and len(rest) >= 2 and rest[0] == "preupload":
@@ -222,6 +224,12 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             if method == "GET" and len(rest) >= 2 and rest[0] == "tree":
                 return self._tree(repo_type, repo_id, rest[1], "/".join(rest[2:]), query)
         raise HubError(404, f"no route for {method} {self.path}")
+
+    def _whoami(self):
+        # Like the Hub: any bearer token names the user, none is a 401 (the tests' token is accepted as is).
+        if not (self.headers.get("Authorization") or "").startswith("Bearer "):
+            raise HubError(401, "Invalid credentials in Authorization header")
+        self._json(200, {"type": "user", "name": "tester", "auth": {"type": "access_token"}})
 
     def _create_repo(self):
         payload = json.loads(self._body())

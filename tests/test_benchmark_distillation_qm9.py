@@ -76,9 +76,9 @@ def test_resolve_replaces_parameters_and_names_missing_ones():
         bench.resolve("@missing", {"w": 1})
 
 
-def test_mean_inverse_square_atoms_by_hand():
+def test_mean_inverse_atoms_by_hand():
     train = Dataset.from_dict({"pos": [[[0.0, 0.0, 0.0]] * 2, [[0.0, 0.0, 0.0]] * 4]})
-    assert bench.mean_inverse_square_atoms(train) == pytest.approx((1 / 4 + 1 / 16) / 2)
+    assert bench.mean_inverse_atoms(train) == pytest.approx((1 / 2 + 1 / 4) / 2)
 
 
 def test_learning_curve_groups_logs_by_epoch(tmp_path):

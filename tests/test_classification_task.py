@@ -15,19 +15,19 @@ import yaml
 from fixtures_students import save_tiny_gin_student
 from transformers import AutoModel
 
+from molformer_kd.distillation import run as distill_run
 from molformer_kd.data import load_embedded_qm9
 from molformer_kd.data.metrics import accuracy, log_loss, per_label_classification_metrics, roc_auc
 from molformer_kd.distillation.arguments import DataArguments
-from molformer_kd.distillation.stages import label_statistics, load_records, property_predictions_and_metrics
+from molformer_kd.distillation.tasks import label_statistics, load_records, property_predictions_and_metrics
 from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction
 from molformer_kd.modeling.configuration_gin import GINConfig
+from molformer_kd.modeling.heads import BinaryClassificationPredictor
 from molformer_kd.modeling.modeling_gin import GINForMolecularPropertyPrediction
 from molformer_kd.tokenization.collators import GraphCollator
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-import distill
 
 # ------------------------------------------------------------------------------------------------------- metrics
 
@@ -105,7 +105,10 @@ def test_metrics_match_sklearn():
 def test_training_metrics_take_the_sigmoid_of_the_logits():
     logits = np.array([[2.0], [-1.0], [0.5], [-3.0], [800.0]])
     targets = np.array([[1.0], [0.0], [0.0], [np.nan], [1.0]])
-    probabilities, metrics = property_predictions_and_metrics(logits, targets, ["bbb"], "classification")
+    head = GINForMolecularPropertyPrediction(
+        GINConfig.from_preset("tiny", **label_statistics([], ["bbb"], "classification"))
+    ).head
+    probabilities, metrics = property_predictions_and_metrics(head, logits, targets, ["bbb"])
     np.testing.assert_allclose(probabilities, torch.sigmoid(torch.tensor(logits)).numpy(), rtol=1e-12)
     observed = ~np.isnan(targets[:, 0])
     bce = F.binary_cross_entropy_with_logits(torch.tensor(logits[observed]), torch.tensor(targets[observed]))
@@ -153,7 +156,7 @@ def test_regression_student_becomes_a_clean_classifier(tmp_path, regression_labe
     ).eval()
     assert model.config.problem_type == "multi_label_classification"
     assert model.config.label_mean is None and model.config.label_std is None
-    assert model.head.label_mean == [0.0] and model.head.label_std == [1.0]
+    assert isinstance(model.head, BinaryClassificationPredictor)
 
     labels = [1.0, 0.0, float("nan"), 1.0]
     batch = graph_batch(labels)
@@ -205,10 +208,10 @@ def write_config(tmp_path, **values) -> Path:
 def test_bad_problem_type_fails_at_startup(tmp_path):
     path = write_config(tmp_path, dataset="qm9_embedded", problem_type="binary")
     with pytest.raises(ValueError, match=r"problem_type 'binary': use one of \['regression', 'classification'\]"):
-        distill.plan_from_cli(["--config", str(path)])
+        distill_run.plan_from_cli(["--config", str(path)])
     path = write_config(tmp_path, dataset="qm9_xtb", problem_type="classification")
     with pytest.raises(ValueError, match="regression only"):
-        distill.plan_from_cli(["--config", str(path)])
+        distill_run.plan_from_cli(["--config", str(path)])
 
 
 def test_non_binary_label_is_rejected_naming_file_column_and_row(tmp_path, monkeypatch, bbb_rows):
@@ -246,7 +249,7 @@ def test_finetune_and_evaluate_a_distilled_regression_student_as_a_classifier(tm
         save_strategy="no",
         disable_tqdm=True,
     )
-    distill.main(["--config", str(path)])
+    distill_run.main(["--config", str(path)])
     run = tmp_path / "run"
 
     finetuned = json.loads((run / "finetune" / "config.json").read_text())

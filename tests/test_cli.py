@@ -97,28 +97,31 @@ def test_10k_rows_with_1_percent_invalid_keep_count_order_and_errors(tmp_path, s
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_smi_input_embed_to_csv_with_names(tmp_path, student_dir):
+def test_smi_input_embed_to_csv_with_names(tmp_path, student_dir, capsys):
     lines = ["CCO ethanol", "C1CC broken ring", "", "c1ccncc1 pyridine", "O"]
     input_path, output_path = tmp_path / "mols.smi", tmp_path / "emb.csv"
     input_path.write_text("\n".join(lines) + "\n")
     assert main(["embed", "--model", str(student_dir), "--input", str(input_path), "--output", str(output_path)]) == 0
+    assert "2 of 5 rows have an error" in capsys.readouterr().err
     with open(output_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["smiles"] for row in rows] == ["CCO", "C1CC", "c1ccncc1", "O"]  # the blank line is not a row
-    assert [row["name"] for row in rows] == ["ethanol", "broken ring", "pyridine", ""]
-    assert [bool(row["error"]) for row in rows] == [False, True, False, False]
+    # every line is a row, the empty one too (with an error), so that row + 1 is the line number
+    assert [row["smiles"] for row in rows] == ["CCO", "C1CC", "", "c1ccncc1", "O"]
+    assert [row["row"] for row in rows] == ["0", "1", "2", "3", "4"]
+    assert [row["name"] for row in rows] == ["ethanol", "broken ring", "", "pyridine", ""]
+    assert [bool(row["error"]) for row in rows] == [False, True, True, False, False]
     embedding_columns = [c for c in rows[0] if c.startswith("embedding_")]
     reference = MolecularPropertyPredictionPipeline.from_pretrained(student_dir).embed(["CCO", "c1ccncc1", "O"])
     assert len(embedding_columns) == reference.shape[1]
-    got = np.array([[float(rows[i][c]) for c in embedding_columns] for i in (0, 2, 3)])
+    got = np.array([[float(rows[i][c]) for c in embedding_columns] for i in (0, 3, 4)])
     np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-5)
-    assert all(rows[1][c] == "" for c in embedding_columns)
+    assert all(rows[i][c] == "" for c in embedding_columns for i in (1, 2))
 
 
 def test_reader_and_errors_name_the_file(tmp_path, student_dir, capsys):
     tsv = tmp_path / "mols.tsv"
     tsv.write_text("id\tsmiles\n1\tCCO\n\n2\n")
-    assert list(read_smiles(tsv)) == [("CCO", None), ("", None)]
+    assert list(read_smiles(tsv)) == [("CCO", None, None), ("", None, None)]
     bad = tmp_path / "bad.csv"
     bad.write_text("id,structure\n1,CCO\n")
     assert main(["predict", "--model", str(student_dir), "--input", str(bad), "--output", str(tmp_path / "o.csv")]) == 1

@@ -152,5 +152,5 @@ def test_paired_batch_with_smiles_tokenizer_student():
 
 def test_paired_atom_count_mismatch_names_the_smiles():
     wrong = AtomCountingTokenizer(lambda s: len(s))  # counts characters, not atoms
-    with pytest.raises(ValueError, match=r"CCO.*teacher has 3 atoms but the student 4"):
-        PairedCollator(MoleculeFeaturizer(use_3d=True), wrong)([{"smiles": "CCO ", "pos": np.zeros((3, 3))}])
+    with pytest.raises(ValueError, match=r"C\(C\)O.*teacher has 3 atoms but the student 5"):
+        PairedCollator(MoleculeFeaturizer(use_3d=True), wrong)([{"smiles": "C(C)O", "pos": np.zeros((3, 3))}])

@@ -11,6 +11,7 @@ import yaml
 from distill_cli_helpers import run_distill_cli
 from transformers import AutoModel
 
+from molformer_kd.distillation import run as distill_run
 from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction
 from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
 from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularPropertyPrediction
@@ -18,8 +19,6 @@ from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-sys.path.insert(0, str(REPO))
-import distill
 
 pytest_plugins = ["fixtures_hub"]
 
@@ -45,7 +44,7 @@ def write_config(tmp_path, base: str | None = None, name="config.yaml", **change
 
 
 def plan(path):
-    return distill.plan_from_cli(["--config", str(path)])
+    return distill_run.plan_from_cli(["--config", str(path)])
 
 
 # Every example config: property (ccmd_, stkd_, dnd_) and energy/force (gnn_kd_) distillation. configs/demo/ is
@@ -118,7 +117,7 @@ def test_ccmd_gin_chain_teacher_distill_finetune_evaluate(tmp_path):
     path = write_config(
         tmp_path, "ccmd_graphormer3d_to_gin_tiny.yaml", stages=["teacher", "distill", "finetune", "evaluate"], **FAST
     )
-    distill.main(["--config", str(path)])
+    distill_run.main(["--config", str(path)])
     run = tmp_path / "run"
     for stage in ("teacher", "distill", "finetune"):
         model = AutoModelForMolecularPropertyPrediction.from_pretrained(run / stage)
@@ -142,7 +141,7 @@ def test_dnd_chain_denoise_distill_finetune(tmp_path):
         objectives={"dnd": {"mode": "graph"}},
         **FAST,
     )
-    distill.main(["--config", str(path)])
+    distill_run.main(["--config", str(path)])
     run = tmp_path / "run"
     assert all("task" in e for e in log_history(run / "denoise") if "loss" in e)
     distill_logs = [e for e in log_history(run / "distill") if "loss" in e]
@@ -162,7 +161,7 @@ def test_stkd_chain_graph_teacher_to_smiles_student_with_initial_stage(tmp_path)
         initial_stage_epochs=0.25,
         **fast,
     )  # 48 rows / batch 8 = 6 steps per epoch
-    distill.main(["--config", str(path)])
+    distill_run.main(["--config", str(path)])
     logs = [e for e in log_history(tmp_path / "run" / "distill") if "loss" in e]
     assert len(logs) == 4 and all({"task", "stkd_feature", "stkd_attention"} <= set(e) for e in logs)
     for entry in logs[:2]:  # epoch < 0.25: initial stage weights (task 0, alpha 1, beta 4)
@@ -234,7 +233,7 @@ def test_two_processes_match_one_process(tmp_path):
     ]
     result = run_distill_cli(two, launcher=launch, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    distill.main(["--config", str(one)])
+    distill_run.main(["--config", str(one)])
     single = [e for e in log_history(tmp_path / "run" / "distill") if "loss" in e]
     double = [e for e in log_history(tmp_path / "run_two" / "distill") if "loss" in e]
     assert len(single) == len(double) == 6

@@ -14,8 +14,9 @@ import pytest
 import torch
 import yaml
 
+from molformer_kd.distillation import run as distill_run
 from molformer_kd.data import load_embedded_qm9
-from molformer_kd.distillation.stages import new_processor
+from molformer_kd.distillation.tasks import new_processor
 from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction
 from molformer_kd.modeling.configuration_gin import GINConfig
 from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
@@ -23,8 +24,6 @@ from molformer_kd.modeling.modeling_gin import GINForMolecularPropertyPrediction
 from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularPropertyPrediction
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-import distill
 
 FAMILIES = {
     "gin": (GINConfig, GINForMolecularPropertyPrediction),
@@ -125,7 +124,7 @@ def finetune(tmp_path, checkpoint_dir, dataset, label, problem_type):
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    (summary,) = distill.main(["--config", str(path)])
+    (summary,) = distill_run.main(["--config", str(path)])
     assert summary == {
         "stage": "finetune",
         "output_dir": str(tmp_path / "run" / "finetune"),

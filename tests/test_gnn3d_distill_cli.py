@@ -11,14 +11,13 @@ import yaml
 from distill_cli_helpers import run_distill_cli
 from safetensors import safe_open
 
+from molformer_kd.distillation import run as distill_run
 from molformer_kd.data.xtb import PointCloudCollator, load_qm9_xtb
-from molformer_kd.distillation.energy_forces import EnergyForcesTask, evaluate_energy_forces
+from molformer_kd.distillation.tasks.energy_forces import EnergyForcesTask, evaluate_energy_forces
 from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-sys.path.insert(0, str(REPO))
-import distill
 
 TINY = "gnn_kd_painn_to_painn_tiny.yaml"
 METRIC_NAMES = {"energy_mae_meV", "force_mae_meV_per_A", "force_cos", "efwt_percent"}
@@ -39,7 +38,7 @@ def train_logs(stage_dir):
 
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("gnn_kd_*.yaml")))
 def test_gnn_configs_plan_the_energy_force_task(tmp_path, config):
-    run = distill.plan_from_cli(["--config", str(write_config(tmp_path, config))])
+    run = distill_run.plan_from_cli(["--config", str(write_config(tmp_path, config))])
     assert isinstance(run.kind, EnergyForcesTask)
     assert [stage.name for stage in run.stages] == yaml.safe_load((CONFIGS / config).read_text())["stages"]
 
@@ -54,8 +53,8 @@ def test_tiny_painn_config_end_to_end_in_a_subprocess(tmp_path):
     run = tmp_path / "run"
     teacher = AutoModelForEnergyAndForces.from_pretrained(run / "teacher")
     student = AutoModelForEnergyAndForces.from_pretrained(run / "distill")
-    assert (teacher.config.model_type, teacher.config.hidden_size) == ("painn", 32)
-    assert (student.config.model_type, student.config.hidden_size) == ("painn", 16)
+    assert (teacher.config.model_type, teacher.config.hidden_size) == ("molformer_painn", 32)
+    assert (student.config.model_type, student.config.hidden_size) == ("molformer_painn", 16)
     # Both models carry the training set's energy statistics (per-element reference energies of H, C, N, O, F).
     assert student.config.atom_reference_energies == teacher.config.atom_reference_energies
     assert all(student.config.atom_reference_energies[z] != 0 for z in (1, 6, 7, 8))
@@ -80,7 +79,7 @@ def test_tiny_painn_config_end_to_end_in_a_subprocess(tmp_path):
 def test_autograd_force_teacher_vanilla_kd_then_finetune(tmp_path):
     """A SchNet teacher (forces = -dE/dx, run under no_grad by the trainer) gives its energies and forces to
     vanilla1/vanilla2; the distilled SchNet is then fine-tuned on the labels and evaluated."""
-    small = {"model_type": "schnet", "hidden_size": 16, "num_filters": 16, "num_layers": 2, "num_rbf": 12}
+    small = {"model_type": "molformer_schnet", "hidden_size": 16, "num_filters": 16, "num_layers": 2, "num_rbf": 12}
     path = write_config(
         tmp_path,
         stages=["teacher", "distill", "finetune", "evaluate"],
@@ -94,7 +93,7 @@ def test_autograd_force_teacher_vanilla_kd_then_finetune(tmp_path):
         logging_steps=2,
         stage_overrides={"finetune": {"eval_strategy": "steps", "eval_steps": 4}},
     )
-    summaries = distill.main(["--config", str(path)])
+    summaries = distill_run.main(["--config", str(path)])
     run = tmp_path / "run"
     logs = train_logs(run / "distill")
     assert logs and all({"vanilla1_energy", "vanilla1_forces", "vanilla2"} <= set(entry) for entry in logs)
@@ -115,21 +114,21 @@ def test_autograd_force_teacher_vanilla_kd_then_finetune(tmp_path):
     assert summaries[-1]["model"] == str(run / "finetune")
     assert set(summaries[-1]["metrics"]["test"]) == METRIC_NAMES
     finetuned = AutoModelForEnergyAndForces.from_pretrained(run / "finetune")
-    assert (finetuned.config.model_type, finetuned.config.hidden_size) == ("schnet", 8)
+    assert (finetuned.config.model_type, finetuned.config.hidden_size) == ("molformer_schnet", 8)
 
 
 @pytest.mark.parametrize(
     "changes,message",
     [
-        ({"dataset": "qm9_embedded"}, "teacher_config: model_type 'painn' has no molecular property model"),
+        ({"dataset": "qm9_embedded"}, "teacher_config: model_type 'molformer_painn' has no molecular property model"),
         (
             {"student_config": {"model_type": "molformer_gin", "preset": "tiny"}},
             "student_config: model_type 'molformer_gin' has no energy/force model",
         ),
-        ({"stages": ["denoise"]}, "stage 'denoise': model_type 'painn' has no denoising head"),
-        ({"objectives": {"v2v": {"source": "vectors"}}, "student_config": {"model_type": "schnet"}}, "v2v"),
+        ({"stages": ["denoise"]}, "stage 'denoise': model_type 'molformer_painn' has no denoising head"),
+        ({"objectives": {"v2v": {"source": "vectors"}}, "student_config": {"model_type": "molformer_schnet"}}, "v2v"),
     ],
 )
 def test_models_that_do_not_fit_the_task_fail_at_startup(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
-        distill.plan_from_cli(["--config", str(write_config(tmp_path, **changes))])
+        distill_run.plan_from_cli(["--config", str(write_config(tmp_path, **changes))])

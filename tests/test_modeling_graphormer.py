@@ -291,7 +291,8 @@ def test_clear_errors_for_bad_inputs():
     with pytest.raises(ValueError, match="needs `pos`"):
         _model("3d")(**batch)
     with pytest.raises(ValueError, match="max_spatial"):
-        _model("2d", max_spatial=2)(**batch)
+        _model("2d", max_spatial=2).validate_inputs(batch)
+    _model("2d").validate_inputs(batch)
     with pytest.raises(ValueError, match="geometry='3d'"):
         GraphormerForDenoising(_config("2d"))
     with pytest.raises(ValueError, match="geometry"):

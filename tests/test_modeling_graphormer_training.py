@@ -1,5 +1,6 @@
-"""A tiny 2D Graphormer can fit 64 real QM9 molecules: the training MAE on the HOMO-LUMO gap falls at least 10x in
-300 full-batch steps (the 3D view shares every layer but the structural encodings, which have their own tests)."""
+"""A tiny 2D Graphormer can fit 64 real QM9 molecules: the training MAE on the HOMO-LUMO gap falls far below the MAE
+of predicting the mean in 300 full-batch steps (the 3D view shares every layer but the structural encodings, which
+have their own tests)."""
 
 import pytest
 import torch
@@ -20,9 +21,12 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def test_tiny_graphormer_overfits_64_qm9_molecules(tmp_path, single_thread):
-    torch.manual_seed(0)
-    rows = load_embedded_qm9(cache_dir=tmp_path)["train"].select(range(64)).to_list()
+def overfit_tiny_graphormer(seed=0, cache_dir=None, steps=300):
+    """Train a tiny 2D Graphormer on 64 QM9 gaps, full batch; returns (initial, mean_predictor, final) training MAEs.
+
+    scripts/measure_test_spread.py calls this with many seeds and thread counts to size the test's thresholds."""
+    torch.manual_seed(seed)
+    rows = load_embedded_qm9(cache_dir=cache_dir)["train"].select(range(64)).to_list()
     batch = GraphCollator(MoleculeFeaturizer(), label_columns=["gap"])(rows)
     gap = batch.pop("labels")
     config = GraphormerConfig.from_preset(
@@ -33,8 +37,10 @@ def test_tiny_graphormer_overfits_64_qm9_molecules(tmp_path, single_thread):
     )
     model = GraphormerForMolecularPropertyPrediction(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    # Decaying the step size lets the L1 fit settle instead of oscillating at the constant-lr noise floor.
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=300)
+    # The L1 loss has constant-size gradients, so the step size must decay for the fit to settle; a one-cycle schedule
+    # (short warm-up, then annealing) spread less over seeds than cosine annealing from the start (measured min over
+    # seeds 0-9 of mean_predictor/final: 8.4 vs 3.8 with cosine; 5.4 with lr 1e-3, 2.3 with lr 1e-2).
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
 
     def mae():
         model.eval()
@@ -44,12 +50,17 @@ def test_tiny_graphormer_overfits_64_qm9_molecules(tmp_path, single_thread):
         return error
 
     initial = mae()
+    mean_predictor = (gap - gap.mean()).abs().mean().item()
     model.train()
-    for _ in range(300):
+    for _ in range(steps):
         loss = model(**batch, labels=gap).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
-    final = mae()
+    return initial, mean_predictor, mae()
+
+
+def test_tiny_graphormer_overfits_64_qm9_molecules(tmp_path, single_thread):
+    initial, mean_predictor, final = overfit_tiny_graphormer(seed=0, cache_dir=tmp_path)
     assert final < initial / 10, (initial, final)

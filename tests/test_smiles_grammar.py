@@ -51,6 +51,9 @@ def test_aromatic_implicit_bonds_are_aromatic_like_rdkit_unsanitized():
 @pytest.mark.parametrize("smiles", [
     "C1CC1", "C1CC2CC1C2", "C2CC1CC2C1", "C12CCC2C1", "C1CC11CC1", "C1CC1C1CC1", "C1.C1", "C12.C1.C2",
     "C3CC2CC1CC1CC2C3", "C(C1)C1", "C(=O)1CC1", "C1CCC1(C)", "c1ccc2ccccc2c1", "N1C2C3C1C23",
+    # dative bonds run from the donor (the arrow's tail) to the acceptor, in chains and ring closures
+    "N->[Fe]", "[Fe]<-N", "C(<-C)C", "[NH3]->[Pt]<-[NH3]", "C[N]1->[Fe]CC1", "[Fe]1CC[N]->1", "C1CC<-1",
+    "C<-1CC1", "C->1CC1", "C->1CC<-1", "N1->[Fe]<-NCC1",
 ])
 def test_ring_closure_order_and_direction_match_rdkit(smiles):
     # ring bonds after all chain bonds, by ring number, reused numbers in closing order; (closer, opener)
@@ -197,7 +200,18 @@ def test_parity_with_rdkit_on_committed_sample():
     ("C[C@X]", 4, "bad chirality"),
     ("C[C:]", 3, "atom class without a number"),
     ("[]", 1, "no element symbol"),
-    ("C C", 1, "unexpected character ' '"),
+    ("C C", 1, "whitespace ' '"),
+    ("CCO\x00", 3, "control character"),
+    ("c1ccccc1\U0001f600", 8, "non-ASCII character"),
+    ("\ufeffCCO", 0, "byte order mark"),
+    ("[\u0661\u0663C]", 1, "non-ASCII character"),  # Arabic-Indic digits are not isotope 13
+    ("C%\u0661\u0662CC%12", 2, "non-ASCII character"),
+    ("[\u00b9\u00b3C]", 1, "non-ASCII character"),  # superscript digits
+    ("[1234567890C]", 1, "more than 9 digits"),
+    ("C%(1234567890)CC%(1234567890)", 1, "more than 9 digits"),
+    ("C->1CC->1", 8, "conflicting bond symbols"),
+    ("C-1CC->1", 7, "conflicting bond symbols"),
+    ("C<>C", 1, "unexpected character '<'"),
     ("C.=C", 2, "right after '.'"),
     ("C(", 1, "unclosed branch"),
 ])

@@ -8,9 +8,10 @@ from rdkit import Chem
 from transformers import AutoTokenizer
 
 import molformer_kd  # noqa: F401  (registers the tokenizers)
+from molformer_kd.tokenization import register_tokenizers
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 from molformer_kd.tokenization.smiles_grammar import SmilesParseError, parse_smiles
-from molformer_kd.tokenization.tokenization_smiles import SmilesTokenizer, register_tokenizers
+from molformer_kd.tokenization.tokenization_smiles import SmilesTokenizer
 from molformer_kd.tokenization.tokenization_st_base import (
     SMILES_REGEX,
     StBaseTokenizer,

@@ -8,7 +8,7 @@ from transformers import AutoModel, TrainerState, TrainingArguments
 
 from molformer_kd.data import load_embedded_qm9
 from molformer_kd.distillation.objectives import CCMDObjective, TaskObjective
-from molformer_kd.distillation.stages import label_statistics
+from molformer_kd.distillation.tasks import label_statistics
 from molformer_kd.distillation.trainer import DistillationModel, DistillationTrainer, InitialStageCallback
 from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
 from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularPropertyPrediction, GraphormerModel

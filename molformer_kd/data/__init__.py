@@ -10,14 +10,24 @@ from .caching import cache_root
 from .conformers import embed_conformer, generate_conformers
 from .downstream import DOWNSTREAM_DATASETS, DownstreamDataset, load_downstream
 from .geometry import AtomMappingError, map_mol_positions_to_smiles, map_positions_to_smiles, match_atoms_to_smiles
-from .metrics import accuracy, log_loss, mae, per_label_classification_metrics, per_label_metrics, rmse, roc_auc
+from .metrics import (
+    EnergyForceMetrics,
+    accuracy,
+    gap_closed,
+    log_loss,
+    mae,
+    per_label_classification_metrics,
+    per_label_metrics,
+    rmse,
+    roc_auc,
+)
 from .molecules import smiles_and_positions_from_mol, smiles_problem, token_atom_indices
 from .qm9 import HARTREE_TO_EV, QM9_LABELS, embedded_qm9_metadata, load_embedded_qm9, load_qm9
 from .records import DataReport, Issue, record_features
 from .sdf import load_pcqm4mv2, load_sdf
 from .splits import murcko_scaffold, random_split, scaffold_split, split_dataset, split_indices
 from .tabular import load_csv
-from .xtb import EnergyForceMetrics, PointCloudCollator, energy_statistics, gap_closed, load_qm9_xtb
+from .xtb import PointCloudCollator, energy_statistics, load_qm9_xtb
 
 __all__ = [
     "DOWNSTREAM_DATASETS",

@@ -1,7 +1,8 @@
-"""Per-label metrics over labels with missing values (NaN targets are ignored, per label).
+"""Metrics: per-label property metrics, the KD-GNN energy/force metrics and the gap a distilled model closes.
 
-Regression: MAE, RMSE. Binary classification (targets 0/1, predictions are probabilities of class 1): ROC-AUC
-(Mann-Whitney U from average ranks, so tied scores count one half), accuracy at p = 0.5 and log loss.
+Per-label metrics ignore missing values (NaN targets, per label). Regression: MAE, RMSE. Binary classification
+(targets 0/1, predictions are probabilities of class 1): ROC-AUC (Mann-Whitney U from average ranks, so tied scores
+count one half), accuracy at p = 0.5 and log loss. Energies and forces: `EnergyForceMetrics` (OC20's definitions).
 """
 
 from __future__ import annotations
@@ -9,9 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 
 __all__ = [
+    "EFWT_ENERGY_THRESHOLD",
+    "EFWT_FORCE_THRESHOLD",
+    "EnergyForceMetrics",
     "accuracy",
+    "gap_closed",
     "log_loss",
     "mae",
     "per_label_classification_metrics",
@@ -135,3 +141,53 @@ def per_label_classification_metrics(probabilities, targets, label_names: Sequen
     return _per_label(
         probabilities, targets, label_names, {"roc_auc": roc_auc, "accuracy": accuracy, "log_loss": log_loss}
     )
+
+
+# OC20's "energy and forces within threshold" (Chanussot et al. 2021), used by the KD-GNN paper's Table 1.
+EFWT_ENERGY_THRESHOLD = 0.02  # eV, on |E_pred - E|
+EFWT_FORCE_THRESHOLD = 0.03  # eV/Angstrom, on the largest absolute force-component error of the system
+
+
+class EnergyForceMetrics:
+    """Accumulates the KD-GNN paper's metrics over batches (Table 1), in OC20's definitions:
+
+    energy_mae_meV (mean over systems), force_mae_meV_per_A (mean over atoms and components), force_cos (cosine
+    of predicted and true force vectors, mean over atoms), efwt_percent (% of systems with |dE| < 0.02 eV and every
+    |dF component| < 0.03 eV/Angstrom).
+    """
+
+    def __init__(self):
+        self.energy_errors, self.force_errors, self.cosines, self.within = [], [], [], []
+
+    @torch.no_grad()
+    def update(self, pred_energy, pred_forces, energy, forces, atom_mask) -> None:
+        mask = atom_mask.bool()
+        energy_error = (pred_energy.double() - energy.double()).abs()
+        force_error = (pred_forces.double() - forces.double()).abs()  # (B, N, 3)
+        self.energy_errors.append(energy_error.cpu())
+        self.force_errors.append(force_error[mask].cpu())
+        self.cosines.append(
+            torch.nn.functional.cosine_similarity(pred_forces[mask].double(), forces[mask].double(), dim=-1).cpu()
+        )
+        worst_force = (force_error.amax(dim=-1) * mask).amax(dim=-1)
+        self.within.append(((energy_error < EFWT_ENERGY_THRESHOLD) & (worst_force < EFWT_FORCE_THRESHOLD)).cpu())
+
+    def compute(self) -> dict[str, float]:
+        if not self.energy_errors:
+            raise ValueError("EnergyForceMetrics.compute() before any update()")
+        return {
+            "energy_mae_meV": 1000.0 * torch.cat(self.energy_errors).mean().item(),
+            "force_mae_meV_per_A": 1000.0 * torch.cat(self.force_errors).mean().item(),
+            "force_cos": torch.cat(self.cosines).mean().item(),
+            "efwt_percent": 100.0 * torch.cat(self.within).double().mean().item(),
+        }
+
+
+def gap_closed(student: float, distilled: float, teacher: float) -> float | None:
+    """KD-GNN's "gap closed" = (student - distilled) / (student - teacher), as a fraction (None when no gap).
+
+    The same formula serves lower-is-better and higher-is-better metrics: the sign of the gap takes care of it.
+    """
+    if student == teacher:
+        return None
+    return (student - distilled) / (student - teacher)

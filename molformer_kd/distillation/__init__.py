@@ -1,7 +1,9 @@
 """Distillation objectives (named, weighted, composable), the DistillationTrainer and its arguments.
 
 Importing this package registers every objective (`objectives`, `gnn_objectives`) with the registry, so
-`get_objective(name)` knows them all. `stages` holds the stage runners behind `distill.py`.
+`get_objective(name)` knows them all. `stages` holds one class per stage of a run, `tasks` the task kinds (properties,
+energies and forces), `config` reads and checks a run's config, `run` is the `distill` command, and `checkpoints`
+keeps run files safe under kills, full disks and several processes.
 """
 
 from . import gnn_objectives, objectives  # noqa: F401  (imports register the objectives)

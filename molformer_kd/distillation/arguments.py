@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 STAGES = ("teacher", "denoise", "distill", "finetune", "evaluate")
 PROBLEM_TYPES = ("regression", "classification")
+# `conformers.method` -> whether MMFF94 optimises the ETKDGv3 conformer.
+CONFORMER_METHODS = {"etkdg+mmff": True, "etkdg": False}
 
 
 @dataclass
@@ -41,7 +43,35 @@ class DataArguments:
         default="qm9_embedded",
         metadata={"help": "'qm9_embedded' (ships with the package), 'qm9' (qm9pack), a downstream set ('freesolv', 'solubility', 'b3db_regression', 'b3db_classification'; scaffold split), a .csv/.sdf path, or 'qm9_xtb' / a QM9-xTB .npz path (energies and forces)."},
     )
+    validation_file: str | None = field(
+        default=None,
+        metadata={"help": "With a .csv/.sdf `dataset`: a file of the same kind holding the validation rows (then "
+                  "`dataset` holds the training rows only)."},
+    )
+    test_file: str | None = field(
+        default=None, metadata={"help": "With a .csv/.sdf `dataset`: a file of the same kind holding the test rows."}
+    )
+    smiles_column: str = field(default="smiles", metadata={"help": "CSV/TSV column holding the SMILES."})
+    id_column: str | None = field(
+        default=None,
+        metadata={"help": "CSV/TSV column naming each molecule (its `mol_id`, shown in predictions and errors); "
+                  "default: `<file>:<line>`."},
+    )
     label_columns: list[str] = field(default_factory=lambda: ["gap"], metadata={"help": "Label columns to learn."})
+    split: dict | None = field(
+        default=None,
+        metadata={"help": "A new split of all the dataset's rows: {kind: random, seed: 0, sizes: [20000, 2000, 5000]} "
+                  "(counts below the total draw a seeded subset; fractions work too), {kind: scaffold, sizes: [0.8, "
+                  "0.1, 0.1]}, {kind: column, column: split} (train/validation/test named per row) or {kind: ids, "
+                  "train: FILE, validation: FILE, test: FILE} (mol_ids or SMILES, one a line). Default: the "
+                  "dataset's own split (files without one: random 80/10/10 with split_seed)."},
+    )
+    conformers: dict | None = field(
+        default=None,
+        metadata={"help": "Generate 3D coordinates for rows without them (SMILES-only data for a 3D teacher): "
+                  "{method: etkdg+mmff} or {method: etkdg}, optional seed. One conformer per molecule, cached; "
+                  "molecules without one are dropped and counted in the log."},
+    )
     problem_type: str = field(
         default="regression",
         metadata={
@@ -49,10 +79,18 @@ class DataArguments:
             "sigmoid output per label column; ROC-AUC, accuracy, log loss)."
         },
     )
-    split_seed: int = field(default=0, metadata={"help": "Seed of the random split of files without splits."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
-    max_test_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test rows."})
+    split_seed: int = field(
+        default=0, metadata={"help": "Seed of the random split of files without splits and of the max_*_samples draws."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep a seeded random N of the training rows (seed: split_seed)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep a seeded random N of the validation rows (seed: split_seed)."}
+    )
+    max_test_samples: int | None = field(
+        default=None, metadata={"help": "Keep a seeded random N of the test rows (seed: split_seed)."}
+    )
     multi_hop_max_dist: int = field(default=5, metadata={"help": "Graph featurizer: bonds kept per shortest path."})
     max_spatial: int = field(default=20, metadata={"help": "Graph featurizer: cap of the shortest-path distance."})
 

@@ -1,4 +1,4 @@
-"""Knowledge distillation between 3D energy/force GNNs (SchNet, PaiNN): the KD-GNN paper's objectives (SPEC §2).
+"""Knowledge distillation between 3D energy/force GNNs (SchNet, PaiNN): the KD-GNN objectives (docs/methods.md §4).
 
 `L = a_E L_E + a_F L_F + lambda L_KD` is composed from named objectives, each weighted by the trainer:
 `energy_forces` (the task loss, eq. 1) plus one KD objective with weight lambda (the paper's Table 6 values are in
@@ -13,7 +13,7 @@ configs/gnn_kd_*.yaml):
 
 Feature losses are MSE with a learned linear map P (student width -> teacher width, student-owned; no bias for
 vectors so that P commutes with rotations) on the student side and the identity on the teacher side (paper App. D);
-P is the identity when the widths agree (SPEC §2). Every component is a per-molecule loss (mean over the
+P is the identity when the widths agree (docs/methods.md §4). Every component is a per-molecule loss (mean over the
 molecule's atoms, and channels / vector components) averaged over the molecules of the batch (registry rule).
 The edge convention (`edge_index` rows: centre i, neighbour j; `edge_vectors` = u_ij) is `modeling.gnn3d`'s.
 """

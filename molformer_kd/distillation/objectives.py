@@ -1,4 +1,4 @@
-"""Distillation objectives of SPEC §2: CCMD, ST-KD (feature + attention), D&D stage 2, and the task loss.
+"""Distillation objectives of docs/methods.md §1-3: CCMD, ST-KD (feature + attention), D&D stage 2, the task loss.
 
 Conventions shared by every objective here:
 
@@ -120,7 +120,7 @@ CCMD_VARIANTS = ("coordinated", "global", "local", "search", "joint")
 
 @register_objective("ccmd")
 class CCMDObjective(DistillationObjective):
-    r"""Coordinated cross-modal distillation (CCMD §III-E, SPEC §2).
+    r"""Coordinated cross-modal distillation (CCMD §III-E; docs/methods.md §1).
 
     Per molecule b with N_b atoms and paired layers (t, s):
     `L_m = sum_(t,s) L1(T_0^t, P S_0^s)`, `L_a = sum_(t,s) sum_{j=1..N_b} L1(T_j^t, P S_j^s)`, where
@@ -129,7 +129,7 @@ class CCMDObjective(DistillationObjective):
 
     * `coordinated`: `ccmd_global = L_m`, `ccmd_local = f(N_b) L_a`, f = 1/N^2 (transformer) or 1/N (GIN);
     * `global`: `ccmd_global = L_m` only;  `local`: `ccmd_local = L_a / N_b` only (the atom mean);
-    * `search`: `ccmd_global = L_m`, `ccmd_local = W L_a` (constant W in place of f(N));
+    * `search`: `ccmd_global = L_m`, `ccmd_local = W L_a / N_b` (a searched constant W times the atom mean);
     * `joint`: `ccmd_joint = W sum_(t,s) mean_{j=0..N_b} L1(T_j^t, P S_j^s)` (one L1 over all tokens).
 
     `layers="all"` distils every student layer 1..Ls (embedding output excluded: the paper's sums run over
@@ -211,7 +211,7 @@ class CCMDObjective(DistillationObjective):
         elif self.variant == "local":
             components["ccmd_local"] = (atom_sum / n_atoms.clamp(min=1)).mean()
         elif self.variant == "search":
-            components["ccmd_local"] = (self.search_weight * atom_sum).mean()
+            components["ccmd_local"] = (self.search_weight * atom_sum / n_atoms.clamp(min=1)).mean()
         return components
 
 

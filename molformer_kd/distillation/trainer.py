@@ -13,13 +13,17 @@ into micro-batches, for components that are per-molecule means (task losses with
 missing labels; task losses averaging over observed labels are weighted by molecules, not by labels).
 """
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import ModelOutput, logging
+
+from .checkpoints import atomic_export, mark_checkpoint_complete, reported_file_errors
 
 logger = logging.get_logger(__name__)
 
@@ -268,13 +272,35 @@ class DistillationTrainer(Trainer):
                 output.metrics[f"{metric_key_prefix}_{name}"] = value / molecules
         return output
 
-    # ---- export --------------------------------------------------------------------------------------------
+    # ---- checkpoints and export ----------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint, then (once every process wrote its part) the marker that makes it complete.
+
+        A checkpoint interrupted by a kill or a full disk has no marker, so resuming never picks it
+        (`checkpoints.last_complete_checkpoint`); a full disk is reported with the checkpoint's path.
+        """
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        with reported_file_errors(folder):
+            super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            mark_checkpoint_complete(folder, self.state.global_step)
+        self.accelerator.wait_for_everyone()
 
     def save_student(self, output_dir: str) -> None:
-        """`save_pretrained` of the student alone (safetensors) + the processing class; projections are dropped."""
-        if not self.args.should_save:
-            return
-        student = self.accelerator.unwrap_model(self.model).student
-        student.save_pretrained(output_dir, safe_serialization=True)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
+        """`save_pretrained` of the student alone (safetensors) + the processing class; projections are dropped.
+
+        The main process writes (atomically, `checkpoints.atomic_export`); every process returns only once the files
+        are in place, so the next stage can read them on any rank.
+        """
+        if self.args.should_save:
+            student = self.accelerator.unwrap_model(self.model).student
+
+            def save(folder: str) -> None:
+                student.save_pretrained(folder, safe_serialization=True)
+                if self.processing_class is not None:
+                    self.processing_class.save_pretrained(folder)
+
+            atomic_export(save, output_dir)
+        self.accelerator.wait_for_everyone()

@@ -3,6 +3,11 @@
 Each `modeling_*.py` registers its family (config, backbone, heads) when imported. The graph families also
 register the `MoleculeFeaturizer` and the SMILES family the tokenizers, so `AutoFeatureExtractor` /
 `AutoTokenizer.from_pretrained(checkpoint_dir)` resolve from the checkpoint's config.
+
+Every model follows one contract (`modeling_utils.MolecularPreTrainedModel`, checked for every family by
+tests/test_model_contract.py): `model(**batch)` with the full batch of its modality, `return_dict`, outputs from
+`outputs.py`, no host-device synchronisation in `forward` (`validate_inputs(batch)` checks values on request).
+Property heads are predictors (`heads.py`) chosen once from `config.problem_type`.
 """
 
 from ..tokenization import register_featurizer, register_tokenizers
@@ -12,7 +17,15 @@ from .configuration_graphormer import GraphormerConfig
 from .configuration_painn import PaiNNConfig
 from .configuration_schnet import SchNetConfig
 from .configuration_smiles_transformer import SmilesTransformerConfig
-from .heads import PropertyPredictionHead, PropertyPredictionMixin, property_prediction_loss
+from .heads import (
+    BinaryClassificationPredictor,
+    MulticlassClassificationPredictor,
+    PropertyPredictionMixin,
+    PropertyPredictor,
+    RegressionPredictor,
+    build_predictor,
+    predictor_class,
+)
 from .modeling_gin import GINForMolecularPropertyPrediction, GINModel
 from .modeling_graphormer import (
     GraphormerForDenoising,
@@ -23,17 +36,28 @@ from .modeling_graphormer import (
 from .modeling_painn import PaiNNForEnergyAndForces, PaiNNModel
 from .modeling_schnet import SchNetForEnergyAndForces, SchNetModel
 from .modeling_smiles_transformer import SmilesTransformerForMolecularPropertyPrediction, SmilesTransformerModel
-from .outputs import DenoisingOutput, MolecularModelOutput, MolecularPropertyOutput
+from .modeling_utils import BATCH_KEYS, MolecularPreTrainedModel
+from .outputs import (
+    AtomisticModelOutput,
+    DenoisingOutput,
+    EnergyAndForcesOutput,
+    MolecularModelOutput,
+    MolecularPropertyOutput,
+)
 
 for _graph_config in (GraphormerConfig, GINConfig):
     register_featurizer(_graph_config)
 register_tokenizers(SmilesTransformerConfig)
 
 __all__ = [
+    "BATCH_KEYS",
+    "AtomisticModelOutput",
     "AutoModelForDenoising",
     "AutoModelForEnergyAndForces",
     "AutoModelForMolecularPropertyPrediction",
+    "BinaryClassificationPredictor",
     "DenoisingOutput",
+    "EnergyAndForcesOutput",
     "GINConfig",
     "GINForMolecularPropertyPrediction",
     "GINModel",
@@ -42,12 +66,15 @@ __all__ = [
     "GraphormerForMolecularPropertyPrediction",
     "GraphormerModel",
     "MolecularModelOutput",
+    "MolecularPreTrainedModel",
     "MolecularPropertyOutput",
+    "MulticlassClassificationPredictor",
     "PaiNNConfig",
     "PaiNNForEnergyAndForces",
     "PaiNNModel",
-    "PropertyPredictionHead",
     "PropertyPredictionMixin",
+    "PropertyPredictor",
+    "RegressionPredictor",
     "SchNetConfig",
     "SchNetForEnergyAndForces",
     "SchNetModel",
@@ -55,5 +82,6 @@ __all__ = [
     "SmilesTransformerForMolecularPropertyPrediction",
     "SmilesTransformerModel",
     "add_coordinate_noise",
-    "property_prediction_loss",
+    "build_predictor",
+    "predictor_class",
 ]

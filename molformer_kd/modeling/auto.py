@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 from transformers import AutoConfig, AutoModel
 from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING, CONFIG_MAPPING_NAMES
 
 
 class AutoModelForMolecularPropertyPrediction(_BaseAutoModelClass):
@@ -23,9 +23,23 @@ class AutoModelForEnergyAndForces(_BaseAutoModelClass):
     _model_mapping = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
 
 
-def register_family(config_class, model_class, property_class=None, denoising_class=None, energy_class=None):
-    """Register a family's config, backbone and heads with the Auto classes (idempotent on re-import)."""
+def register_family(
+    config_class,
+    model_class,
+    property_class=None,
+    denoising_class=None,
+    energy_class=None,
+    legacy_model_types: tuple[str, ...] = (),
+) -> None:
+    """Register a family's config, backbone and heads with the Auto classes (idempotent on re-import).
+
+    `legacy_model_types`: earlier names of the family's `model_type` (checkpoints saved under them still load, and
+    are saved again under the current name).
+    """
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    for legacy in legacy_model_types:
+        # AutoConfig.register insists on the config's own model_type; the mapping itself takes any name.
+        CONFIG_MAPPING.register(legacy, config_class, exist_ok=True)
     AutoModel.register(config_class, model_class, exist_ok=True)
     for auto_class, head_class in (
         (AutoModelForMolecularPropertyPrediction, property_class),

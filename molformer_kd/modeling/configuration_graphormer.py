@@ -2,10 +2,7 @@
 
 from transformers import PretrainedConfig
 
-# OGB feature vocabulary sizes before the +1 shift (DESIGN.md "Graph batch"); the featurizer uses the same numbers.
-# They are stored in the config so that a saved checkpoint describes its own embedding tables.
-OGB_ATOM_FEATURE_DIMS = (119, 5, 12, 12, 10, 6, 6, 2, 2)
-OGB_BOND_FEATURE_DIMS = (5, 6, 2)
+from ..tokenization.featurization import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS
 
 # Sizes only; every other setting keeps its `GraphormerConfig` default unless overridden in `from_preset`.
 _PRESETS = {
@@ -49,7 +46,9 @@ class GraphormerConfig(PretrainedConfig):
         num_gaussians (`int`): size of the 3D Gaussian distance basis.
         num_atom_types (`int`): atom types for the 3D pair types (types are the atomic-number column of
             `input_nodes`, i.e. atomic number, 0 = padding); pair type = `type_i * num_atom_types + type_j`.
-        atom_feature_dims, bond_feature_dims (`list[int]`): OGB vocabulary sizes before the +1 shift.
+        atom_feature_dims, bond_feature_dims (`list[int]`): OGB vocabulary sizes before the +1 shift (defaults:
+            `tokenization.featurization.ATOM_FEATURE_DIMS` / `BOND_FEATURE_DIMS`, stored in the config so that a
+            saved checkpoint describes its own embedding tables).
         attn_implementation (`str`): `"sdpa"` (default) or `"eager"`; both compute the same function. Stored as
             `config.attention_implementation`.
         initializer_range (`float`): std of the normal init of linear and embedding weights.
@@ -75,9 +74,9 @@ class GraphormerConfig(PretrainedConfig):
         max_spatial=20,
         multi_hop_max_dist=5,
         num_gaussians=128,
-        num_atom_types=OGB_ATOM_FEATURE_DIMS[0] + 1,
-        atom_feature_dims=OGB_ATOM_FEATURE_DIMS,
-        bond_feature_dims=OGB_BOND_FEATURE_DIMS,
+        num_atom_types=ATOM_FEATURE_DIMS[0] + 1,
+        atom_feature_dims=ATOM_FEATURE_DIMS,
+        bond_feature_dims=BOND_FEATURE_DIMS,
         attn_implementation="sdpa",
         initializer_range=0.02,
         **kwargs,

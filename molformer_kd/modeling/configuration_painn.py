@@ -20,7 +20,7 @@ class PaiNNConfig(AtomisticConfig):
     hidden, 6 / 4 layers, 128 RBFs, 12 Angstrom, direct forces); "coll-big" / "coll-small" = its COLL sizes (256 / 128).
     """
 
-    model_type = "painn"
+    model_type = "molformer_painn"
 
     direct_forces: bool = True
 

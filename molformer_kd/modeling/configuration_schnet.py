@@ -20,7 +20,7 @@ class SchNetConfig(AtomisticConfig):
     6 Angstrom) and "coll" (128, 128, 6, 50, 12 Angstrom), the paper's Table 5.
     """
 
-    model_type = "schnet"
+    model_type = "molformer_schnet"
 
     num_layers: int = 6
     num_rbf: int = 50

@@ -13,20 +13,23 @@ edge (message) features.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
-from transformers.utils import ModelOutput
 
-from .outputs import MolecularModelOutput
+from .layers import ConstantBuffers
+from .modeling_utils import MolecularPreTrainedModel
+from .outputs import AtomisticModelOutput, EnergyAndForcesOutput
 
 __all__ = [
     "AtomEnergyReadout",
     "AtomisticModelOutput",
+    "AtomisticPreTrainedModel",
     "EnergyAndForcesMixin",
     "EnergyAndForcesOutput",
     "RadiusGraph",
@@ -40,57 +43,20 @@ __all__ = [
 ]
 
 
-@dataclass
-class AtomisticModelOutput(MolecularModelOutput):
-    """Backbone output of a 3D GNN. Besides the common contract (`last_hidden_state` (B, 1+N, F) whose token 0 is
-    the mean of the atom features, `pooler_output` = that mean, `hidden_states` with one entry per layer, `token_mask`):
-
-    node_features (B, N, F): last layer's scalar atom features (0 at padding).
-    vector_features (B, N, 3, F): last layer's equivariant vector features (PaiNN; None for SchNet).
-    edge_features (E, F_e), edge_index (2, E), edge_vectors (E, 3): see the module docstring.
-    atom_mask (B, N): 1 for real atoms.
-    """
-
-    node_features: torch.FloatTensor | None = None
-    vector_features: torch.FloatTensor | None = None
-    edge_features: torch.FloatTensor | None = None
-    edge_index: torch.LongTensor | None = None
-    edge_vectors: torch.FloatTensor | None = None
-    atom_mask: torch.Tensor | None = None
-
-
-@dataclass
-class EnergyAndForcesOutput(ModelOutput):
-    """Energy/force head output: `energy` (B,) eV = sum of `atom_energies` (B, N) (0 at padding); `forces`
-    (B, N, 3) eV/Angstrom (-dE/dx, or the direct force head); plus the backbone features used for distillation."""
-
-    loss: torch.FloatTensor | None = None
-    energy: torch.FloatTensor | None = None
-    forces: torch.FloatTensor | None = None
-    atom_energies: torch.FloatTensor | None = None
-    node_features: torch.FloatTensor | None = None
-    vector_features: torch.FloatTensor | None = None
-    edge_features: torch.FloatTensor | None = None
-    edge_index: torch.LongTensor | None = None
-    edge_vectors: torch.FloatTensor | None = None
-    atom_mask: torch.Tensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-
-
 class RadiusGraph:
     """Real atoms of a padded batch, packed, and the directed pairs of the same molecule within `cutoff`."""
 
     def __init__(self, atomic_numbers: torch.Tensor, pos: torch.Tensor, atom_mask: torch.Tensor, cutoff: float):
         if pos.shape != (*atomic_numbers.shape, 3):
-            raise ValueError(f"pos must be (B, N, 3) for atomic_numbers {tuple(atomic_numbers.shape)}, got {tuple(pos.shape)}")
+            raise ValueError(
+                f"pos must be (B, N, 3) for atomic_numbers {tuple(atomic_numbers.shape)}, got {tuple(pos.shape)}"
+            )
         self.batch_size, self.width = atomic_numbers.shape
         mask = atom_mask.bool()
         self.atom_mask = mask
         self.padded_index = mask.flatten().nonzero().squeeze(1)  # (A,) flat b*N+i of each packed atom
         self.atomic_numbers = atomic_numbers.flatten()[self.padded_index]
         self.pos = pos.reshape(-1, 3)[self.padded_index]
-        if (self.atomic_numbers <= 0).any():
-            raise ValueError("atom_mask marks an atom with atomic number <= 0 as real")
         with torch.no_grad():
             distances = torch.cdist(pos.detach(), pos.detach())
             pair_mask = mask[:, :, None] & mask[:, None, :] & (distances < cutoff)
@@ -154,7 +120,7 @@ class ShiftedSoftplus(nn.Module):
         return F.softplus(x) - math.log(2.0)
 
 
-class AtomEnergyReadout(nn.Module):
+class AtomEnergyReadout(ConstantBuffers):
     """Per-atom energy: `energy_scale * MLP(s_i) + energy_shift + atom_reference_energies[z_i]` (eV).
 
     The reference energies and the shift/scale are data statistics kept in the config, so the network only learns a
@@ -167,18 +133,14 @@ class AtomEnergyReadout(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(hidden, hidden // 2), activation, nn.Linear(hidden // 2, 1))
         self.energy_scale = float(config.energy_scale)
         self.energy_shift = float(config.energy_shift)
-        self.atom_reference_energies = list(config.atom_reference_energies or [])
+        self.has_references = bool(config.atom_reference_energies)
+        if self.has_references:
+            self.register_constant("atom_reference_energies", config.atom_reference_energies, torch.float64)
 
     def forward(self, node_features: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:
         energies = self.energy_scale * self.mlp(node_features).squeeze(-1) + self.energy_shift
-        if self.atom_reference_energies:
-            references = torch.tensor(self.atom_reference_energies, dtype=energies.dtype, device=energies.device)
-            if int(atomic_numbers.max()) >= len(references):
-                raise ValueError(
-                    f"atomic number {int(atomic_numbers.max())} has no entry in atom_reference_energies "
-                    f"(length {len(references)})"
-                )
-            energies = energies + references[atomic_numbers]
+        if self.has_references:
+            energies = energies + self.atom_reference_energies[atomic_numbers].to(energies.dtype)
         return energies
 
 
@@ -246,6 +208,31 @@ def init_atomistic_weights(module: nn.Module) -> None:
             init.zeros_(module.weight[module.padding_idx])
 
 
+class AtomisticPreTrainedModel(MolecularPreTrainedModel):
+    """Base of the SchNet and PaiNN `PreTrainedModel`s: point-cloud inputs, their weight init and validation."""
+
+    main_input_name = "atomic_numbers"
+    input_modality = "point_cloud"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        init_atomistic_weights(module)
+
+    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
+        atomic_numbers, atom_mask = batch["atomic_numbers"], batch.get("atom_mask")
+        numbers = atomic_numbers[atomic_numbers != 0 if atom_mask is None else atom_mask.bool()]
+        if numbers.numel() and (int(numbers.min()) <= 0 or int(numbers.max()) > self.config.max_atomic_number):
+            raise ValueError(
+                f"atom_mask marks atoms with atomic numbers {int(numbers.min())}..{int(numbers.max())} as real; this "
+                f"model embeds 1..{self.config.max_atomic_number}"
+            )
+        references = self.config.atom_reference_energies
+        if references and numbers.numel() and int(numbers.max()) >= len(references):
+            raise ValueError(
+                f"atomic number {int(numbers.max())} has no entry in atom_reference_energies (length {len(references)})"
+            )
+
+
 class EnergyAndForcesMixin:
     """`forward` of every `...ForEnergyAndForces`: backbone (at `base_model_prefix`), `self.energy_head`
     (`AtomEnergyReadout`) and, when `config.direct_forces`, `self.force_head(node_features, vector_features)`.
@@ -263,9 +250,11 @@ class EnergyAndForcesMixin:
         pos: torch.Tensor,
         atom_mask: torch.Tensor | None = None,
         labels: dict | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> EnergyAndForcesOutput:
+    ) -> EnergyAndForcesOutput | tuple:
+        """`output_attentions` is accepted for the common interface (no attention: nothing is returned for it)."""
         direct = bool(getattr(self.config, "direct_forces", False))
         caller_grad = torch.is_grad_enabled()
         if atom_mask is None:
@@ -279,7 +268,11 @@ class EnergyAndForcesMixin:
             if not direct and not pos.requires_grad:
                 pos = pos.detach().requires_grad_(True)
             outputs = self.base_model(
-                atomic_numbers=atomic_numbers, pos=pos, atom_mask=atom_mask, output_hidden_states=output_hidden_states
+                atomic_numbers=atomic_numbers,
+                pos=pos,
+                atom_mask=atom_mask,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
             )
             mask = outputs.atom_mask.to(outputs.node_features.dtype)
             atom_energies = self.energy_head(outputs.node_features, atomic_numbers) * mask
@@ -316,4 +309,4 @@ class EnergyAndForcesMixin:
                     result[field.name] = value.detach()
                 elif isinstance(value, tuple):
                     result[field.name] = tuple(item.detach() for item in value)
-        return result
+        return self.wrap_output(result, return_dict)

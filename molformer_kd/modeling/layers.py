@@ -10,23 +10,68 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 
-class CategoricalFeatureEmbedding(nn.Module):
+class ConstantBuffers(nn.Module):
+    """A module with constants from its config (python numbers) kept on its device as non-persistent buffers, so
+    that `forward` never copies them from the host (a copy from host memory synchronises with the device).
+
+    The buffers are not saved: `MolecularPreTrainedModel._init_weights` refills them with `reset_constants`, as
+    transformers re-initialises non-persistent buffers after loading a checkpoint.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._constants: dict[str, list] = {}
+
+    def register_constant(self, name: str, values: list, dtype: torch.dtype) -> None:
+        """A buffer `name` holding `values`. Keep float constants in float64 and cast them where used: they then
+        round once, straight to the compute dtype, as `torch.tensor(values, dtype=compute_dtype)` would."""
+        self._constants[name] = list(values)
+        self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)
+
+    @torch.no_grad()
+    def reset_constants(self) -> None:
+        for name, values in self._constants.items():
+            buffer = getattr(self, name)
+            buffer.copy_(torch.tensor(values, dtype=buffer.dtype))
+
+
+class CategoricalFeatureEmbedding(ConstantBuffers):
     """One embedding table per categorical column (ids stored as value + 1, 0 = none/padding embeds to zero),
-    summed over the columns. Shared by every graph family for atom and bond features."""
+    summed over the columns. Shared by every graph family for atom and bond features.
 
-    def __init__(self, feature_dims, embedding_dim, what="features"):
+    The tables stay separate parameters (`tables.{column}.weight`, the checkpoint layout), but a lookup is a single
+    embedding lookup in their concatenation: column c's id k > 0 reads row `offsets[c] + k`, id 0 reads the padding
+    row 0 (zero, and without gradient). Ids are not range-checked here (that would synchronise with the device on
+    every call); the featurizer produces ids within `feature_dims`, and `validate_ids` checks them on request.
+    """
+
+    def __init__(self, feature_dims: list[int], embedding_dim: int, what: str = "features"):
         super().__init__()
         self.what = what
         self.feature_dims = list(feature_dims)
         self.tables = nn.ModuleList(nn.Embedding(size + 1, embedding_dim, padding_idx=0) for size in feature_dims)
+        # Row offset of each column's table in the concatenated weight; row 0 (table 0's padding row) stands for
+        # every column's "none".
+        self.row_offsets = [0]
+        for size in self.feature_dims[:-1]:
+            self.row_offsets.append(self.row_offsets[-1] + size + 1)
+        self.register_constant("offsets", self.row_offsets, torch.long)
 
-    def _check(self, ids):
+    def _rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., C) column ids -> (..., C) rows of the concatenated weight, 0 where an id is 0."""
         if ids.shape[-1] != len(self.tables):
             raise ValueError(
-                f"{self.what} must have {len(self.tables)} feature columns in the last axis, got shape {tuple(ids.shape)}"
+                f"{self.what} must have {len(self.tables)} feature columns in the last axis, "
+                f"got shape {tuple(ids.shape)}"
             )
+        return torch.where(ids > 0, ids + self.offsets, torch.zeros_like(ids))
+
+    def validate_ids(self, ids: torch.Tensor) -> None:
+        """Raise a ValueError if a column holds ids outside [0, its size] (reads the values: not for `forward`)."""
+        self._rows(ids)
         outside = (ids < 0) | (ids > torch.tensor(self.feature_dims, device=ids.device))
         if outside.any():
             column = int(outside.reshape(-1, len(self.tables)).any(dim=0).nonzero()[0])
@@ -35,19 +80,26 @@ class CategoricalFeatureEmbedding(nn.Module):
                 "(categories are stored as value + 1); the featurizer and the config's feature dims differ"
             )
 
-    def forward(self, ids):
-        """ids (..., C) -> (..., embedding_dim)."""
-        self._check(ids)
-        return sum(table(ids[..., column]) for column, table in enumerate(self.tables))
+    def _weight(self) -> torch.Tensor:
+        return torch.cat([table.weight for table in self.tables])
 
-    def sum_over(self, ids, dim):
-        """`self(ids).sum(dim)` without materializing the per-pair embeddings: per column, count how often each id
-        occurs along `dim` and multiply the counts with the table (ids 0 contribute nothing)."""
-        self._check(ids)
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (..., C) -> (..., embedding_dim)."""
+        return F.embedding(self._rows(ids), self._weight(), padding_idx=0).sum(dim=-2)
+
+    def sum_over(self, ids: torch.Tensor, dim: int) -> torch.Tensor:
+        """`self(ids).sum(dim)` (`dim` >= 0, an axis before the column axis) without materializing the per-pair
+        embeddings: count how often each row occurs along `dim`, then multiply each column's counts with its table
+        (row 0, "none", contributes nothing)."""
+        rows = self._rows(ids)
+        rows = rows.movedim(dim, -2).flatten(-2)  # (..., size of dim * C)
+        weight = self._weight()
+        counts = weight.new_zeros(*rows.shape[:-1], weight.shape[0])
+        counts = counts.scatter_add_(-1, rows, torch.ones_like(rows, dtype=weight.dtype))
+        # One matmul per column, added in column order: the same float sums as summing the columns' embeddings.
         total = 0
-        for column, table in enumerate(self.tables):
-            counts = F.one_hot(ids[..., column], table.num_embeddings).sum(dim)
-            total = total + counts[..., 1:].to(table.weight.dtype) @ table.weight[1:]
+        for offset, table in zip(self.row_offsets, self.tables):
+            total = total + counts[..., offset + 1 : offset + table.num_embeddings] @ table.weight[1:]
         return total
 
 
@@ -76,7 +128,13 @@ class MultiheadSelfAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, hidden_states, key_padding_mask, attn_bias=None, output_attentions=False):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_padding_mask: torch.Tensor,
+        attn_bias: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`key_padding_mask` is True (or 1) for real tokens. Returns (output, probabilities or None)."""
         q = self._split_heads(self.q_proj(hidden_states))
         k = self._split_heads(self.k_proj(hidden_states))
@@ -101,8 +159,11 @@ class MultiheadSelfAttention(nn.Module):
         return self.out_proj(context), probs
 
 
-class PreLNTransformerLayer(nn.Module):
-    """Pre-LN block (CCMD eq. 3-5): X' = MHA(LN(X)) + X ; X_next = FFN(LN(X')) + X'."""
+class PreLNTransformerLayer(GradientCheckpointingLayer):
+    """Pre-LN block (CCMD eq. 3-5): X' = MHA(LN(X)) + X ; X_next = FFN(LN(X')) + X'.
+
+    A `GradientCheckpointingLayer`: `model.gradient_checkpointing_enable()` recomputes it in the backward pass
+    (callers pass the tensors positionally, as the reentrant checkpoint needs)."""
 
     def __init__(
         self,
@@ -129,7 +190,13 @@ class PreLNTransformerLayer(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, hidden_states, key_padding_mask, attn_bias=None, output_attentions=False):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_padding_mask: torch.Tensor,
+        attn_bias: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, probs = self.attention(
             self.attn_norm(hidden_states), key_padding_mask, attn_bias, output_attentions
         )

@@ -7,23 +7,23 @@ after layer l becomes MLP_l(sum_i h_i' + vn), so the global token of every hidde
 next to it (OGB pools the layer input instead, which leaves its final virtual node one layer behind the atoms).
 
 Message passing runs on the real atoms only, packed out of the padded (B, N) grid of the graph batch, so padding
-can neither receive messages nor enter BatchNorm statistics; outputs are scattered back onto the padded grid.
+can neither receive messages nor enter BatchNorm statistics; outputs are scattered back onto the padded grid. The
+packing needs the number of real atoms on the host: one `nonzero` per forward, the only synchronisation.
 """
+
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .auto import register_family
 from .configuration_gin import GINConfig
-from .heads import PropertyPredictionHead, PropertyPredictionMixin
+from .heads import PropertyPredictionMixin, build_predictor
 from .layers import CategoricalFeatureEmbedding
+from .modeling_utils import MolecularPreTrainedModel
 from .outputs import MolecularModelOutput
-
-# Graph-batch keys GIN does not read: the collator also produces them for Graphormer and 3D teachers (DESIGN.md).
-_UNUSED_GRAPH_BATCH_KEYS = frozenset({"in_degree", "out_degree", "spatial_pos", "attn_edge_type", "edge_input", "pos"})
 
 
 def _norm(kind, width):
@@ -41,19 +41,25 @@ class GINEConv(nn.Module):
         # D -> D -> D as in the OGB-LSC PCQM4M GIN baselines ST-KD compares with (3.8M / 6.7M parameters).
         self.mlp = nn.Sequential(nn.Linear(width, width), _norm(config.norm, width), nn.ReLU(), nn.Linear(width, width))
 
-    def forward(self, atoms, source, target, edge_attr):
+    def forward(
+        self, atoms: torch.Tensor, source: torch.Tensor, target: torch.Tensor, edge_attr: torch.Tensor
+    ) -> torch.Tensor:
         messages = F.relu(atoms[source] + self.bond_embedding(edge_attr))
-        aggregated = torch.zeros_like(atoms).index_add_(0, target, messages)
+        # Accumulate in the messages' dtype: under autocast the atoms (a norm's output) and the messages (with the
+        # float32 bond embedding) can differ.
+        aggregated = messages.new_zeros(atoms.shape).index_add_(0, target, messages)
         own = atoms if self.eps is None else (1 + self.eps) * atoms
         return self.mlp(own + aggregated)
 
 
-class GINPreTrainedModel(PreTrainedModel):
+class GINPreTrainedModel(MolecularPreTrainedModel):
     config_class = GINConfig
     base_model_prefix = "gin"
     main_input_name = "input_nodes"
+    input_modality = "graph"
 
     def _init_weights(self, module):
+        super()._init_weights(module)
         # PyTorch-Geometric/OGB practice: Glorot for linear maps and feature embeddings, zero virtual node and eps.
         if isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
@@ -104,57 +110,59 @@ class GINModel(GINPreTrainedModel):
         self.post_init()
 
     @staticmethod
-    def _pack(attention_mask, edge_index):
-        """Real atoms out of the padded grid: (graph of each atom, edge source and target as packed indices)."""
-        batch, max_atoms = attention_mask.shape
-        real = attention_mask.bool().reshape(-1)
-        device = attention_mask.device
-        packed_index = torch.full((batch * max_atoms,), -1, dtype=torch.long, device=device)
-        packed_index[real] = torch.arange(int(real.sum()), device=device)
+    def _pack(attention_mask: torch.Tensor, edge_index: torch.Tensor):
+        """Real atoms out of the padded grid: (flat grid index of each real atom, graph of each atom, edge source
+        and target as packed indices)."""
         if edge_index.dim() != 2 or edge_index.shape[0] != 2:
             raise ValueError(f"edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
+        max_atoms = attention_mask.shape[1]
+        real = attention_mask.bool().reshape(-1)
+        atom_positions = real.nonzero().squeeze(1)
+        packed_index = torch.where(real, real.cumsum(0) - 1, -1)
+        source, target = packed_index[edge_index]
+        return atom_positions, atom_positions // max_atoms, source, target
+
+    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
+        attention_mask, edge_index = batch["attention_mask"], batch["edge_index"]
+        self.atom_embedding.validate_ids(batch["input_nodes"])
+        self.convs[0].bond_embedding.validate_ids(batch["edge_attr"])
+        batch_size, max_atoms = attention_mask.shape
         if edge_index.numel():
-            outside = (edge_index < 0) | (edge_index >= batch * max_atoms)
+            outside = (edge_index < 0) | (edge_index >= batch_size * max_atoms)
             if not outside.any():
-                outside = packed_index[edge_index] < 0
+                outside = ~attention_mask.bool().reshape(-1)[edge_index]
             if outside.any():
                 edge = int(outside.any(dim=0).nonzero()[0])
                 raise ValueError(
                     f"edge_index column {edge} ({edge_index[:, edge].tolist()}) does not point at real atoms of the "
                     f"padded grid (b * {max_atoms} + i with attention_mask[b, i] == 1)"
                 )
-        source, target = packed_index[edge_index]
-        graph_of_atom = torch.arange(batch, device=device).repeat_interleave(max_atoms)[real]
-        return graph_of_atom, source, target
 
     def forward(
         self,
-        input_nodes,
-        attention_mask,
-        edge_index,
-        edge_attr,
-        output_hidden_states=None,
-        output_attentions=None,
-        return_dict=None,
-        **graph_batch_extras,
-    ):
+        input_nodes: torch.Tensor,
+        attention_mask: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **unused_batch_keys,
+    ) -> MolecularModelOutput | tuple:
         r"""
         input_nodes (`(B, N, 9)` long), attention_mask (`(B, N)`), edge_index (`(2, E)` flat `b * N + i`),
         edge_attr (`(E, 3)` long): the graph batch of DESIGN.md. Messages flow from `edge_index[0]` to
         `edge_index[1]` (the collator lists both directions of every bond). GIN has no attention:
-        `output_attentions` is accepted for a uniform interface and `attentions` stays None.
+        `output_attentions` is accepted for a uniform interface and `attentions` stays None. The other graph-batch
+        keys are ignored (`MolecularPreTrainedModel`).
         """
-        unexpected = set(graph_batch_extras) - _UNUSED_GRAPH_BATCH_KEYS
-        if unexpected:
-            raise TypeError(f"GINModel.forward got unexpected inputs {sorted(unexpected)}")
+        self.check_unused_batch_keys(unused_batch_keys)
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         batch, max_atoms = attention_mask.shape
-        real = attention_mask.bool()
-        graph_of_atom, source, target = self._pack(attention_mask, edge_index)
-        atom_counts = real.sum(dim=1, keepdim=True)
+        atom_positions, graph_of_atom, source, target = self._pack(attention_mask, edge_index)
+        atom_counts = attention_mask.sum(dim=1, keepdim=True)
 
         def sum_pool(atoms):
             return atoms.new_zeros(batch, atoms.shape[-1]).index_add_(0, graph_of_atom, atoms)
@@ -164,11 +172,11 @@ class GINModel(GINPreTrainedModel):
 
         def padded_states(atoms, virtual):
             grid = atoms.new_zeros(batch * max_atoms, atoms.shape[-1])
-            grid[real.reshape(-1)] = atoms
+            grid[atom_positions] = atoms
             global_token = virtual if virtual is not None else mean_pool(atoms)
             return torch.cat([global_token[:, None], grid.view(batch, max_atoms, -1)], dim=1)
 
-        atoms = self.atom_embedding(input_nodes[real])
+        atoms = self.atom_embedding(input_nodes.reshape(batch * max_atoms, -1)[atom_positions])
         virtual = self.virtual_node.expand(batch, -1) if self.virtual_node is not None else None
         all_hidden = [padded_states(atoms, virtual)] if output_hidden_states else None
         last_layer = self.config.num_hidden_layers - 1
@@ -196,7 +204,7 @@ class GINModel(GINPreTrainedModel):
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
             token_mask=torch.cat([attention_mask.new_ones(batch, 1), attention_mask], dim=1),
         )
-        return output if return_dict else output.to_tuple()
+        return self.wrap_output(output, return_dict)
 
 
 class GINForMolecularPropertyPrediction(PropertyPredictionMixin, GINPreTrainedModel):
@@ -205,7 +213,7 @@ class GINForMolecularPropertyPrediction(PropertyPredictionMixin, GINPreTrainedMo
     def __init__(self, config: GINConfig):
         super().__init__(config)
         self.gin = GINModel(config)
-        self.head = PropertyPredictionHead(config)
+        self.head = build_predictor(config)
         self.post_init()
 
 

@@ -15,16 +15,17 @@ is a pre-LN transformer block (CCMD eq. 3-4) sharing one additive per-head atten
 """
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 
 from .auto import register_family
 from .configuration_graphormer import GraphormerConfig
-from .heads import PropertyPredictionHead, PropertyPredictionMixin
+from .heads import PropertyPredictionMixin, build_predictor, masked_mean
 from .layers import CategoricalFeatureEmbedding, PreLNTransformerLayer, init_transformer_weights
+from .modeling_utils import MolecularPreTrainedModel
 from .outputs import DenoisingOutput, MolecularModelOutput
 
 _GRAPH_INPUTS_2D = ("in_degree", "out_degree", "spatial_pos", "attn_edge_type", "edge_input")
@@ -47,7 +48,9 @@ class GraphStructureEncoding(nn.Module):
         # degree + 1 is stored, 0 = padding; degrees above max_degree share the last row.
         self.in_degree_embedding = nn.Embedding(config.max_degree + 2, config.hidden_size, padding_idx=0)
         self.out_degree_embedding = nn.Embedding(config.max_degree + 2, config.hidden_size, padding_idx=0)
-        self.bond_embedding = CategoricalFeatureEmbedding(config.bond_feature_dims, config.hidden_size, "attn_edge_type")
+        self.bond_embedding = CategoricalFeatureEmbedding(
+            config.bond_feature_dims, config.hidden_size, "attn_edge_type"
+        )
         self.ape_mlp = _ape_mlp(config.hidden_size, config.hidden_size)
         # spatial_pos: 0 pad, distance + 1 up to max_spatial + 1, unreachable max_spatial + 2.
         self.spatial_embedding = nn.Embedding(config.max_spatial + 3, heads, padding_idx=0)
@@ -55,12 +58,25 @@ class GraphStructureEncoding(nn.Module):
         # w_k of the edge encoding: one (heads x heads) matrix per hop along the path.
         self.hop_weights = nn.Parameter(torch.empty(config.multi_hop_max_dist, heads, heads))
 
-    def forward(self, in_degree, out_degree, spatial_pos, attn_edge_type, edge_input):
+    def validate_inputs(
+        self, spatial_pos: torch.Tensor, attn_edge_type: torch.Tensor, edge_input: torch.Tensor
+    ) -> None:
         if int(spatial_pos.max()) > self.max_spatial + 2:
             raise ValueError(
                 f"spatial_pos holds {int(spatial_pos.max())} but this model has max_spatial={self.max_spatial} "
                 f"(values up to {self.max_spatial + 2}); collate with the model's max_spatial"
             )
+        self.bond_embedding.validate_ids(attn_edge_type)
+        self.edge_embedding.validate_ids(edge_input)
+
+    def forward(
+        self,
+        in_degree: torch.Tensor,
+        out_degree: torch.Tensor,
+        spatial_pos: torch.Tensor,
+        attn_edge_type: torch.Tensor,
+        edge_input: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         node = self.in_degree_embedding(in_degree.clamp(max=self.max_degree + 1))
         node = node + self.out_degree_embedding(out_degree.clamp(max=self.max_degree + 1))
         node = node + self.ape_mlp(self.bond_embedding.sum_over(attn_edge_type, dim=2))
@@ -95,7 +111,7 @@ class GaussianDistanceBasis(nn.Module):
         nn.init.ones_(self.pair_scale)
         nn.init.zeros_(self.pair_shift)
 
-    def forward(self, distance, atom_types):
+    def forward(self, distance: torch.Tensor, atom_types: torch.Tensor) -> torch.Tensor:
         """distance (B, N, N), atom_types (B, N) long in [0, num_atom_types) -> (B, N, N, num_gaussians), float32."""
         pair_type = atom_types.unsqueeze(2) * self.num_atom_types + atom_types.unsqueeze(1)
         x = self.pair_scale[pair_type] * distance.float() + self.pair_shift[pair_type]
@@ -128,7 +144,9 @@ class GeometryEncoding(nn.Module):
         )
         self.ape_mlp = _ape_mlp(config.num_gaussians, config.hidden_size)
 
-    def forward(self, pos, atom_types, atom_mask):
+    def forward(
+        self, pos: torch.Tensor, atom_types: torch.Tensor, atom_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         distance, _ = pairwise_geometry(pos)
         basis = self.basis(distance, atom_types)  # (B, N, N, K)
         # APE over all *other* real atoms j (CCMD eq. 2, 3D view).
@@ -141,13 +159,16 @@ class GeometryEncoding(nn.Module):
         return node, bias
 
 
-class GraphormerPreTrainedModel(PreTrainedModel):
+class GraphormerPreTrainedModel(MolecularPreTrainedModel):
     config_class = GraphormerConfig
     base_model_prefix = "graphormer"
     main_input_name = "input_nodes"
+    input_modality = "graph"
+    supports_gradient_checkpointing = True
     _no_split_modules = ("PreLNTransformerLayer",)
 
     def _init_weights(self, module):
+        super()._init_weights(module)
         init_transformer_weights(module, std=self.config.initializer_range)
         if isinstance(module, GaussianDistanceBasis):
             module.reset_parameters()
@@ -163,8 +184,8 @@ class GraphormerModel(GraphormerPreTrainedModel):
 
     Inputs follow the graph batch of DESIGN.md. 2D needs `input_nodes`, `attention_mask`, `in_degree`, `out_degree`,
     `spatial_pos`, `attn_edge_type`, `edge_input`; 3D needs `input_nodes`, `attention_mask`, `pos`. The other
-    batch keys (`edge_index`, `edge_attr`, and `pos` / the 2D keys for the other view) are accepted and ignored, so
-    a collated batch can be passed as `model(**batch)`.
+    batch keys (`edge_index`, `edge_attr`, `labels`, and `pos` / the 2D keys for the other view) are accepted and
+    ignored (`MolecularPreTrainedModel`), so a collated batch can be passed as `model(**batch)`.
 
     `hidden_states` holds the embedding output and each layer's output (before the final LayerNorm, which is
     applied to `last_hidden_state` only); `attentions` the post-softmax probabilities of each layer.
@@ -206,7 +227,8 @@ class GraphormerModel(GraphormerPreTrainedModel):
             layer.attention.attn_implementation = implementation
 
     def _encode_structure(self, input_nodes, atom_mask, pos, graph_inputs):
-        """Per-atom structural embedding (B, N, D) and per-pair attention bias (B, heads, N, N) of the configured view."""
+        """Per-atom structural embedding (B, N, D) and per-pair attention bias (B, heads, N, N) of the configured
+        view."""
         if self.geometry == "2d":
             missing = [name for name in _GRAPH_INPUTS_2D if graph_inputs[name] is None]
             if missing:
@@ -218,13 +240,18 @@ class GraphormerModel(GraphormerPreTrainedModel):
             raise ValueError(
                 f"pos must have shape {(*input_nodes.shape[:2], 3)} to match input_nodes, got {tuple(pos.shape)}"
             )
-        atom_types = input_nodes[..., 0]
-        if int(atom_types.max()) >= self.config.num_atom_types:
+        return self.geometry_encoding(pos, input_nodes[..., 0], atom_mask)
+
+    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
+        input_nodes = batch["input_nodes"]
+        self.atom_embedding.validate_ids(input_nodes)
+        if self.geometry == "2d":
+            self.structure_encoding.validate_inputs(batch["spatial_pos"], batch["attn_edge_type"], batch["edge_input"])
+        elif int(input_nodes[..., 0].max()) >= self.config.num_atom_types:
             raise ValueError(
-                f"atom type {int(atom_types.max())} (input_nodes[..., 0]) is >= num_atom_types "
+                f"atom type {int(input_nodes[..., 0].max())} (input_nodes[..., 0]) is >= num_atom_types "
                 f"{self.config.num_atom_types}"
             )
-        return self.geometry_encoding(pos, atom_types, atom_mask)
 
     def _with_virtual_token(self, atom_bias):
         """Pad the atom-pair bias with token 0's row and column, both set to the learned virtual distance."""
@@ -237,17 +264,17 @@ class GraphormerModel(GraphormerPreTrainedModel):
 
     def encode(
         self,
-        input_nodes,
-        attention_mask=None,
-        in_degree=None,
-        out_degree=None,
-        spatial_pos=None,
-        attn_edge_type=None,
-        edge_input=None,
-        pos=None,
-        output_attentions=None,
-        output_hidden_states=None,
-    ):
+        input_nodes: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        in_degree: torch.Tensor | None = None,
+        out_degree: torch.Tensor | None = None,
+        spatial_pos: torch.Tensor | None = None,
+        attn_edge_type: torch.Tensor | None = None,
+        edge_input: torch.Tensor | None = None,
+        pos: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> tuple[MolecularModelOutput, torch.Tensor]:
         """The forward pass; also returns the atom-pair attention bias (B, heads, N, N) for heads that reuse it."""
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -293,21 +320,21 @@ class GraphormerModel(GraphormerPreTrainedModel):
 
     def forward(
         self,
-        input_nodes,
-        attention_mask=None,
-        in_degree=None,
-        out_degree=None,
-        spatial_pos=None,
-        attn_edge_type=None,
-        edge_input=None,
-        pos=None,
-        edge_index=None,
-        edge_attr=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-    ):
+        input_nodes: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        in_degree: torch.Tensor | None = None,
+        out_degree: torch.Tensor | None = None,
+        spatial_pos: torch.Tensor | None = None,
+        attn_edge_type: torch.Tensor | None = None,
+        edge_input: torch.Tensor | None = None,
+        pos: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **unused_batch_keys,
+    ) -> MolecularModelOutput | tuple:
         # edge_index / edge_attr (the GIN view of the batch) carry nothing the dense inputs lack.
+        self.check_unused_batch_keys(unused_batch_keys)
         outputs, _ = self.encode(
             input_nodes,
             attention_mask,
@@ -320,9 +347,7 @@ class GraphormerModel(GraphormerPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
-        if return_dict is False:
-            return outputs.to_tuple()
-        return outputs
+        return self.wrap_output(outputs, return_dict)
 
 
 class GraphormerForMolecularPropertyPrediction(PropertyPredictionMixin, GraphormerPreTrainedModel):
@@ -331,7 +356,7 @@ class GraphormerForMolecularPropertyPrediction(PropertyPredictionMixin, Graphorm
     def __init__(self, config):
         super().__init__(config)
         self.graphormer = GraphormerModel(config)
-        self.head = PropertyPredictionHead(config)
+        self.head = build_predictor(config)
         self.post_init()
 
 
@@ -358,7 +383,9 @@ class EquivariantNoiseHead(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.value_proj = nn.Linear(config.hidden_size, config.num_attention_heads)
 
-    def forward(self, atom_states, pos, atom_mask, pair_bias):
+    def forward(
+        self, atom_states: torch.Tensor, pos: torch.Tensor, atom_mask: torch.Tensor, pair_bias: torch.Tensor
+    ) -> torch.Tensor:
         batch, length, _ = atom_states.shape
         q = self.q_proj(atom_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(atom_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
@@ -389,18 +416,17 @@ class GraphormerForDenoising(GraphormerPreTrainedModel):
 
     def forward(
         self,
-        input_nodes,
-        pos,
-        attention_mask=None,
-        noise=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        **graph_inputs,
-    ):
-        # graph_inputs: the remaining graph-batch keys (2D view, GIN edges, labels), unused by the denoising task.
-        unknown = set(graph_inputs) - {*_GRAPH_INPUTS_2D, "edge_index", "edge_attr", "labels"}
-        if unknown:
-            raise TypeError(f"GraphormerForDenoising.forward got unexpected inputs {sorted(unknown)}")
+        input_nodes: torch.Tensor,
+        pos: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **unused_batch_keys,
+    ) -> DenoisingOutput | tuple:
+        # The remaining graph-batch keys (2D view, GIN edges, labels) are unused by the denoising task.
+        self.check_unused_batch_keys(unused_batch_keys)
         outputs, pair_bias = self.graphormer.encode(
             input_nodes,
             attention_mask,
@@ -413,8 +439,8 @@ class GraphormerForDenoising(GraphormerPreTrainedModel):
         loss = None
         if noise is not None:
             per_atom = ((noise_pred.float() - noise.float()) ** 2).sum(-1)
-            loss = per_atom[atom_mask].mean()
-        return DenoisingOutput(
+            loss = masked_mean(per_atom, atom_mask)
+        output = DenoisingOutput(
             loss=loss,
             noise_pred=noise_pred,
             pooler_output=outputs.pooler_output,
@@ -423,6 +449,7 @@ class GraphormerForDenoising(GraphormerPreTrainedModel):
             attentions=outputs.attentions,
             token_mask=outputs.token_mask,
         )
+        return self.wrap_output(output, return_dict)
 
 
 register_family(

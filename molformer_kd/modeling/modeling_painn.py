@@ -7,17 +7,16 @@ or as -dE/dx. Distillation features: `node_features` (scalars s), `vector_featur
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from .auto import register_family
 from .configuration_painn import PaiNNConfig
 from .gnn3d import (
     AtomEnergyReadout,
     AtomisticModelOutput,
+    AtomisticPreTrainedModel,
     EnergyAndForcesMixin,
     RadiusGraph,
     cosine_cutoff,
-    init_atomistic_weights,
     sine_rbf,
 )
 
@@ -60,7 +59,9 @@ class PaiNNUpdate(nn.Module):
         self.hidden_size = hidden_size
         self.vector_u = nn.Linear(hidden_size, hidden_size, bias=False)
         self.vector_v = nn.Linear(hidden_size, hidden_size, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, 3 * hidden_size))
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * hidden_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, 3 * hidden_size)
+        )
 
     def forward(self, scalars, vectors):
         u_vectors = self.vector_u(vectors)
@@ -80,7 +81,9 @@ class GatedEquivariantBlock(nn.Module):
         self.out_size = out_size
         self.norm_projection = nn.Linear(hidden_size, hidden_size, bias=False)
         self.vector_projection = nn.Linear(hidden_size, out_size, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, 2 * out_size))
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * hidden_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, 2 * out_size)
+        )
         self.scalar_activation = nn.SiLU() if scalar_activation else nn.Identity()
 
     def forward(self, scalars, vectors):
@@ -105,13 +108,9 @@ class PaiNNForceHead(nn.Module):
         return self.energy_scale * vectors.squeeze(-1)
 
 
-class PaiNNPreTrainedModel(PreTrainedModel):
+class PaiNNPreTrainedModel(AtomisticPreTrainedModel):
     config_class = PaiNNConfig
     base_model_prefix = "painn"
-    main_input_name = "atomic_numbers"
-
-    def _init_weights(self, module):
-        init_atomistic_weights(module)
 
 
 class PaiNNModel(PaiNNPreTrainedModel):
@@ -120,11 +119,25 @@ class PaiNNModel(PaiNNPreTrainedModel):
     def __init__(self, config: PaiNNConfig):
         super().__init__(config)
         self.embedding = nn.Embedding(config.max_atomic_number + 1, config.hidden_size, padding_idx=0)
-        self.messages = nn.ModuleList(PaiNNMessage(config.hidden_size, config.num_rbf) for _ in range(config.num_layers))
+        self.messages = nn.ModuleList(
+            PaiNNMessage(config.hidden_size, config.num_rbf) for _ in range(config.num_layers)
+        )
         self.updates = nn.ModuleList(PaiNNUpdate(config.hidden_size) for _ in range(config.num_layers))
         self.post_init()
 
-    def forward(self, atomic_numbers, pos, atom_mask=None, output_hidden_states=None, return_dict=None):
+    def forward(
+        self,
+        atomic_numbers: torch.Tensor,
+        pos: torch.Tensor,
+        atom_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **unused_batch_keys,
+    ) -> AtomisticModelOutput | tuple:
+        """The point-cloud batch (`labels` ignored); `output_attentions` is accepted for the common interface (no
+        attention: nothing is returned for it)."""
+        self.check_unused_batch_keys(unused_batch_keys)
         if atom_mask is None:
             atom_mask = atomic_numbers != 0
         output_hidden_states = (
@@ -144,7 +157,7 @@ class PaiNNModel(PaiNNPreTrainedModel):
                 hidden_states.append(graph.sequence_output(scalars))
         sequence = graph.sequence_output(scalars)
         token_mask = torch.cat([graph.atom_mask.new_ones(graph.batch_size, 1), graph.atom_mask], dim=1)
-        return AtomisticModelOutput(
+        output = AtomisticModelOutput(
             last_hidden_state=sequence,
             pooler_output=sequence[:, 0],
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,
@@ -156,6 +169,7 @@ class PaiNNModel(PaiNNPreTrainedModel):
             edge_vectors=graph.unit_vectors,
             atom_mask=graph.atom_mask,
         )
+        return self.wrap_output(output, return_dict)
 
 
 class PaiNNForEnergyAndForces(EnergyAndForcesMixin, PaiNNPreTrainedModel):
@@ -169,6 +183,6 @@ class PaiNNForEnergyAndForces(EnergyAndForcesMixin, PaiNNPreTrainedModel):
         self.post_init()
 
 
-register_family(PaiNNConfig, PaiNNModel, energy_class=PaiNNForEnergyAndForces)
+register_family(PaiNNConfig, PaiNNModel, energy_class=PaiNNForEnergyAndForces, legacy_model_types=("painn",))
 
 __all__ = ["PaiNNForEnergyAndForces", "PaiNNModel", "PaiNNPreTrainedModel"]

@@ -6,19 +6,18 @@ Forces are always -dE/dx. Distillation features: `node_features` (last interacti
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from .auto import register_family
 from .configuration_schnet import SchNetConfig
 from .gnn3d import (
     AtomEnergyReadout,
     AtomisticModelOutput,
+    AtomisticPreTrainedModel,
     EnergyAndForcesMixin,
     RadiusGraph,
     ShiftedSoftplus,
     cosine_cutoff,
     gaussian_rbf,
-    init_atomistic_weights,
 )
 
 
@@ -28,11 +27,15 @@ class SchNetInteraction(nn.Module):
     def __init__(self, config: SchNetConfig):
         super().__init__()
         self.filter_network = nn.Sequential(
-            nn.Linear(config.num_rbf, config.num_filters), ShiftedSoftplus(), nn.Linear(config.num_filters, config.num_filters)
+            nn.Linear(config.num_rbf, config.num_filters),
+            ShiftedSoftplus(),
+            nn.Linear(config.num_filters, config.num_filters),
         )
         self.in_projection = nn.Linear(config.hidden_size, config.num_filters, bias=False)
         self.out_network = nn.Sequential(
-            nn.Linear(config.num_filters, config.hidden_size), ShiftedSoftplus(), nn.Linear(config.hidden_size, config.hidden_size)
+            nn.Linear(config.num_filters, config.hidden_size),
+            ShiftedSoftplus(),
+            nn.Linear(config.hidden_size, config.hidden_size),
         )
 
     def forward(self, features, graph: RadiusGraph, rbf, envelope):
@@ -41,13 +44,9 @@ class SchNetInteraction(nn.Module):
         return features + self.out_network(graph.aggregate(messages)), messages
 
 
-class SchNetPreTrainedModel(PreTrainedModel):
+class SchNetPreTrainedModel(AtomisticPreTrainedModel):
     config_class = SchNetConfig
     base_model_prefix = "schnet"
-    main_input_name = "atomic_numbers"
-
-    def _init_weights(self, module):
-        init_atomistic_weights(module)
 
 
 class SchNetModel(SchNetPreTrainedModel):
@@ -59,7 +58,19 @@ class SchNetModel(SchNetPreTrainedModel):
         self.interactions = nn.ModuleList(SchNetInteraction(config) for _ in range(config.num_layers))
         self.post_init()
 
-    def forward(self, atomic_numbers, pos, atom_mask=None, output_hidden_states=None, return_dict=None):
+    def forward(
+        self,
+        atomic_numbers: torch.Tensor,
+        pos: torch.Tensor,
+        atom_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **unused_batch_keys,
+    ) -> AtomisticModelOutput | tuple:
+        """The point-cloud batch (`labels` ignored); `output_attentions` is accepted for the common interface (no
+        attention: nothing is returned for it)."""
+        self.check_unused_batch_keys(unused_batch_keys)
         if atom_mask is None:
             atom_mask = atomic_numbers != 0
         output_hidden_states = (
@@ -77,7 +88,7 @@ class SchNetModel(SchNetPreTrainedModel):
                 hidden_states.append(graph.sequence_output(features))
         sequence = graph.sequence_output(features)
         token_mask = torch.cat([graph.atom_mask.new_ones(graph.batch_size, 1), graph.atom_mask], dim=1)
-        return AtomisticModelOutput(
+        output = AtomisticModelOutput(
             last_hidden_state=sequence,
             pooler_output=sequence[:, 0],
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,
@@ -88,6 +99,7 @@ class SchNetModel(SchNetPreTrainedModel):
             edge_vectors=graph.unit_vectors,
             atom_mask=graph.atom_mask,
         )
+        return self.wrap_output(output, return_dict)
 
 
 class SchNetForEnergyAndForces(EnergyAndForcesMixin, SchNetPreTrainedModel):
@@ -100,6 +112,6 @@ class SchNetForEnergyAndForces(EnergyAndForcesMixin, SchNetPreTrainedModel):
         self.post_init()
 
 
-register_family(SchNetConfig, SchNetModel, energy_class=SchNetForEnergyAndForces)
+register_family(SchNetConfig, SchNetModel, energy_class=SchNetForEnergyAndForces, legacy_model_types=("schnet",))
 
 __all__ = ["SchNetForEnergyAndForces", "SchNetModel", "SchNetPreTrainedModel"]

@@ -5,7 +5,7 @@ embedding is its token embedding plus a structure position embedding: atom j -> 
 E[u+1] + E[v+1], `[V]` -> nothing (row 0 of E is the zero padding row), eq. (5)-(7). `num_plain_layers` pre-LN
 Transformer layers are followed by `num_biased_layers` biased layers, where head i adds
 `M ⊙ B_i`, `B_i = (H W_i^{Q,bias}) (H W_i^{K,bias})^T` to its scaled dot-product scores (eq. 9-10; like the paper
-and SPEC §2, B_i itself is not scaled by 1/sqrt(d_k)). H is the layer's attention input, i.e. after the pre-LN
+and docs/methods.md §2, B_i is not scaled by 1/sqrt(d_k)). H is the layer's attention input, i.e. after the pre-LN
 LayerNorm. `M[i, j] = 1` iff token i is an atom and token j is an atom or the virtual token (eq. 13).
 
 ST-BASE (ST-KD §4.1): regex SMILES tokens with sinusoidal positions (Vaswani et al.), first token global.
@@ -15,21 +15,19 @@ pooled token 0) additionally passes the final LayerNorm a pre-LN stack needs bef
 """
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from .auto import register_family
 from .configuration_smiles_transformer import SmilesTransformerConfig
-from .heads import PropertyPredictionHead, PropertyPredictionMixin
+from .heads import PropertyPredictionMixin, build_predictor
 from .layers import PreLNTransformerLayer, init_transformer_weights
+from .modeling_utils import MolecularPreTrainedModel
 from .outputs import MolecularModelOutput
 
 TOKEN_TYPE_VIRTUAL, TOKEN_TYPE_ATOM, TOKEN_TYPE_BOND = 0, 1, 2
-
-# SMILES-batch keys the backbone does not read: they let distillation map teacher atom j to its token (DESIGN.md).
-_UNUSED_SMILES_BATCH_KEYS = frozenset({"atom_token_index", "atom_mask"})
 
 
 def attention_bias_mask(token_type_ids: torch.Tensor) -> torch.Tensor:
@@ -63,20 +61,23 @@ class AttentionBiasProjection(nn.Module):
         self.query = nn.Linear(hidden_size, num_heads * head_dim, bias=False)
         self.key = nn.Linear(hidden_size, num_heads * head_dim, bias=False)
 
-    def forward(self, hidden_states):
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         batch, length, _ = hidden_states.shape
         query = self.query(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
         key = self.key(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
         return query @ key.transpose(-1, -2)
 
 
-class SmilesTransformerPreTrainedModel(PreTrainedModel):
+class SmilesTransformerPreTrainedModel(MolecularPreTrainedModel):
     config_class = SmilesTransformerConfig
     base_model_prefix = "smiles_transformer"
     main_input_name = "input_ids"
-    _no_split_modules = ["PreLNTransformerLayer"]
+    input_modality = "smiles"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ("PreLNTransformerLayer",)
 
     def _init_weights(self, module):
+        super()._init_weights(module)
         init_transformer_weights(module, self.config.initializer_range)
 
 
@@ -117,12 +118,24 @@ class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
     def set_input_embeddings(self, value):
         self.token_embedding = value
 
-    def _embed(self, input_ids, attention_mask, structure_positions):
+    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
+        input_ids = batch["input_ids"]
         if int(input_ids.max()) >= self.config.vocab_size or int(input_ids.min()) < 0:
             raise ValueError(
                 f"input_ids hold ids outside the vocabulary [0, {self.config.vocab_size}) "
                 f"(min {int(input_ids.min())}, max {int(input_ids.max())}); the tokenizer and config.vocab_size differ"
             )
+        positions = batch.get("structure_positions")
+        in_table = positions is None or 0 <= int(positions.min()) <= int(positions.max()) <= self.config.max_atoms
+        if self.config.variant == "st_kd" and not in_table:
+            raise ValueError(
+                f"structure_positions go up to atom {int(positions.max())} but this model's structure position "
+                f"table holds max_atoms={self.config.max_atoms} atoms; the molecule is too large for it"
+            )
+
+    def _embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, structure_positions: torch.Tensor | None
+    ) -> torch.Tensor:
         tokens = self.token_embedding(input_ids)
         if self.config.variant == "st_base":
             # Vaswani et al. scale token embeddings by sqrt(d) so that they are not drowned by the unit-scale sines.
@@ -138,25 +151,20 @@ class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
                 f"structure_positions must have shape {(*input_ids.shape, 2)} (input_ids + a pair axis), "
                 f"got {tuple(structure_positions.shape)}"
             )
-        if int(structure_positions.max()) > self.config.max_atoms or int(structure_positions.min()) < 0:
-            raise ValueError(
-                f"structure_positions go up to atom {int(structure_positions.max())} but this model's structure "
-                f"position table holds max_atoms={self.config.max_atoms} atoms; the molecule is too large for it"
-            )
         # Atom j: E[j+1] + E[0] = E[j+1]; bond (u, v): E[u+1] + E[v+1]; [V]/pad: E[0] + E[0] = 0.
         return tokens + self.structure_position_embedding(structure_positions).sum(dim=-2)
 
     def forward(
         self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        structure_positions=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
-        **smiles_batch_extras,
-    ):
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        structure_positions: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **unused_batch_keys,
+    ) -> MolecularModelOutput | tuple:
         r"""
         input_ids (`(B, L)` long): token ids; token 0 of every row is the global token ([V] or the first token).
         attention_mask (`(B, L)`): 1 real, 0 padding (default: all real).
@@ -164,15 +172,14 @@ class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
         structure_positions (`(B, L, 2)` long): atom j -> (j+1, 0), bond (u, v) -> (u+1, v+1), else (0, 0).
         output_attentions: also return per-layer attention probabilities and, per biased layer, the raw biases
             B (before the mask M), each (B, heads, L, L).
+        The other SMILES-batch keys (`atom_token_index`, `atom_mask`, `labels`: distillation maps teacher atom j to
+        its token with them) are ignored (`MolecularPreTrainedModel`).
         """
-        unexpected = set(smiles_batch_extras) - _UNUSED_SMILES_BATCH_KEYS
-        if unexpected:
-            raise TypeError(f"SmilesTransformerModel.forward got unexpected inputs {sorted(unexpected)}")
+        self.check_unused_batch_keys(unused_batch_keys)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         key_padding_mask = attention_mask.bool()
@@ -208,7 +215,7 @@ class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
             attention_biases=tuple(all_biases) if output_attentions and self.config.num_biased_layers else None,
             token_mask=attention_mask,
         )
-        return output if return_dict else output.to_tuple()
+        return self.wrap_output(output, return_dict)
 
 
 class SmilesTransformerForMolecularPropertyPrediction(PropertyPredictionMixin, SmilesTransformerPreTrainedModel):
@@ -217,7 +224,7 @@ class SmilesTransformerForMolecularPropertyPrediction(PropertyPredictionMixin, S
     def __init__(self, config: SmilesTransformerConfig):
         super().__init__(config)
         self.smiles_transformer = SmilesTransformerModel(config)
-        self.head = PropertyPredictionHead(config)
+        self.head = build_predictor(config)
         self.post_init()
 
 

@@ -13,15 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .featurization import GRAPH_FEATURE_KEYS, MoleculeFeaturizer, _describe
-
-
-def _as_int_array(value: Any, trailing_shape: tuple[int, ...] = ()) -> np.ndarray:
-    # Rows from `datasets` arrive as nested lists; an empty list must keep its trailing dimensions.
-    array = np.asarray(value, dtype=np.int64)
-    if array.size == 0 and trailing_shape:
-        array = array.reshape((-1, *trailing_shape))
-    return array
+from .featurization import GRAPH_FEATURE_KEYS, MoleculeFeaturizer, _describe, pad_graph_features
 
 
 def collect_labels(rows: Sequence[Mapping[str, Any]], label_columns: Sequence[str]) -> torch.Tensor:
@@ -92,54 +84,7 @@ class GraphCollator:
     @staticmethod
     def pad(features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         """Pad per-molecule features (numpy arrays or nested lists) into the graph batch tensors."""
-        num_graphs = len(features)
-        input_nodes = [_as_int_array(f["input_nodes"]) for f in features]
-        sizes = [len(x) for x in input_nodes]
-        num_atoms = max(sizes)
-        edge_inputs = [_as_int_array(f["edge_input"]) for f in features]
-        max_hops = {x.shape[2] for x in edge_inputs}
-        if len(max_hops) != 1:
-            raise ValueError(f"molecules were featurized with different multi_hop_max_dist values: {max_hops}")
-        (max_hops,) = max_hops
-        has_pos = ["pos" in f and f["pos"] is not None for f in features]
-        if any(has_pos) and not all(has_pos):
-            missing = [b for b, has in enumerate(has_pos) if not has]
-            raise ValueError(f"some molecules of the batch carry 'pos' and others (rows {missing}) do not")
-
-        padded_nodes = np.zeros((num_graphs, num_atoms, input_nodes[0].shape[1]), dtype=np.int64)
-        attention_mask = np.zeros((num_graphs, num_atoms), dtype=np.int64)
-        degree = np.zeros((num_graphs, num_atoms), dtype=np.int64)
-        spatial_pos = np.zeros((num_graphs, num_atoms, num_atoms), dtype=np.int64)
-        attn_edge_type = np.zeros((num_graphs, num_atoms, num_atoms, 3), dtype=np.int64)
-        edge_input = np.zeros((num_graphs, num_atoms, num_atoms, max_hops, 3), dtype=np.int64)
-        pos = np.zeros((num_graphs, num_atoms, 3), dtype=np.float32) if has_pos[0] else None
-        edge_index, edge_attr = [], []
-        for b, (f, n) in enumerate(zip(features, sizes)):
-            padded_nodes[b, :n] = input_nodes[b]
-            attention_mask[b, :n] = 1
-            degree[b, :n] = _as_int_array(f["degree"])
-            spatial_pos[b, :n, :n] = _as_int_array(f["spatial_pos"])
-            attn_edge_type[b, :n, :n] = _as_int_array(f["attn_edge_type"])
-            edge_input[b, :n, :n] = edge_inputs[b]
-            edge_index.append(_as_int_array(f["edge_index"]).reshape(2, -1) + b * num_atoms)
-            edge_attr.append(_as_int_array(f["edge_attr"], (3,)))
-            if pos is not None:
-                pos[b, :n] = np.asarray(f["pos"], dtype=np.float32)
-        degree_tensor = torch.from_numpy(degree)
-        batch = {
-            "input_nodes": torch.from_numpy(padded_nodes),
-            "attention_mask": torch.from_numpy(attention_mask),
-            "in_degree": degree_tensor,
-            "out_degree": degree_tensor.clone(),
-            "spatial_pos": torch.from_numpy(spatial_pos),
-            "attn_edge_type": torch.from_numpy(attn_edge_type),
-            "edge_input": torch.from_numpy(edge_input),
-            "edge_index": torch.from_numpy(np.concatenate(edge_index, axis=1)),
-            "edge_attr": torch.from_numpy(np.concatenate(edge_attr, axis=0)),
-        }
-        if pos is not None:
-            batch["pos"] = torch.from_numpy(pos)
-        return batch
+        return pad_graph_features(features)
 
 
 def _is_featurizer(encoder: Any) -> bool:

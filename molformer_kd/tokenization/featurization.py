@@ -1,15 +1,21 @@
 """Graph featurization of molecules: OGB atom/bond features, Graphormer spatial and multi-hop edge encodings.
 
-One molecule becomes a dict of unpadded numpy arrays (see `MoleculeFeaturizer.featurize`); `GraphCollator`
-(collators.py) pads a list of them into the graph batch of DESIGN.md. `MoleculeFeaturizer.featurize_many` (also
-behind `featurizer(list)`) is the fast path: it featurizes a chunk of molecules with one set of numpy operations. Every categorical value is stored as
-`value + 1` so that 0 always means padding / "no bond".
+One molecule becomes a dict of unpadded numpy arrays (see `MoleculeFeaturizer.featurize`); `pad_graph_features`
+(used by `GraphCollator` in collators.py) pads a list of them into the graph batch of DESIGN.md.
+`MoleculeFeaturizer.featurize_many` (also behind `featurizer(list)`) is the fast path: it featurizes a chunk of
+molecules with one set of numpy operations. Every categorical value is stored as `value + 1` so that 0 always means
+padding / "no bond".
 
-Atom rule (DESIGN.md, SPEC §3), shared with the SMILES parser (`smiles_grammar`): the atoms are the atoms of
+Atom rule (docs/methods.md), shared with the SMILES parser (`smiles_grammar`): the atoms are the atoms of
 the SMILES in order of appearance, except that a hydrogen written as an atom (`[H]`, `[2H]`, `[H+]`, any isotope,
 charge or class) with exactly one bond, to a non-hydrogen atom, is folded into that neighbour's hydrogen count.
 Every other hydrogen atom stays an atom: a lone proton (`[H+].[Cl-]` has two atoms), both atoms of `[H][H]`,
 bridging hydrogens of degree 2. So drug-like SMILES give exactly their heavy atoms in SMILES order.
+
+SMILES enter through the front door of `validation.check_smiles` (grammar, `max_atoms`, RDKit sanitization), so the
+featurizer accepts exactly the strings the SMILES tokenizers accept. Shortest paths come from a breadth-first search
+on the sparse bond graph (`_chunk_distances`), quadratic in the atom count like the output itself; the atom limit,
+checked before any of it, bounds both.
 """
 
 from __future__ import annotations
@@ -21,11 +27,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdchem
-from transformers import AutoFeatureExtractor, FeatureExtractionMixin
+from transformers import AutoFeatureExtractor, BatchFeature, FeatureExtractionMixin
+from transformers.utils import FEATURE_EXTRACTOR_NAME
 
 from ..data.molecules import apply_atom_rule
+from .smiles_grammar import shorten_smiles
+from .validation import DEFAULT_MAX_ATOMS, MAX_ATOMS_CEILING, Setting, check_settings, check_smiles
 
 # OGB (ogb.utils.features) allowable feature lists, in OGB's order. The last entry of each list is the "misc"
 # bucket that every value outside the list falls into; chirality and bond stereo have no "misc" in OGB, so values
@@ -160,7 +170,7 @@ _CHIRALITY_ROW, _DEGREE_ROW, _NUM_HS_ROW, _RADICAL_ROW = 1, 2, 4, 5
 # A test checks that these shortcuts give the same arrays as reading everything.
 _READ_ENUMS = re.compile(r"[@/\\<>|]")
 
-# Unreachable pairs (other fragments) have distance `Chem.GetDistanceMatrix`'s 1e8, larger than any molecule.
+# Distance of unreachable pairs (other fragments), larger than any molecule.
 _UNREACHABLE = 10**8
 # `featurize_many` works on chunks of molecules with about this many atom pairs in all (64 drug-like molecules):
 # large enough to amortize the numpy calls, small enough to keep the (bonds x atoms) next-hop table in cache and
@@ -169,32 +179,45 @@ _CHUNK_PAIRS = 32_768
 
 
 def _describe(source: Any) -> str:
-    """Name of a molecule for error messages: its SMILES (and mol_id for records)."""
+    """Name of a molecule for error messages: its SMILES, cut to a window when long (and mol_id for records)."""
     if isinstance(source, Mapping):
-        name = repr(source.get("smiles"))
+        name = shorten_smiles(source.get("smiles"))
         if source.get("mol_id") is not None:
             name += f" (mol_id {source['mol_id']!r})"
         return name
     if isinstance(source, Chem.Mol):
-        return repr(Chem.MolToSmiles(source))
-    return repr(source)
+        return shorten_smiles(Chem.MolToSmiles(source))
+    return shorten_smiles(source)
 
 
-def smiles_to_mol(smiles: str) -> Chem.Mol:
-    """Parse a SMILES with RDKit and apply the atom rule; raises `ValueError` naming the SMILES if invalid."""
-    with rdBase.BlockLogs():  # the ValueError reports failures; RDKit's own messages would be noise
-        return _parse_smiles_unlogged(smiles)
+def smiles_to_mol(smiles: str, max_atoms: int | None = None) -> Chem.Mol:
+    """The RDKit molecule of a SMILES after the atom rule, read through the front door (`validation.check_smiles`);
+    raises `SmilesParseError` (a `ValueError`) naming the SMILES, the position and the reason if it is refused."""
+    with rdBase.BlockLogs():  # the error reports failures; RDKit's own messages would be noise
+        return _parse_smiles_unlogged(smiles, max_atoms)
 
 
-def _parse_smiles_unlogged(smiles: str) -> Chem.Mol:
+def _parse_smiles_unlogged(smiles: str, max_atoms: int | None) -> Chem.Mol:
     # `smiles_to_mol` without its log block: entering `rdBase.BlockLogs` costs about as much as parsing a drug-like
     # SMILES, so the featurizer blocks RDKit's logs once around a whole list instead of once per molecule.
     if not isinstance(smiles, str):
-        raise TypeError(f"expected a SMILES string, got {type(smiles).__name__}: {smiles!r}")
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"invalid SMILES {smiles!r}: RDKit could not parse or sanitize it")
-    return apply_atom_rule(mol, name=repr(smiles))
+        raise TypeError(f"expected a SMILES string, got {type(smiles).__name__}: {smiles!r:.80}")
+    return check_smiles(smiles, max_atoms).mol
+
+
+# Settings of a saved featurizer (preprocessor_config.json) and their bounds. `multi_hop_max_dist` and `max_spatial`
+# size the model's embedding tables and the (N, N, H, 3) edge_input, so absurd values would exhaust memory.
+FEATURIZER_SETTINGS = {
+    "multi_hop_max_dist": Setting(int, 1, 64),
+    "max_spatial": Setting(int, 1, 1024),
+    "feature_scheme": Setting(str, choices=("ogb",)),
+    "use_3d": Setting(bool),
+    "max_atoms": Setting(int, 1, MAX_ATOMS_CEILING),
+}
+# Keys transformers writes itself.
+_FEATURIZER_FILE_KEYS = ("feature_extractor_type", "processor_class")
+# edge_input of the largest allowed molecule, max_atoms^2 x multi_hop_max_dist x 3 int64, must fit in this.
+_MAX_EDGE_INPUT_BYTES = 2 << 30
 
 
 class MoleculeFeaturizer(FeatureExtractionMixin):
@@ -220,6 +243,12 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
             Whether the features carry heavy-atom coordinates `pos` (N, 3) for 3D teachers. When True every
             molecule needs coordinates (a record's `pos`, the `pos` argument, or an RDKit conformer); when False
             record coordinates are ignored so that 2D students never see them.
+        max_atoms (`int`, defaults to `DEFAULT_MAX_ATOMS` = 512):
+            Largest molecule (atoms after the atom rule) featurized; a larger one is a `MoleculeTooLargeError`
+            raised before any quadratic work. At most `MAX_ATOMS_CEILING`.
+
+    Every setting is checked (type and bounds) when the featurizer is built or loaded; `from_pretrained` names the
+    file and key of a bad or unknown setting.
     """
 
     model_input_names = (
@@ -241,20 +270,35 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         max_spatial: int = 20,
         feature_scheme: str = "ogb",
         use_3d: bool = False,
+        max_atoms: int = DEFAULT_MAX_ATOMS,
         **kwargs,
     ):
+        settings = {"multi_hop_max_dist": multi_hop_max_dist, "max_spatial": max_spatial,
+                    "feature_scheme": feature_scheme, "use_3d": use_3d, "max_atoms": max_atoms}
+        check_settings({**settings, **kwargs}, FEATURIZER_SETTINGS, type(self).__name__, _FEATURIZER_FILE_KEYS)
+        edge_input_bytes = max_atoms**2 * multi_hop_max_dist * 3 * 8
+        if edge_input_bytes > _MAX_EDGE_INPUT_BYTES:
+            raise ValueError(
+                f"{type(self).__name__}: max_atoms={max_atoms} with multi_hop_max_dist={multi_hop_max_dist} gives "
+                f"{edge_input_bytes / 2**30:.1f} GiB of edge_input per molecule (limit 2 GiB); lower either"
+            )
         kwargs.pop("feature_extractor_type", None)  # written by to_dict, it names this class
         super().__init__(**kwargs)
-        if feature_scheme != "ogb":
-            raise ValueError(f"feature_scheme={feature_scheme!r} is not supported; the implemented scheme is 'ogb'")
-        if int(multi_hop_max_dist) < 1:
-            raise ValueError(f"multi_hop_max_dist must be >= 1, got {multi_hop_max_dist}")
-        if int(max_spatial) < 1:
-            raise ValueError(f"max_spatial must be >= 1, got {max_spatial}")
         self.multi_hop_max_dist = int(multi_hop_max_dist)
         self.max_spatial = int(max_spatial)
         self.feature_scheme = feature_scheme
         self.use_3d = bool(use_3d)
+        self.max_atoms = int(max_atoms)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> MoleculeFeaturizer:
+        """Load a saved featurizer; a bad or unknown setting is a `ValueError` naming the file and the key."""
+        settings, unused = cls.get_feature_extractor_dict(pretrained_model_name_or_path, **kwargs)
+        source = f"{pretrained_model_name_or_path}/{FEATURE_EXTRACTOR_NAME}"
+        try:
+            return cls.from_dict(settings, **unused)
+        except ValueError as err:
+            raise ValueError(str(err).replace(cls.__name__, source, 1)) from None
 
     @property
     def atom_feature_dims(self) -> list[int]:
@@ -303,11 +347,14 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         `_READ_ENUMS`), and its checked coordinates."""
         if isinstance(source, Chem.Mol):
             mol = apply_atom_rule(source)
+            if mol.GetNumAtoms() > self.max_atoms:
+                raise ValueError(f"molecule {_describe(source)} has {mol.GetNumAtoms()} atoms, more than the limit of "
+                                 f"{self.max_atoms} (the featurizer's max_atoms)")
             read_enums = read_radicals = True
             if pos is None and self.use_3d and mol.GetNumConformers() > 0:
                 pos = mol.GetConformer().GetPositions()
         else:
-            mol = _parse_smiles_unlogged(source)
+            mol = _parse_smiles_unlogged(source, self.max_atoms)
             read_enums = _READ_ENUMS.search(source) is not None
             read_radicals = "[" in source
         if pos is None:
@@ -385,11 +432,9 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
             return features
         if return_tensors != "pt":
             raise ValueError(f"return_tensors={return_tensors!r} is not supported; use None or 'pt'")
-        from transformers import BatchFeature
-
-        from .collators import GraphCollator
-
-        return BatchFeature(GraphCollator(**kwargs)(features))
+        if kwargs:
+            raise TypeError(f"unexpected argument(s) {sorted(kwargs)}")
+        return BatchFeature(pad_graph_features(features))
 
     def _featurize_chunk(self, loaded: list[tuple[Chem.Mol, bool, bool, Any]]) -> list[dict[str, np.ndarray]]:
         # Python-level RDKit calls dominate the cost: each property is read with one `map` per molecule into a list
@@ -397,7 +442,7 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         # (molecule m owns pairs pair_start[m] + i * n_m + j), then cut into per-molecule views.
         atom_columns = [[] for _ in _ATOM_GETTERS]
         chirality, radicals, begin, end, bond_order, stereo, conjugated = [], [], [], [], [], [], []
-        distances, atom_counts, bond_counts = [], [], []
+        atom_counts, bond_counts = [], []
         for mol, read_enums, read_radicals, _ in loaded:
             num_atoms, num_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
             atom_counts.append(num_atoms)
@@ -421,8 +466,6 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
                 chirality += itertools.repeat(0, num_atoms)  # CHI_UNSPECIFIED
                 bond_order += map(rdchem.Bond.GetBondTypeAsDouble, bonds)
                 stereo += itertools.repeat(0, num_bonds)  # STEREONONE
-            # RDKit's C++ all-pairs BFS; unreachable pairs (other fragments) get _UNREACHABLE.
-            distances.append(Chem.GetDistanceMatrix(mol).ravel())
 
         sizes = np.array(atom_counts, dtype=np.int64)
         bond_counts = np.array(bond_counts, dtype=np.int64)
@@ -465,7 +508,7 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         degree_feature = degree + 1
 
         # Atom pairs.
-        distance = np.concatenate(distances).astype(np.int64)
+        distance = _chunk_distances(sizes, atom_start, pair_start, edge_molecule, edge_source, edge_target)
         edge_size = sizes.take(edge_molecule)
         edge_pair = pair_start.take(edge_molecule) + edge_source * edge_size + edge_target  # pair (i, k) of i -> k
         bond_id = np.zeros(len(distance), dtype=np.int64)  # bond index + 1 of the bond i-j, 0 if none
@@ -504,6 +547,57 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
                 molecule["pos"] = pos
             features.append(molecule)
         return features
+
+
+def _chunk_distances(
+    sizes: np.ndarray,
+    atom_start: np.ndarray,
+    pair_start: np.ndarray,
+    edge_molecule: np.ndarray,
+    edge_source: np.ndarray,
+    edge_target: np.ndarray,
+) -> np.ndarray:
+    """Shortest-path lengths in bonds of every atom pair of a chunk (`_UNREACHABLE` between fragments), laid out as
+    the pairs (molecule m owns `pair_start[m] + i * sizes[m] + j`).
+
+    One breadth-first search from every atom at once on the sparse bond graph, a level at a time: the frontier holds
+    (source atom, atom) pairs first reached at the previous level, and each level looks at their bonds only. The work
+    is pairs x mean degree, where RDKit's dense `GetDistanceMatrix` is cubic (minutes for a 3,000-atom chain).
+    Directed bond e goes from local atom `edge_source[e]` to `edge_target[e]` of molecule `edge_molecule[e]`.
+    """
+    num_atoms = int(sizes.sum())
+    molecule = np.repeat(np.arange(len(sizes)), sizes)
+    edge_atom_start = atom_start.take(edge_molecule)
+    bond_source = edge_source + edge_atom_start
+    neighbors = (edge_target + edge_atom_start)[np.argsort(bond_source, kind="stable")]
+    degree = np.bincount(bond_source, minlength=num_atoms)
+    first_neighbor = np.cumsum(degree) - degree
+    # Pair (s, a) of global atoms s and a of one molecule sits at `row[s] + a`.
+    molecule_start = atom_start.take(molecule)
+    row = pair_start.take(molecule) + (np.arange(num_atoms) - molecule_start) * sizes.take(molecule) - molecule_start
+    distance = np.full(int(pair_start[-1] + sizes[-1] ** 2), _UNREACHABLE, dtype=np.int64)
+    claimed = np.empty_like(distance)
+    frontier_source = frontier_atom = np.arange(num_atoms)
+    distance[row + frontier_atom] = 0
+    level = 0
+    while True:
+        counts = degree.take(frontier_atom)
+        ends = np.cumsum(counts)
+        total = int(ends[-1]) if len(ends) else 0
+        if total == 0:
+            return distance
+        level += 1
+        expanded = np.repeat(np.arange(len(frontier_atom)), counts)
+        slot = np.arange(total) + (first_neighbor.take(frontier_atom) - (ends - counts)).take(expanded)
+        atom, source = neighbors.take(slot), frontier_source.take(expanded)
+        pair = row.take(source) + atom
+        new = np.flatnonzero(distance.take(pair) == _UNREACHABLE)
+        pair = pair.take(new)
+        # Several frontier atoms can reach the same pair (rings): the pair enters the next frontier once.
+        claimed[pair] = new
+        first = new[claimed.take(pair) == new]
+        distance[pair] = level
+        frontier_source, frontier_atom = source.take(first), atom.take(first)
 
 
 def _take_rows(table: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -582,6 +676,68 @@ def shortest_path_bond_ids(
         max_hops,
     )
     return path.reshape(num_atoms, num_atoms, max_hops)
+
+
+def _as_int_array(value: Any, trailing_shape: tuple[int, ...] = ()) -> np.ndarray:
+    # Rows from `datasets` arrive as nested lists; an empty list must keep its trailing dimensions.
+    array = np.asarray(value, dtype=np.int64)
+    if array.size == 0 and trailing_shape:
+        array = array.reshape((-1, *trailing_shape))
+    return array
+
+
+def pad_graph_features(features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """Pad per-molecule features (numpy arrays or nested lists, e.g. `datasets` rows) into the graph batch tensors
+    of DESIGN.md: `input_nodes`, `attention_mask`, `in_degree`, `out_degree`, `spatial_pos`, `attn_edge_type`,
+    `edge_input`, `edge_index` (flattened as `b * N + i`), `edge_attr` and `pos` when the features carry it."""
+    num_graphs = len(features)
+    input_nodes = [_as_int_array(f["input_nodes"]) for f in features]
+    sizes = [len(x) for x in input_nodes]
+    num_atoms = max(sizes)
+    edge_inputs = [_as_int_array(f["edge_input"]) for f in features]
+    max_hops = {x.shape[2] for x in edge_inputs}
+    if len(max_hops) != 1:
+        raise ValueError(f"molecules were featurized with different multi_hop_max_dist values: {max_hops}")
+    (max_hops,) = max_hops
+    has_pos = ["pos" in f and f["pos"] is not None for f in features]
+    if any(has_pos) and not all(has_pos):
+        missing = [b for b, has in enumerate(has_pos) if not has]
+        raise ValueError(f"some molecules of the batch carry 'pos' and others (rows {missing}) do not")
+
+    padded_nodes = np.zeros((num_graphs, num_atoms, input_nodes[0].shape[1]), dtype=np.int64)
+    attention_mask = np.zeros((num_graphs, num_atoms), dtype=np.int64)
+    degree = np.zeros((num_graphs, num_atoms), dtype=np.int64)
+    spatial_pos = np.zeros((num_graphs, num_atoms, num_atoms), dtype=np.int64)
+    attn_edge_type = np.zeros((num_graphs, num_atoms, num_atoms, 3), dtype=np.int64)
+    edge_input = np.zeros((num_graphs, num_atoms, num_atoms, max_hops, 3), dtype=np.int64)
+    pos = np.zeros((num_graphs, num_atoms, 3), dtype=np.float32) if has_pos[0] else None
+    edge_index, edge_attr = [], []
+    for b, (f, n) in enumerate(zip(features, sizes)):
+        padded_nodes[b, :n] = input_nodes[b]
+        attention_mask[b, :n] = 1
+        degree[b, :n] = _as_int_array(f["degree"])
+        spatial_pos[b, :n, :n] = _as_int_array(f["spatial_pos"])
+        attn_edge_type[b, :n, :n] = _as_int_array(f["attn_edge_type"])
+        edge_input[b, :n, :n] = edge_inputs[b]
+        edge_index.append(_as_int_array(f["edge_index"]).reshape(2, -1) + b * num_atoms)
+        edge_attr.append(_as_int_array(f["edge_attr"], (3,)))
+        if pos is not None:
+            pos[b, :n] = np.asarray(f["pos"], dtype=np.float32)
+    degree_tensor = torch.from_numpy(degree)
+    batch = {
+        "input_nodes": torch.from_numpy(padded_nodes),
+        "attention_mask": torch.from_numpy(attention_mask),
+        "in_degree": degree_tensor,
+        "out_degree": degree_tensor.clone(),
+        "spatial_pos": torch.from_numpy(spatial_pos),
+        "attn_edge_type": torch.from_numpy(attn_edge_type),
+        "edge_input": torch.from_numpy(edge_input),
+        "edge_index": torch.from_numpy(np.concatenate(edge_index, axis=1)),
+        "edge_attr": torch.from_numpy(np.concatenate(edge_attr, axis=0)),
+    }
+    if pos is not None:
+        batch["pos"] = torch.from_numpy(pos)
+    return batch
 
 
 def register_featurizer(config_class) -> None:

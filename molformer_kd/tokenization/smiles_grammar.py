@@ -3,7 +3,13 @@
 `parse_smiles(smiles)` reads the whole OpenSMILES grammar (organic subset and bracket atoms with isotope,
 chirality, H count, charge and atom class; `*`; bonds `- = # $ : / \\`; branches; ring closures `0-9`, `%nn`,
 `%(nnn)` with bond symbols on either side; `.` fragments) plus the RDKit extensions seen in real files
-(`[#6]` atomic numbers, ring closures written after a branch as in `C(=O)1CC1`, aromatic `[si]`/`[te]`).
+(`[#6]` atomic numbers, ring closures written after a branch as in `C(=O)1CC1`, aromatic `[si]`/`[te]`, dative
+bonds `->` / `<-`).
+
+The grammar is ASCII: every character must be printable ASCII other than the space. Whitespace, control characters
+(a NUL, a byte order mark) and non-ASCII characters (superscript or Arabic-Indic digits, emoji) are errors at their
+position, never skipped and never read as digits. Numbers (isotope, H count, charge, atom class, ring number) are
+ASCII digits, at most 9 of them.
 
 Atom and bond order (checked against `Chem.MolFromSmiles(s, sanitize=False)` by `scripts/check_parser_parity.py`):
 
@@ -16,7 +22,10 @@ Atom and bond order (checked against `Chem.MolFromSmiles(s, sanitize=False)` by 
   `(closing atom, opening atom)`; `/` and `\\` are stereo marks, not orders;
 * the type of a bond without an order symbol (implicit, `/`, `\\`) is AROMATIC when both atoms are aromatic,
   else SINGLE. Conflicting order symbols on the two sides of a ring closure (`C=1CC-1`) are an error (OpenSMILES;
-  RDKit silently keeps the first).
+  RDKit silently keeps the first);
+* a dative bond is DATIVE from the donor (the arrow's tail) to the acceptor, as RDKit stores it: `N->[Fe]` and
+  `[Fe]<-N` both give the bond `(N, Fe)`; on a ring closure the arrow belongs to the side it is written on
+  (`C->1CC1` is `(0, 2)`, `C<-1CC1` is `(2, 0)`).
 
 Explicit-hydrogen rule (DESIGN.md "Atom rule", shared with the graph featurizer): a hydrogen atom written as an
 atom (`[H]`, `[2H]`, `[H+]`, any isotope, charge or class) that has exactly one bond, to a non-hydrogen atom, is
@@ -47,6 +56,7 @@ __all__ = [
     "ParsedSmiles",
     "SmilesParseError",
     "parse_smiles",
+    "shorten_smiles",
 ]
 
 # Periodic table in atomic-number order; index = atomic number.
@@ -63,15 +73,19 @@ _ORGANIC = {
     "*": ("*", False),
 }
 
-SINGLE, DOUBLE, TRIPLE, QUADRUPLE, AROMATIC = "SINGLE", "DOUBLE", "TRIPLE", "QUADRUPLE", "AROMATIC"
+SINGLE, DOUBLE, TRIPLE, QUADRUPLE, AROMATIC, DATIVE = "SINGLE", "DOUBLE", "TRIPLE", "QUADRUPLE", "AROMATIC", "DATIVE"
 # Bond symbols that fix a bond order; `/` and `\` only mark double-bond stereo on a single/aromatic bond.
-_ORDER_SYMBOLS = {"-": SINGLE, "=": DOUBLE, "#": TRIPLE, "$": QUADRUPLE, ":": AROMATIC}
-BOND_SYMBOLS = ("-", "=", "#", "$", ":", "/", "\\")
+_ORDER_SYMBOLS = {"-": SINGLE, "=": DOUBLE, "#": TRIPLE, "$": QUADRUPLE, ":": AROMATIC, "->": DATIVE, "<-": DATIVE}
+BOND_SYMBOLS = ("-", "=", "#", "$", ":", "/", "\\", "->", "<-")
 # Token written for a bond the SMILES leaves implicit.
 _IMPLICIT_SYMBOL = {SINGLE: "-", AROMATIC: ":"}
 
 # One token per match; the final `.` catches any other character so the loop can report it.
-_TOKEN_RE = re.compile(r"Cl|Br|[BCNOPSFIbcnops*]|\[[^\[\]]*\]|[-=#$:/\\]|[()]|\d|%\d\d|%\(\d+\)|\.|.", re.DOTALL)
+_TOKEN_RE = re.compile(r"Cl|Br|[BCNOPSFIbcnops*]|\[[^\[\]]*\]|->|<-|[-=#$:/\\]|[()]|[0-9]|%[0-9][0-9]|%\([0-9]+\)|\.|.")
+# Anything but printable ASCII without the space: found by one scan before parsing, so that it is reported at its
+# own position with its name instead of as a puzzling bracket or token error (and `str.isdigit` never sees it).
+_NOT_SMILES_CHARACTER_RE = re.compile(r"[^!-~]")
+_MAX_DIGITS = 9  # longer numbers are typos or attacks; int() of thousands of digits is slow and then refused
 
 # Token kinds for the dispatch in the main loop.
 _ALIPHATIC_ATOM, _AROMATIC_ATOM, _BOND, _RING, _OPEN, _CLOSE, _DOT = range(7)  # atom kinds are aromatic flags
@@ -99,14 +113,17 @@ class SmilesParseError(ValueError):
         self.smiles = smiles
         self.position = position
         self.reason = reason
-        super().__init__(f"invalid SMILES {_shown(smiles, position)} at position {position}: {reason}")
+        super().__init__(f"invalid SMILES {shorten_smiles(smiles, position)} at position {position}: {reason}")
 
     def __reduce__(self):  # picklable across `datasets.map(num_proc=...)` workers
         return (type(self), (self.smiles, self.position, self.reason))
 
 
-def _shown(smiles: str, position: int) -> str:
-    """The SMILES for an error message, cut to a window around `position` when it is long."""
+def shorten_smiles(smiles: object, position: int = 0) -> str:
+    """`repr` of an input for an error message, cut to a window around `position` when it is long."""
+    if not isinstance(smiles, str):
+        shown = repr(smiles)
+        return shown if len(shown) <= _MAX_SHOWN_SMILES else f"{shown[:_MAX_SHOWN_SMILES]}... ({type(smiles).__name__})"
     if len(smiles) <= _MAX_SHOWN_SMILES:
         return repr(smiles)
     half = _MAX_SHOWN_SMILES // 2
@@ -135,6 +152,7 @@ class Atom(NamedTuple):
 # Bracket contents -> (element, aromatic, charge, isotope, hcount, chirality, atom_class); bracket atoms repeat a
 # lot in any corpus, so each distinct one is parsed once. Bounded so adversarial input cannot grow it forever.
 _BRACKET_CACHE: dict[str, tuple] = {}
+_DIGITS = frozenset("0123456789")
 _BRACKET_CACHE_MAX = 100_000
 _ORGANIC_INFO = {sym: (el, arom, 0, None, None, None, None) for sym, (el, arom) in _ORGANIC.items()}
 
@@ -168,18 +186,22 @@ def _parse_bracket(token: str) -> tuple:
     def fail(offset: int, reason: str):
         raise _BracketError(offset, reason)
 
-    j = i
-    while j < n and body[j].isdigit():
-        j += 1
+    def digits_end(start: int) -> int:
+        end = start
+        while end < n and body[end] in _DIGITS:
+            end += 1
+        if end - start > _MAX_DIGITS:
+            fail(start, f"number of more than {_MAX_DIGITS} digits in bracket atom {token:.40}")
+        return end
+
+    j = digits_end(i)
     isotope = int(body[i:j]) if j > i else None
     i = j
     if i >= n:
         fail(i, f"bracket atom {token} has no element symbol")
     aromatic = False
     if body[i] == "#":  # RDKit's atomic-number form [#6]
-        j = i + 1
-        while j < n and body[j].isdigit():
-            j += 1
+        j = digits_end(i + 1)
         number = int(body[i + 1:j]) if j > i + 1 else 0
         if not 0 < number < len(ELEMENTS):
             fail(i, f"bad atomic number in bracket atom {token}")
@@ -209,21 +231,17 @@ def _parse_bracket(token: str) -> tuple:
         m = _CHIRAL_RE.match(body, i)
         chirality = m.group()
         i = m.end()
-        if i < n and (body[i].isdigit() or body[i].isalpha() and body[i] != "H"):  # "@TH3", "@X"
+        if i < n and (body[i] in _DIGITS or body[i].isalpha() and body[i] != "H"):  # "@TH3", "@X"
             fail(i, f"bad chirality in bracket atom {token}")
     hcount = 0
     if i < n and body[i] == "H":
-        j = i + 1
-        while j < n and body[j].isdigit():
-            j += 1
+        j = digits_end(i + 1)
         hcount = int(body[i + 1:j]) if j > i + 1 else 1
         i = j
     charge = 0
     if i < n and body[i] in "+-":
         sign = 1 if body[i] == "+" else -1
-        j = i + 1
-        while j < n and body[j].isdigit():
-            j += 1
+        j = digits_end(i + 1)
         if j > i + 1:
             charge = sign * int(body[i + 1:j])
         elif i + 1 < n and body[i + 1] == body[i]:  # "++" / "--"
@@ -236,9 +254,7 @@ def _parse_bracket(token: str) -> tuple:
         i = j
     atom_class = None
     if i < n and body[i] == ":":
-        j = i + 1
-        while j < n and body[j].isdigit():
-            j += 1
+        j = digits_end(i + 1)
         if j == i + 1:
             fail(i, f"atom class without a number in bracket atom {token}")
         atom_class = int(body[i + 1:j])
@@ -331,6 +347,9 @@ def parse_smiles(smiles: str, fold_hydrogens: bool = True) -> ParsedSmiles:
         raise TypeError(f"parse_smiles expects a str, got {type(smiles).__name__}: {smiles!r:.80}")
     if not smiles:
         raise SmilesParseError(smiles, 0, "empty input")
+    bad_character = _NOT_SMILES_CHARACTER_RE.search(smiles)
+    if bad_character is not None:
+        raise SmilesParseError(smiles, bad_character.start(), _describe_character(bad_character.group()))
     tokens = _TOKEN_RE.findall(smiles)
     kind_of = _KIND.get
     bracket_info = _BRACKET_CACHE.get
@@ -380,7 +399,7 @@ def parse_smiles(smiles: str, fold_hydrogens: bool = True) -> ParsedSmiles:
                     btype = _ORDER_SYMBOLS.get(bond)
                     if btype is None:  # '/' or '\'
                         btype = AROMATIC if is_arom and aromatic[prev] else SINGLE
-                    add_bond((prev, idx, btype))
+                    add_bond((idx, prev, btype) if bond == "<-" else (prev, idx, btype))
                     add_bond_symbol(bond)
                     bond = None
             prev = idx
@@ -388,6 +407,9 @@ def parse_smiles(smiles: str, fold_hydrogens: bool = True) -> ParsedSmiles:
         elif kind == _RING:
             if state != _AFTER_ATOM and state != _BOND_AFTER_ATOM:
                 raise SmilesParseError(smiles, _position(tokens, k), f"ring-closure {tok!r} without a preceding atom")
+            if len(tok) > _MAX_DIGITS + 3:  # '%(' + digits + ')'
+                raise SmilesParseError(smiles, _position(tokens, k),
+                                       f"ring number of more than {_MAX_DIGITS} digits")
             number = int(tok) if len(tok) == 1 else int(tok[1:3] if tok[1] != "(" else tok[2:-1])
             opened = ring_open.pop(number, None)
             if opened is None:
@@ -430,7 +452,8 @@ def parse_smiles(smiles: str, fold_hydrogens: bool = True) -> ParsedSmiles:
                 raise SmilesParseError(smiles, _position(tokens, k), f"bond {tok!r} " + (
                     "at the start of the SMILES" if k == 0 else "right after '.' (no atom to bond from)"))
             else:
-                raise SmilesParseError(smiles, _position(tokens, k), f"two bond symbols in a row ({bond!r} then {tok!r})")
+                raise SmilesParseError(smiles, _position(tokens, k),
+                                       f"two bond symbols in a row ({bond!r} then {tok!r})")
             bond = tok
             bond_k = k
         else:  # '.'
@@ -477,9 +500,15 @@ def _ring_bond(smiles, tokens, k, opener, open_bond, closer, close_bond, aromati
     """(begin, end, type, symbol) of a ring-closure bond, following RDKit's begin/end convention."""
     open_type = _ORDER_SYMBOLS.get(open_bond)
     close_type = _ORDER_SYMBOLS.get(close_bond)
-    if open_type is not None and close_type is not None and open_type != close_type:
-        raise SmilesParseError(smiles, _position(tokens, k), f"ring closure with conflicting bond symbols {open_bond!r} and "
-                                            f"{close_bond!r}")
+    # A dative arrow points from the donor to the acceptor on the side it is written on.
+    open_arrow = {"->": (opener, closer), "<-": (closer, opener)}.get(open_bond)
+    close_arrow = {"->": (closer, opener), "<-": (opener, closer)}.get(close_bond)
+    if open_type is not None and close_type is not None and (
+            open_type != close_type or open_arrow != close_arrow):
+        raise SmilesParseError(smiles, _position(tokens, k),
+                               f"ring closure with conflicting bond symbols {open_bond!r} and {close_bond!r}")
+    if open_arrow or close_arrow:
+        return *(open_arrow or close_arrow), DATIVE, open_bond if open_arrow else close_bond
     if open_type is not None:
         return opener, closer, open_type, open_bond
     both_aromatic = aromatic[opener] and aromatic[closer]
@@ -488,6 +517,18 @@ def _ring_bond(smiles, tokens, k, opener, open_bond, closer, close_bond, aromati
     symbol = close_bond or open_bond  # a stereo mark ('/' or '\') or nothing
     btype = AROMATIC if both_aromatic else SINGLE
     return closer, opener, btype, symbol or _IMPLICIT_SYMBOL[btype]
+
+
+def _describe_character(character: str) -> str:
+    """Why a character outside printable ASCII cannot be part of a SMILES."""
+    code = f"U+{ord(character):04X}"
+    if character == "\ufeff":
+        return f"byte order mark ({code}); the file was probably saved by a spreadsheet with a BOM"
+    if character.isspace():
+        return f"whitespace {character!r} ({code}); a SMILES holds no spaces (is this 'SMILES name'?)"
+    if ord(character) < 0x20 or 0x7F <= ord(character) < 0xA0:
+        return f"control character {character!r} ({code})"
+    return f"non-ASCII character {character!r} ({code}); SMILES are ASCII (digits are 0-9)"
 
 
 def _unexpected(tok: str) -> str:

@@ -11,7 +11,9 @@ carries the decoded structure (DESIGN.md, "SMILES batch"):
   `E[u] + E[v]` for a bond (paper eq. 5-6);
 * `atom_token_index` (N,): token position of atom j (= 1 + j), 0 at padding; `atom_mask` (N,).
 
-Hydrogens written as atoms follow the rule of `smiles_grammar` (folded into their neighbour, not tokens).
+Hydrogens written as atoms follow the rule of `smiles_grammar` (folded into their neighbour, not tokens). A SMILES
+is read through the front door of `validation.check_smiles`, as the graph featurizer reads it: the same strings are
+refused (grammar, more than `max_atoms` atoms, RDKit's valence and kekulization checks) with a `SmilesParseError`.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 
-from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizer
-from transformers.models.auto import tokenization_auto
-from transformers.tokenization_utils_base import TruncationStrategy
-from transformers.utils import PaddingStrategy
+from rdkit import rdBase
+from transformers import BatchEncoding, PreTrainedTokenizer
+from transformers.tokenization_utils_base import TOKENIZER_CONFIG_FILE, TruncationStrategy
+from transformers.utils import PaddingStrategy, cached_file
 
 from .smiles_grammar import BOND_SYMBOLS, parse_smiles
+from .validation import DEFAULT_MAX_ATOMS, MAX_ATOMS_CEILING, Setting, check_settings, check_smiles
 
-__all__ = ["DEFAULT_SMILES_VOCAB_FILE", "JsonVocabTokenizer", "SmilesTokenizer", "register_tokenizers"]
+__all__ = ["DEFAULT_SMILES_VOCAB_FILE", "TOKENIZER_SETTINGS", "JsonVocabTokenizer", "SmilesTokenizer"]
 
 RESOURCES = os.path.join(os.path.dirname(__file__), "resources")
 DEFAULT_SMILES_VOCAB_FILE = os.path.join(RESOURCES, "smiles_vocab.json")
@@ -40,6 +43,17 @@ VIRTUAL, ATOM, BOND = 0, 1, 2  # token_type_ids
 ORGANIC_SYMBOLS = ("C", "c", "N", "n", "O", "o", "S", "s", "P", "p", "B", "b", "F", "Cl", "Br", "I", "*")
 STEREO_CARBON_SYMBOLS = ("[C@H]", "[C@@H]", "[C@]", "[C@@]")
 BASE_SYMBOLS = ORGANIC_SYMBOLS + STEREO_CARBON_SYMBOLS + BOND_SYMBOLS
+
+# Settings of our own in a saved tokenizer_config.json, and the keys transformers writes or reads there itself
+# (special tokens are checked against the vocabulary by the constructor).
+TOKENIZER_SETTINGS = {"max_atoms": Setting(int, 1, MAX_ATOMS_CEILING)}
+_TRANSFORMERS_TOKENIZER_KEYS = (
+    "added_tokens_decoder", "additional_special_tokens", "auto_map", "backend", "bos_token", "chat_template",
+    "clean_up_tokenization_spaces", "cls_token", "eos_token", "extra_special_tokens", "mask_token",
+    "model_input_names", "model_max_length", "name_or_path", "pad_token", "padding_side", "processor_class",
+    "sep_token", "split_special_tokens", "tokenizer_class", "tokenizer_file", "truncation_side", "unk_token",
+    "vocab_file",
+)
 
 
 def _padded_length(length: int, padding_strategy: PaddingStrategy, max_length: int | None,
@@ -55,7 +69,8 @@ class JsonVocabTokenizer(PreTrainedTokenizer):
     """Word-level tokenizer over a `vocab.json` {token: id}, shared by the ST and ST-BASE tokenizers.
 
     Subclasses set `default_vocab_file`, `special_tokens_order` and `base_symbols`, and implement
-    `corpus_tokens(smiles) -> list[str]` (the tokens of one SMILES, without special tokens).
+    `corpus_tokens(smiles) -> list[str]` (the tokens of one SMILES, without special tokens). `max_atoms` (default
+    `DEFAULT_MAX_ATOMS`) is the largest molecule encoded; a larger one is a `MoleculeTooLargeError`.
     """
 
     vocab_files_names = VOCAB_FILES_NAMES
@@ -64,7 +79,9 @@ class JsonVocabTokenizer(PreTrainedTokenizer):
     special_tokens_order: tuple[str, ...] = ()
     base_symbols: tuple[str, ...] = ()
 
-    def __init__(self, vocab_file: str | None = None, **kwargs):
+    def __init__(self, vocab_file: str | None = None, max_atoms: int = DEFAULT_MAX_ATOMS, **kwargs):
+        check_settings({"max_atoms": max_atoms}, TOKENIZER_SETTINGS, type(self).__name__)
+        self.max_atoms = int(max_atoms)
         vocab_file = vocab_file or self.default_vocab_file
         with open(vocab_file, encoding="utf-8") as f:
             self.vocab: dict[str, int] = json.load(f)
@@ -75,7 +92,21 @@ class JsonVocabTokenizer(PreTrainedTokenizer):
             if str(kwargs[name]) not in self.vocab:  # from_pretrained passes AddedToken objects
                 raise ValueError(f"vocabulary {vocab_file} lacks the {name} {str(kwargs[name])!r}")
         kwargs.setdefault("padding_side", "right")
-        super().__init__(**kwargs)
+        super().__init__(max_atoms=self.max_atoms, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load a saved tokenizer; a bad or unknown setting in its tokenizer_config.json is a `ValueError` naming the
+        file and the key."""
+        hub_kwargs = {key: kwargs[key] for key in ("revision", "token", "cache_dir", "subfolder") if key in kwargs}
+        path = cached_file(str(pretrained_model_name_or_path), TOKENIZER_CONFIG_FILE,
+                           _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        if path is not None:
+            with open(path, encoding="utf-8") as handle:
+                settings = json.load(handle)
+            check_settings(settings, TOKENIZER_SETTINGS, f"{pretrained_model_name_or_path}/{TOKENIZER_CONFIG_FILE}",
+                           _TRANSFORMERS_TOKENIZER_KEYS)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
     def corpus_tokens(cls, smiles: str) -> list[str]:
@@ -139,7 +170,8 @@ class SmilesTokenizer(JsonVocabTokenizer):
     """SMILES-symbol tokenizer producing the ST student's batch (see the module docstring).
 
     `tokenizer(smiles)` encodes one SMILES; `tokenizer(list_of_smiles, padding=True, return_tensors="pt")` returns
-    the padded batch. Invalid SMILES raise `SmilesParseError` naming the SMILES and the position. Unknown atom
+    the padded batch. Refused SMILES (see the module docstring) raise `SmilesParseError` naming the SMILES and the
+    position. Unknown atom
     symbols (bracket atoms absent from the vocabulary) map to `[UNK]`. `SmilesTokenizer.build_vocab(smiles_iter)`
     makes a vocabulary from a corpus; the default one (QM9 + MOSES symbols) ships in `resources/`.
     """
@@ -151,8 +183,9 @@ class SmilesTokenizer(JsonVocabTokenizer):
     base_symbols = BASE_SYMBOLS
 
     def __init__(self, vocab_file: str | None = None, pad_token: str = "[PAD]", unk_token: str = "[UNK]",
-                 cls_token: str = "[V]", **kwargs):
-        super().__init__(vocab_file, pad_token=pad_token, unk_token=unk_token, cls_token=cls_token, **kwargs)
+                 cls_token: str = "[V]", max_atoms: int = DEFAULT_MAX_ATOMS, **kwargs):
+        super().__init__(vocab_file, max_atoms, pad_token=pad_token, unk_token=unk_token, cls_token=cls_token,
+                         **kwargs)
         if self.padding_side != "right":
             raise ValueError("SmilesTokenizer pads on the right only (atom j must stay at token 1 + j)")
 
@@ -164,12 +197,21 @@ class SmilesTokenizer(JsonVocabTokenizer):
     # ------------------------------------------------------------------------------------------- encoding
 
     def tokenize(self, text: str, **kwargs) -> list[str]:
-        """Atom tokens in SMILES order, then bond tokens in RDKit bond order (no `[V]`)."""
-        return self.corpus_tokens(text)
+        """Atom tokens in SMILES order, then bond tokens in RDKit bond order (no `[V]`), of a SMILES that passed the
+        front door (`corpus_tokens` reads the grammar only, for building vocabularies)."""
+        with rdBase.BlockLogs():
+            parsed = check_smiles(text, self.max_atoms).parsed
+        return parsed.atom_symbols + parsed.bond_symbols
 
-    def encode_smiles(self, smiles: str) -> dict[str, list]:
-        """Unpadded encoding of one SMILES as python lists (every key of `model_input_names`)."""
-        parsed = parse_smiles(smiles)
+    def encode_smiles(self, smiles: str, max_atoms: int | None = None) -> dict[str, list]:
+        """Unpadded encoding of one SMILES as python lists (every key of `model_input_names`); `max_atoms` lowers the
+        tokenizer's own limit (a pipeline passes its model's position-table size)."""
+        limit = self.max_atoms if max_atoms is None else min(max_atoms, self.max_atoms)
+        with rdBase.BlockLogs():  # the SmilesParseError reports refusals; RDKit's own messages would be noise
+            return self._encode_checked(smiles, limit)
+
+    def _encode_checked(self, smiles: str, max_atoms: int) -> dict[str, list]:
+        parsed = check_smiles(smiles, max_atoms).parsed
         vocab_get = self.vocab.get
         unk = self.vocab[self.unk_token]
         n = len(parsed.atom_symbols)
@@ -206,7 +248,8 @@ class SmilesTokenizer(JsonVocabTokenizer):
         for s in texts:
             if not isinstance(s, str):
                 raise TypeError(f"SmilesTokenizer expects SMILES strings, got {type(s).__name__}: {s!r:.80}")
-        encoded = [self.encode_smiles(s) for s in texts]
+        with rdBase.BlockLogs():  # once for the batch: entering the block costs as much as a parse
+            encoded = [self._encode_checked(s, self.max_atoms) for s in texts]
         if max_length is not None and truncation_strategy is not None and \
                 TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE:
             for s, enc in zip(texts, encoded):
@@ -280,17 +323,3 @@ class SmilesTokenizer(JsonVocabTokenizer):
         if return_attention_mask is False:
             batch.pop("attention_mask", None)
         return BatchEncoding(batch, tensor_type=return_tensors)
-
-
-def register_tokenizers(config_class=None) -> None:
-    """Make `AutoTokenizer.from_pretrained(dir)` resolve `"tokenizer_class": "SmilesTokenizer"` (and
-    `StBaseTokenizer`) from `tokenizer_config.json`; with `config_class`, also map that model config to
-    `SmilesTokenizer` so a model directory without a tokenizer_class entry resolves too."""
-    from .tokenization_st_base import StBaseTokenizer
-
-    # AutoTokenizer.register needs a config class, which the tokenizer layer does not own; the name registry it
-    # fills is what `tokenizer_class_from_name` reads for the `tokenizer_class` field.
-    for tokenizer_class in (SmilesTokenizer, StBaseTokenizer):
-        tokenization_auto.REGISTERED_TOKENIZER_CLASSES[tokenizer_class.__name__] = tokenizer_class
-    if config_class is not None:
-        AutoTokenizer.register(config_class, tokenizer_class=SmilesTokenizer, exist_ok=True)

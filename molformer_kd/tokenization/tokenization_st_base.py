@@ -4,7 +4,8 @@ Tokens are those of the widely used SMILES regular expression (Schwaller et al.,
 atoms whole, `Br`/`Cl` as one token, organic-subset atoms, bond symbols, ring-closure digits with `%nn` whole,
 parentheses, `.` and the few SMARTS/reaction characters the expression also lists. The encoding is
 `input_ids` + `attention_mask`; positions are sinusoidal and computed in the model. `enumerate_random_smiles`
-gives the random-SMILES augmentation (5 per molecule in the paper).
+gives the random-SMILES augmentation (5 per molecule in the paper). Encoding reads each SMILES through the front door
+of `validation.check_smiles` first, so the ST-BASE student refuses exactly what the other students refuse.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from __future__ import annotations
 import os
 import re
 
-from rdkit import Chem
+from rdkit import Chem, rdBase
 
 from .smiles_grammar import SmilesParseError
 from .tokenization_smiles import ORGANIC_SYMBOLS, RESOURCES, STEREO_CARBON_SYMBOLS, JsonVocabTokenizer
+from .validation import DEFAULT_MAX_ATOMS, check_smiles
 
 __all__ = ["DEFAULT_ST_BASE_VOCAB_FILE", "StBaseTokenizer", "enumerate_random_smiles", "regex_tokenize"]
 
 DEFAULT_ST_BASE_VOCAB_FILE = os.path.join(RESOURCES, "st_base_vocab.json")
 
-# The regular expression of the Molecular Transformer, with `%(nnn)` ring closures added; a final `.` catches
-# characters it does not know so that they are reported instead of silently dropped.
-SMILES_REGEX = (r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|"
+# The regular expression of the Molecular Transformer, with `%(nnn)` ring closures and the `<` of dative bonds
+# (`[Fe]<-N`) added; a final `.` catches characters it does not know so that they are reported instead of silently
+# dropped.
+SMILES_REGEX = (r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|<|\*|\$|"
                 r"%\([0-9]+\)|%[0-9]{2}|[0-9])")
 _REGEX_WITH_CATCH_ALL = re.compile(SMILES_REGEX[:-1] + r"|(.))", re.DOTALL)
 
@@ -56,16 +59,22 @@ class StBaseTokenizer(JsonVocabTokenizer):
     base_symbols = BASE_REGEX_SYMBOLS
 
     def __init__(self, vocab_file: str | None = None, pad_token: str = "[PAD]", unk_token: str = "[UNK]",
-                 cls_token: str = "[CLS]", mask_token: str = "[MASK]", **kwargs):
-        super().__init__(vocab_file, pad_token=pad_token, unk_token=unk_token, cls_token=cls_token,
+                 cls_token: str = "[CLS]", mask_token: str = "[MASK]", max_atoms: int = DEFAULT_MAX_ATOMS, **kwargs):
+        super().__init__(vocab_file, max_atoms, pad_token=pad_token, unk_token=unk_token, cls_token=cls_token,
                          mask_token=mask_token, **kwargs)
 
     @classmethod
     def corpus_tokens(cls, smiles: str) -> list[str]:
         return regex_tokenize(smiles)
 
-    def _tokenize(self, text: str, **kwargs) -> list[str]:
-        return regex_tokenize(text)
+    def tokenize(self, text: str, **kwargs) -> list[str]:
+        """The regex tokens of a SMILES that passed the front door (of the SMILES before a CXSMILES extension).
+
+        Overrides transformers' `tokenize`, which would split special-token text such as `[PAD]` out of the string
+        before the front door could see the whole SMILES."""
+        with rdBase.BlockLogs():
+            core = check_smiles(text, self.max_atoms).parsed.smiles
+        return regex_tokenize(core)
 
     def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None):
         if token_ids_1 is not None:

@@ -1,9 +1,8 @@
-"""The energy/force task around `DistillationTrainer`: building models for a dataset, testing them, timing them.
+"""The energy/force task kind (KD-GNN): building models for a dataset, testing them, timing them.
 
-What a stage runner needs for 3D-GNN distillation besides the generic trainer: models configured with the
-training set's energy statistics (`data.xtb.energy_statistics`), the paired point-cloud collator
-(`data.xtb.PointCloudCollator(paired=True)`), the KD-GNN metrics on a split and the inference throughput.
-`EnergyForcesTask` bundles them as the task kind `distill.py`'s stages dispatch to (see `stages.TaskKind`).
+What the stages need for 3D-GNN distillation besides the generic trainer: models configured with the training set's
+energy statistics (`data.xtb.energy_statistics`), the paired point-cloud collator, the KD-GNN metrics on a split and
+the inference throughput. `EnergyForcesTask` bundles them as the task kind the stages dispatch to (`tasks.TaskKind`).
 """
 
 import time
@@ -11,10 +10,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from ..data.xtb import EnergyForceMetrics, PointCloudCollator, energy_statistics, load_qm9_xtb
-from ..modeling.auto import AutoModelForEnergyAndForces
+from ...data.metrics import EnergyForceMetrics
+from ...data.xtb import PointCloudCollator, energy_statistics, load_qm9_xtb
+from ...modeling.auto import AutoModelForEnergyAndForces
+from .base import build_config
 
 __all__ = [
     "EnergyForcesTask",
@@ -30,14 +30,9 @@ _INPUT_KEYS = ("atomic_numbers", "pos", "atom_mask")
 def build_energy_model(config_spec: dict, statistics: dict, seed: int = 0):
     """A freshly initialized `...ForEnergyAndForces` from `{'model_type': ..., 'preset'?: ..., **settings}` with the
     dataset's energy statistics written into its config."""
-    spec = dict(config_spec)
-    model_type = spec.pop("model_type", None)
-    if model_type not in ("painn", "schnet"):
-        raise ValueError(f"energy/force models are 'painn' or 'schnet', got model_type {model_type!r}")
-    preset = spec.pop("preset", None)
-    config_class = CONFIG_MAPPING[model_type]
-    settings = {**spec, **statistics}
-    config = config_class.from_preset(preset, **settings) if preset else config_class(**settings)
+    config = build_config(config_spec, "energy/force model", **statistics)
+    if type(config) not in AutoModelForEnergyAndForces._model_mapping:
+        raise ValueError(f"model_type {config.model_type!r} has no energy/force model (AutoModelForEnergyAndForces)")
     torch.manual_seed(seed)
     return AutoModelForEnergyAndForces.from_config(config)
 
@@ -116,14 +111,27 @@ class EnergyForcesTask:
     auto_class = AutoModelForEnergyAndForces
     teacher_auto_class = AutoModelForEnergyAndForces
     task_objective = "energy_forces"
+    dataset_names = ("qm9_xtb",)
 
     @staticmethod
     def handles(dataset: str) -> bool:
         return dataset == "qm9_xtb" or dataset.endswith(".npz")
 
+    @classmethod
+    def from_data_args(cls, data_args) -> "EnergyForcesTask":
+        if data_args.problem_type != "regression":
+            raise ValueError(
+                f"problem_type {data_args.problem_type!r}: dataset {data_args.dataset!r} (energies and forces) is "
+                "regression only"
+            )
+        return cls()
+
     def load_records(self, data_args):
         path = None if data_args.dataset == "qm9_xtb" else Path(data_args.dataset)
         return load_qm9_xtb(path, split_seed=data_args.split_seed)
+
+    def check_config(self, config, role: str) -> None:
+        """Every energy/force model reads the coordinates every row has."""
 
     def statistics(self, train_rows) -> dict:
         return energy_statistics(train_rows)
@@ -140,7 +148,7 @@ class EnergyForcesTask:
     def paired_collator(self, teacher_processor, student_processor, with_labels: bool):
         return PointCloudCollator(paired=True)
 
-    def compute_metrics(self, config):
+    def compute_metrics(self, model):
         return None  # the head has no logits; `evaluate` reports the KD-GNN metrics
 
     def evaluate(self, model, processor, rows, args, split: str) -> dict:

@@ -1,0 +1,227 @@
+"""What every stage shares: the plan of a run, the `Stage` base class, and one fault-safe way to train and export.
+
+A stage is planned at start-up (`Stage.plan`: its settings and the checkpoints it reads are checked before any data
+is loaded) and run later (`Stage.run`). A training stage writes `{output_dir}/{stage}`: `checkpoint-*` folders, then
+the exported model (`save_pretrained`, safetensors, with its featurizer or tokenizer) and last a `STAGE_COMPLETE`
+marker (`checkpoints.py`). With several processes, every process waits until the export is in place before the next
+stage reads it. `resume_from_checkpoint: latest` continues from the last complete checkpoint, and is a no-op (said
+in the log) for a stage that already finished.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from safetensors.torch import load_file
+from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
+from transformers.utils import logging
+
+from ..checkpoints import (
+    barrier,
+    clear_stage,
+    last_complete_checkpoint,
+    read_stage_marker,
+    remove_incomplete_checkpoints,
+    write_stage_marker,
+)
+from ..config import ConfigError, RunArguments, check_training_values
+from ..tasks import TaskKind, build_config, check_model_fits_task, is_checkpoint_dir
+from ..trainer import DistillationModel, DistillationTrainer
+
+logger = logging.get_logger(__name__)
+
+RESUME_LATEST = ("latest", "last", "true", "True")
+
+
+def stage_training_args(raw_training: dict, overrides: dict, stage: str, output_dir: str) -> TrainingArguments:
+    """The TrainingArguments of one stage: the config's keys, then the stage's overrides (both checked)."""
+    check_training_values(overrides, f"stage_overrides.{stage}.")
+    values = {"report_to": "none", **raw_training, **overrides, "output_dir": output_dir}
+    # The Trainer never pushes by itself: the run pushes the final student with its model card.
+    values["push_to_hub"] = False
+    try:
+        (args,) = HfArgumentParser(TrainingArguments).parse_dict(values, allow_extra_keys=False)
+    except (ValueError, TypeError) as error:
+        message = str(error).splitlines()[0]
+        raise ConfigError(f"stage {stage!r}: bad TrainingArguments overrides {sorted(overrides)}: {message}") from error
+    args.remove_unused_columns = False
+    return args
+
+
+@dataclass
+class Planner:
+    """Start-up bookkeeping shared by the stages' `plan`: which stage folders this run writes before the current
+    stage, the last student written, and the model configs (existing checkpoints or new ones) checked against the
+    task."""
+
+    run: RunPlan
+    produced: set[str] = field(default_factory=set)
+    last_student: str | None = None
+
+    def existing_or_produced(self, path: str, what: str, hint: str) -> str:
+        if path in self.produced or is_checkpoint_dir(path):
+            return path
+        raise ValueError(f"missing {what} checkpoint {path!r} (no config.json there): {hint}")
+
+    def model_config(self, source: str | None, spec: dict | None, role: str, auto_class=None):
+        """The config of a checkpoint (existing now) or of a new model (`spec`), checked against the task."""
+        if source is not None and source not in self.produced:
+            config = AutoConfig.from_pretrained(source)
+            role = f"{role} checkpoint {source!r}"
+        else:
+            config = build_config(spec, role)
+            role = f"{role}_config"
+        check_model_fits_task(self.run.kind, config, role, auto_class)
+        return config
+
+
+class Stage:
+    """One stage of a run. Subclasses set `name` (and `trains`) and implement `plan` and `run`.
+
+    `plan` checks the stage's settings and sets the checkpoints it reads (`teacher_source`, `student_source`);
+    `run` trains or tests and returns a summary (paths, metrics) for the log and the model card.
+    """
+
+    name: ClassVar[str]
+    trains: ClassVar[bool] = True
+    writes_student: ClassVar[bool] = False  # a stage whose model is the run's student (what evaluate/push read)
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+        self.training_args: TrainingArguments | None = None
+        self.teacher_source: str | None = None
+        self.student_source: str | None = None
+
+    def plan(self, planner: Planner) -> None:
+        raise NotImplementedError
+
+    def run(self, run: RunPlan, records) -> dict:
+        raise NotImplementedError
+
+    def summary(self) -> dict:
+        return {"stage": self.name, "output_dir": self.output_dir}
+
+    def execute(self, run: RunPlan, records) -> dict:
+        """`run`, unless the run resumes and this training stage already finished (then a no-op, said in the log)."""
+        if self.training_args is not None:
+            if self.training_args.resume_from_checkpoint in RESUME_LATEST:
+                marker = read_stage_marker(self.output_dir)
+                if marker is not None:
+                    logger.warning(
+                        "stage %s already finished (%s, step %s): nothing to resume",
+                        self.name,
+                        self.output_dir,
+                        marker.get("global_step"),
+                    )
+                    return {**self.summary(), **marker.get("summary", {})}
+            set_seed(self.training_args.seed)
+        return self.run(run, records)
+
+
+@dataclass
+class RunPlan:
+    """A checked run: its arguments, its task kind and its stages in order."""
+
+    args: RunArguments
+    kind: TaskKind
+    stages: list[Stage] = field(default_factory=list)
+
+    @property
+    def model_args(self):
+        return self.args.model
+
+    @property
+    def data_args(self):
+        return self.args.data
+
+    @property
+    def distill_args(self):
+        return self.args.distill
+
+    @property
+    def stage_args(self):
+        return self.args.stage
+
+    @property
+    def training_args(self) -> TrainingArguments:
+        return self.args.training
+
+    def stage_dir(self, name: str) -> str:
+        return os.path.join(self.args.training.output_dir, name)
+
+    def stage_training_args(self, name: str, output_dir: str, **defaults) -> TrainingArguments:
+        overrides = {**defaults, **self.args.stage.stage_overrides.get(name, {})}
+        return stage_training_args(self.args.raw_training, overrides, name, output_dir)
+
+
+def _resume_point(stage: Stage) -> str | None:
+    """The checkpoint to resume from (None: train from scratch). Half-written checkpoints are deleted first; a fresh
+    (not resumed) run clears the stage's old checkpoints and marker, so that a later `latest` never resumes from a
+    different run."""
+    args = stage.training_args
+    resume = args.resume_from_checkpoint
+    if args.should_save:
+        if resume in RESUME_LATEST:
+            for path in remove_incomplete_checkpoints(stage.output_dir):
+                logger.warning("stage %s: removed the incomplete checkpoint %s (interrupted while writing)", stage.name, path)
+        elif resume is None:
+            removed = clear_stage(stage.output_dir)
+            if removed:
+                logger.warning("stage %s: starting afresh; removed %d checkpoint(s) of an earlier run", stage.name, removed)
+    barrier()
+    if resume in RESUME_LATEST:
+        resume = last_complete_checkpoint(stage.output_dir)
+        logger.info("stage %s: %s", stage.name, f"resuming from {resume}" if resume else "no checkpoint, from the start")
+    return resume
+
+
+def train_and_export(
+    stage: Stage,
+    model: DistillationModel,
+    records,
+    collator,
+    processor,
+    compute_metrics=None,
+    teacher=None,
+    **trainer_kwargs,
+) -> DistillationTrainer:
+    """Train `model` on `records["train"]` (resuming as configured), export the student into the stage folder, then
+    mark the stage finished. Every process returns only when the export is readable."""
+    args = stage.training_args
+    trainer = DistillationTrainer(
+        model=model,
+        args=args,
+        teacher=teacher,
+        data_collator=collator,
+        train_dataset=records["train"],
+        eval_dataset=records.get("validation") if args.eval_strategy != "no" else None,
+        processing_class=processor,
+        compute_metrics=compute_metrics,
+        **trainer_kwargs,
+    )
+    resume = _resume_point(stage)
+    if resume is not None and _finished_training(resume):
+        # The last checkpoint is the end of training (killed before the export): export its weights, train no more.
+        logger.warning("stage %s: %s is the last training step; exporting it", stage.name, resume)
+        trainer.model.load_state_dict(load_file(os.path.join(resume, "model.safetensors")))
+        trainer.state = TrainerState.load_from_json(os.path.join(resume, TRAINER_STATE_NAME))
+        metrics = {}
+    else:
+        metrics = trainer.train(resume_from_checkpoint=resume).metrics
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+    trainer.save_student(stage.output_dir)
+    if args.should_save:
+        write_stage_marker(stage.output_dir, {"global_step": trainer.state.global_step, "summary": stage.summary()})
+    barrier()
+    return trainer
+
+
+def _finished_training(checkpoint: str) -> bool:
+    state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+    return bool(state.max_steps) and state.global_step >= state.max_steps

@@ -1,0 +1,71 @@
+"""The `distill` stage: a student trained from a frozen teacher under the configured objectives (CCMD, ST-KD, D&D,
+KD-GNN, plus the task loss when `task` is among them)."""
+
+from __future__ import annotations
+
+from ..trainer import DistillationModel
+from .base import Planner, RunPlan, Stage, train_and_export
+from .models import build_objectives, new_model
+
+
+class DistillStage(Stage):
+    name = "distill"
+    writes_student = True
+    objectives: dict | None = None
+
+    def plan(self, planner: Planner) -> None:
+        run = planner.run
+        model_args, distill_args, kind = run.model_args, run.distill_args, run.kind
+        if not distill_args.objectives:
+            raise ValueError(f"stage 'distill' needs objectives, e.g. {{'{kind.task_objective}': {{}}, ...}}")
+        default_teacher = run.stage_dir("denoise" if "denoise" in run.stage_args.stages else "teacher")
+        self.teacher_source = planner.existing_or_produced(
+            model_args.teacher_name_or_path or default_teacher,
+            "teacher",
+            "run the teacher (or denoise) stage first or set teacher_name_or_path",
+        )
+        if model_args.student_name_or_path is not None:
+            self.student_source = planner.existing_or_produced(
+                model_args.student_name_or_path, "student", "fix student_name_or_path"
+            )
+        elif model_args.student_config is None:
+            raise ValueError("stage 'distill' needs student_config (a new student) or student_name_or_path")
+        teacher_config = planner.model_config(
+            self.teacher_source, model_args.teacher_config, "teacher", kind.teacher_auto_class
+        )
+        student_config = planner.model_config(self.student_source, model_args.student_config, "student")
+        build_objectives(distill_args.objectives, teacher_config, student_config)
+        self.objectives = distill_args.objectives
+        unknown_weights = sorted(set(distill_args.initial_stage_weights) - set(distill_args.objectives))
+        if unknown_weights:
+            raise ValueError(f"initial_stage_weights name objectives that are not configured: {unknown_weights}")
+
+    def summary(self) -> dict:
+        return {**super().summary(), "teacher": self.teacher_source, "objectives": self.objectives}
+
+    def run(self, run: RunPlan, records) -> dict:
+        kind, distill_args = run.kind, run.distill_args
+        teacher = kind.teacher_auto_class.from_pretrained(self.teacher_source)
+        teacher_processor = kind.load_processor(self.teacher_source)
+        if self.student_source is not None:
+            student = kind.auto_class.from_pretrained(self.student_source)
+            processor = kind.load_processor(self.student_source)
+        else:
+            student, processor = new_model(
+                kind, run.model_args.student_config, "student", kind.statistics(records["train"])
+            )
+        objectives, weights = build_objectives(distill_args.objectives, teacher.config, student.config)
+        with_labels = kind.task_objective in objectives
+
+        train_and_export(
+            self,
+            DistillationModel(student, objectives, weights),
+            records,
+            kind.paired_collator(teacher_processor, processor, with_labels),
+            processor,
+            kind.compute_metrics(student) if with_labels else None,
+            teacher=teacher,
+            initial_stage_epochs=distill_args.initial_stage_epochs,
+            initial_stage_weights=distill_args.initial_stage_weights,
+        )
+        return self.summary()

@@ -1,0 +1,23 @@
+"""New models for the stages: a config from the run's spec, the task's head, and a matching new processor."""
+
+from __future__ import annotations
+
+from ..registry import build_objective
+from ..tasks import TaskKind, build_config
+
+
+def new_model(kind: TaskKind, spec: dict, role: str, statistics: dict, auto_class=None):
+    """A freshly initialised model of the task (or of `auto_class`) and its new processor (None for point clouds)."""
+    config = build_config(spec, role, **statistics)
+    processor = kind.new_processor(config)
+    return (auto_class or kind.auto_class).from_config(config), processor
+
+
+def build_objectives(objective_specs: dict, teacher_config, student_config):
+    """Objective modules and weights from `{name: {'weight': w, **options}}` (validated at start-up)."""
+    objectives, weights = {}, {}
+    for name, options in objective_specs.items():
+        options = dict(options or {})
+        weights[name] = float(options.pop("weight", 1.0))
+        objectives[name] = build_objective(name, teacher_config, student_config, **options)
+    return objectives, weights

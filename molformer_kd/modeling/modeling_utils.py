@@ -1,0 +1,79 @@
+"""The contract every model family implements, in one place: its batch keys, `return_dict`, input validation.
+
+Every `...PreTrainedModel` of the package derives from `MolecularPreTrainedModel` and names its `input_modality`
+("graph", "smiles" or "point_cloud"). Its `forward` then follows one pattern:
+
+* keyword inputs: the batch keys it reads, then `output_attentions`, `output_hidden_states`, `return_dict`, then
+  `**unused_batch_keys`, the other keys of the same modality's batch (DESIGN.md), which it ignores after
+  `self.check_unused_batch_keys(unused_batch_keys)` (a key of no batch of that modality is a TypeError, so a typo
+  never passes silently). Callers pass a collated batch as `model(**batch)` and never inspect signatures.
+* `return_dict=None` means `config.return_dict` (default True): a `ModelOutput` of `outputs.py`, else its tuple.
+* No host-device synchronisation: value-range checks of the inputs (ids within the vocabularies, edges pointing at
+  real atoms) are in `validate_inputs(batch)`, for collators, tests and debugging, never in `forward`.
+"""
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import torch
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .layers import ConstantBuffers
+
+# The batches of DESIGN.md, by the modality a model reads. `labels` belongs to every batch: backbones ignore it.
+GRAPH_BATCH_KEYS = frozenset(
+    {
+        "input_nodes",
+        "attention_mask",
+        "in_degree",
+        "out_degree",
+        "spatial_pos",
+        "attn_edge_type",
+        "edge_input",
+        "edge_index",
+        "edge_attr",
+        "pos",
+        "labels",
+    }
+)
+SMILES_BATCH_KEYS = frozenset(
+    {"input_ids", "attention_mask", "token_type_ids", "structure_positions", "atom_token_index", "atom_mask", "labels"}
+)
+POINT_CLOUD_BATCH_KEYS = frozenset({"atomic_numbers", "pos", "atom_mask", "labels"})
+BATCH_KEYS = {"graph": GRAPH_BATCH_KEYS, "smiles": SMILES_BATCH_KEYS, "point_cloud": POINT_CLOUD_BATCH_KEYS}
+
+
+class MolecularPreTrainedModel(PreTrainedModel):
+    """Base of every family's `PreTrainedModel` (backbones and heads); see the module docstring for the contract."""
+
+    input_modality: ClassVar[str]
+
+    def check_unused_batch_keys(self, unused_batch_keys: Mapping[str, object]) -> None:
+        """Accept the keys of this model's batch modality that `forward` does not read; reject any other."""
+        unexpected = set(unused_batch_keys) - BATCH_KEYS[self.input_modality]
+        if unexpected:
+            raise TypeError(
+                f"{type(self).__name__}.forward got unexpected inputs {sorted(unexpected)} (not keys of the "
+                f"{self.input_modality} batch, see DESIGN.md)"
+            )
+
+    def wrap_output(self, output: ModelOutput, return_dict: bool | None) -> ModelOutput | tuple:
+        """`output` itself, or its tuple when `return_dict` (default `config.return_dict`) is False."""
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+    def validate_inputs(self, batch: Mapping[str, torch.Tensor]) -> None:
+        """Raise a ValueError naming the first input of `batch` this model cannot read (ids outside its
+        vocabularies, edges off the atoms). Reads tensor values, i.e. synchronises with the device: for collators,
+        tests and debugging, not for every training step."""
+        self.base_model._validate_input_values(batch)
+
+    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
+        """The backbone's own value-range checks of `validate_inputs`."""
+        raise NotImplementedError(f"{type(self).__name__} defines no input validation")
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        # transformers re-initialises non-persistent buffers through `_init_weights` after loading a checkpoint.
+        if isinstance(module, ConstantBuffers):
+            module.reset_constants()
