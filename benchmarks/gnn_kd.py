@@ -27,7 +27,8 @@ import yaml
 from transformers import TrainingArguments
 
 from molformer_kd.data.metrics import gap_closed
-from molformer_kd.data.xtb import PointCloudCollator, energy_statistics, load_qm9_xtb
+from molformer_kd.data.xtb import energy_statistics, load_qm9_xtb
+from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.distillation import gnn_objectives  # noqa: F401  (registers the objectives)
 from molformer_kd.distillation.tasks.energy_forces import build_energy_model, evaluate_energy_forces, inference_throughput
 from molformer_kd.distillation.registry import build_objective

@@ -33,7 +33,7 @@ from ase.atoms import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.units import Hartree, kcal, kJ, mol
 
-from .data.xtb import PointCloudCollator
+from .tokenization.collators import PointCloudCollator
 from .modeling.auto import AutoModelForEnergyAndForces
 
 __all__ = ["ENERGY_UNITS_IN_EV", "FORCE_SOURCES", "MolformerCalculator"]

@@ -1,6 +1,7 @@
-"""`molformer-kd predict|embed`: batch prediction / embedding of SMILES files of any size.
+"""`molformer-kd predict|embed|distill`: batch prediction / embedding of SMILES files of any size, and training.
 
-    molformer-kd predict --model DIR_OR_REPO --input mols.csv.gz --output preds.parquet
+    molformer-kd distill --config run.yaml                                  # = distill.py --config run.yaml
+    molformer-kd predict --model DIR_OR_REPO --input mols.csv.gz --output preds.parquet --keep-columns Name
     molformer-kd embed   --model DIR_OR_REPO --input mols.smi    --output emb.csv --batch-size 256 --num-workers 2
     accelerate launch --multi_gpu --num_processes 2 -m molformer_kd.cli predict ...   # sharded over processes
 
@@ -11,8 +12,8 @@ not grow with the file. Every line of an SMI file is a row (an empty line is a r
 the line number); blank lines of a CSV / TSV are not records. A byte order mark is dropped; a line that is not UTF-8
 or a cell over 10 million characters is that row's error (with file and line); a file that is not text at all is one
 error. Output: CSV (`.csv`, `.csv.gz`, `.tsv`) or Parquet (`.parquet`), written chunk by chunk, exactly one row per
-input row and in input order: `row` (0-based input row), `smiles`, `name` (SMI inputs), the predictions (one column
-per label, original units) or `embedding_0..embedding_{D-1}`, and `error` (empty, or why the molecule failed; its
+input row and in input order: `row` (0-based input row), `smiles`, `name` (SMI inputs), the `--keep-columns` of a
+CSV / TSV input (e.g. an id or name column, as text), the predictions (one column per label, original units) or `embedding_0..embedding_{D-1}`, and `error` (empty, or why the molecule failed; its
 values are then empty). A row's failure (unreadable, refused SMILES, too many atoms, a model error) never stops the
 run.
 
@@ -53,21 +54,25 @@ def _base_suffix(path: Path) -> str:
 
 
 class InputRow(NamedTuple):
-    """One input row: its SMILES and name (SMI only), or, when the reader could not read it, `error` (with file and
-    line) and `smiles` None."""
+    """One input row: its SMILES, name (SMI only) and kept columns (CSV/TSV), or, when the reader could not read it,
+    `error` (with file and line) and `smiles` None."""
 
     smiles: str | None
     name: str | None = None
     error: str | None = None
+    kept: tuple[str | None, ...] = ()
 
 
-def read_smiles(path, smiles_column: str = "smiles") -> Iterator[InputRow]:
-    """Stream one `InputRow` per input row of a CSV/TSV/SMI file (optionally gzip); `name` is None for CSV/TSV."""
+def read_smiles(path, smiles_column: str = "smiles", keep_columns: tuple[str, ...] = ()) -> Iterator[InputRow]:
+    """Stream one `InputRow` per input row of a CSV/TSV/SMI file (optionally gzip); `name` is None for CSV/TSV,
+    `kept` holds the cells of `keep_columns` (CSV/TSV only)."""
     path = Path(path)
     fmt = _base_suffix(path)
     if fmt not in INPUT_FORMATS:
         raise ValueError(f"{path}: unsupported input format {fmt!r}; use .csv, .tsv or .smi (optionally .gz)")
     if fmt == ".smi":
+        if keep_columns:
+            raise ValueError(f"{path}: --keep-columns needs a CSV/TSV input with a header (an SMI row keeps its name)")
         for number, text, problem in read_text_lines(path):
             fields = text.split(maxsplit=1)
             if problem is None and fields and len(fields[0]) > MAX_FIELD_CHARS:
@@ -83,21 +88,26 @@ def read_smiles(path, smiles_column: str = "smiles") -> Iterator[InputRow]:
         return
     if header.cells is None:
         raise ValueError(f"{path} line {header.line}: cannot read the header: {header.problem}")
-    column = _find_column(header.cells, smiles_column, path)
+    column = _find_column(header.cells, smiles_column, path, "SMILES column", "--smiles-column")
+    kept = [_find_column(header.cells, name, path, "column", "--keep-columns") for name in keep_columns]
+
+    def cell(cells: list[str], index: int) -> str | None:
+        return cells[index].strip() if index < len(cells) else None
+
     for record in records:
         if record.cells is None:
-            yield InputRow(None, error=f"{path} line {record.line}: {record.problem}")
+            yield InputRow(None, error=f"{path} line {record.line}: {record.problem}", kept=(None,) * len(kept))
         elif record.cells:  # a blank line is not a row
-            yield InputRow(record.cells[column].strip() if column < len(record.cells) else "")
+            yield InputRow(cell(record.cells, column) or "", kept=tuple(cell(record.cells, k) for k in kept))
 
 
-def _find_column(header: list[str], wanted: str, path: Path) -> int:
+def _find_column(header: list[str], wanted: str, path: Path, what: str, option: str) -> int:
     if wanted in header:
         return header.index(wanted)
     folded = [name.strip().lower() for name in header]
     if wanted.strip().lower() in folded:
         return folded.index(wanted.strip().lower())
-    raise ValueError(f"{path}: no SMILES column {wanted!r} in the header {header}; pass --smiles-column")
+    raise ValueError(f"{path}: no {what} {wanted!r} in the header {header}; check {option}")
 
 
 def count_rows(path, smiles_column: str = "smiles") -> int:
@@ -146,12 +156,19 @@ class TableWriter:
 class ResultTable:
     """Turns pipeline outputs of one chunk into an Arrow table with a fixed schema."""
 
-    def __init__(self, mode: str, label_names: list[str], embedding_size: int, with_name: bool):
+    def __init__(
+        self, mode: str, label_names: list[str], embedding_size: int, with_name: bool, kept_columns: tuple[str, ...] = ()
+    ):
         self.mode = mode
         self.with_name = with_name
+        self.kept_columns = tuple(kept_columns)
+        clash = sorted(set(self.kept_columns) & set(RESERVED_COLUMNS + tuple(label_names)))
+        if clash:
+            raise ValueError(f"--keep-columns {clash}: these names are output columns already")
         fields = [pa.field("row", pa.int64()), pa.field("smiles", pa.string())]
         if with_name:
             fields.append(pa.field("name", pa.string()))
+        fields += [pa.field(column, pa.string()) for column in self.kept_columns]
         if mode == "predict":
             self.value_columns = [f"pred_{n}" if n in RESERVED_COLUMNS else n for n in label_names]
             self.value_keys = list(label_names)
@@ -162,11 +179,14 @@ class ResultTable:
         fields.append(pa.field("error", pa.string()))
         self.schema = pa.schema(fields)
 
-    def build(self, rows: list[int], smiles: list, names: list, results: list[dict]) -> pa.Table:
+    def build(self, rows: list[int], inputs: list[InputRow], results: list[dict]) -> pa.Table:
         failed = np.array([result["error"] is not None for result in results], dtype=bool)
-        columns = [pa.array(rows, pa.int64()), pa.array([s if isinstance(s, str) else None for s in smiles])]
+        smiles = [row.smiles if isinstance(row.smiles, str) else None for row in inputs]
+        columns = [pa.array(rows, pa.int64()), pa.array(smiles, pa.string())]
         if self.with_name:
-            columns.append(pa.array(names, pa.string()))
+            columns.append(pa.array([row.name for row in inputs], pa.string()))
+        for k in range(len(self.kept_columns)):
+            columns.append(pa.array([row.kept[k] if row.kept else None for row in inputs], pa.string()))
         if self.mode == "predict":
             for key in self.value_keys:
                 values = np.array([result[key] for result in results], dtype=np.float64)
@@ -264,6 +284,7 @@ def run(args) -> int:
         pipe.label_names,
         len(probe["embedding"]) if probe is not None else 0,
         with_name=_base_suffix(input_path) == ".smi",
+        kept_columns=tuple(args.keep_columns),
     )
 
     total = None if args.no_count else count_rows(input_path, args.smiles_column)
@@ -271,13 +292,14 @@ def run(args) -> int:
     destination = output_path if world_size == 1 else shard_path(output_path, rank, world_size)
     writer = TableWriter(destination, table.schema)
     handled = failed = 0
-    mine = ((i, row) for i, row in enumerate(read_smiles(input_path, args.smiles_column)) if i % world_size == rank)
+    rows_read = read_smiles(input_path, args.smiles_column, tuple(args.keep_columns))
+    mine = ((i, row) for i, row in enumerate(rows_read) if i % world_size == rank)
     try:
         with tqdm(total=my_total, unit="mol", desc=args.command, disable=rank != 0 or args.quiet) as bar:
             while chunk := list(itertools.islice(mine, args.chunk_size)):
                 indices, rows = zip(*chunk)
                 results = _predict_rows(pipe, rows, table, args)
-                writer.write(table.build(list(indices), [r.smiles for r in rows], [r.name for r in rows], results))
+                writer.write(table.build(list(indices), list(rows), results))
                 handled += len(chunk)
                 failed += sum(result["error"] is not None for result in results)
                 bar.update(len(chunk))
@@ -307,9 +329,32 @@ def _predict_rows(pipe, rows: tuple[InputRow, ...], table: ResultTable, args) ->
     return [next(results) if row.error is None else {**empty, "error": row.error} for row in rows]
 
 
+def check_model_argument(model: str) -> None:
+    """A `--model` that names a local folder must exist: say so at once instead of asking the Hub for a repo of that
+    name (retries, then a long HTTP traceback). Offline, every name must be a local folder."""
+    from huggingface_hub import constants
+
+    if Path(model).expanduser().is_dir():
+        return
+    looks_local = (
+        model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1 or model.endswith("/")
+        or Path(model).expanduser().exists()
+    )
+    if looks_local or constants.HF_HUB_OFFLINE:
+        where = "local folder" if looks_local else "local folder (HF_HUB_OFFLINE is set, so no Hub repo either)"
+        raise FileNotFoundError(f"--model {model!r}: no such {where}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="molformer-kd", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"molformer-kd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "distill", help="train teachers and distill students from a YAML/JSON config (molformer-kd distill --help)",
+        add_help=False,
+    )
     for name, help_text in (
         ("predict", "predict properties (original units) for every SMILES of a file"),
         ("embed", "write the pooled student embedding of every SMILES of a file"),
@@ -319,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--input", required=True, help=".csv/.tsv/.smi, optionally .gz")
         command.add_argument("--output", required=True, help=".csv, .csv.gz, .tsv or .parquet")
         command.add_argument("--smiles-column", default="smiles", help="SMILES column of CSV/TSV inputs")
+        command.add_argument(
+            "--keep-columns", nargs="+", default=[], metavar="COLUMN",
+            help="CSV/TSV columns copied to the output as they are (e.g. an id or name column)",
+        )
         command.add_argument("--device", default=None, help="torch device (default: cpu, or the accelerate device)")
         command.add_argument("--batch-size", type=int, default=128)
         command.add_argument("--num-workers", type=int, default=0, help="DataLoader workers that featurize")
@@ -332,12 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["distill"]:  # the distill command has its own parser (its --help lists every config key)
+        from .distillation.run import main as distill_main
+
+        distill_main(argv[1:], prog="molformer-kd distill")
+        return 0
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.chunk_size < 1 or args.num_workers < 0:
         raise SystemExit("--batch-size and --chunk-size must be >= 1 and --num-workers >= 0")
     import molformer_kd  # noqa: F401  (registers the model families and processors with the Auto classes)
 
     try:
+        check_model_argument(args.model)
         run(args)
     except (FileNotFoundError, ValueError, OSError) as err:
         print(f"molformer-kd {args.command}: error: {err}", file=sys.stderr)

@@ -18,7 +18,6 @@ Transformer's tokenizer limit is lowered to the model's `max_atoms` position tab
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sized
 
@@ -78,14 +77,6 @@ def _row_error(smiles, err: BaseException, stage: str = "") -> str:
     return message
 
 
-def _accepted_inputs(model) -> set[str] | None:
-    """Keyword inputs the backbone accepts, or None if it takes **kwargs (then every batch key is passed)."""
-    parameters = inspect.signature(model.base_model.forward).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters}
-
-
 class MolecularPropertyPredictionPipeline(Pipeline):
     """Predict molecular properties (`mode="predict"`) or pooled embeddings (`mode="embed"`) from SMILES.
 
@@ -123,7 +114,6 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         processor = self.feature_extractor if self.feature_extractor is not None else self.tokenizer
         check_processor_matches_model(processor, self.model.config, f"the pipeline's {type(processor).__name__}")
         self.model.eval()
-        self._model_inputs = _accepted_inputs(self.model)
         # A SMILES Transformer's structure positions stop at its max_atoms: larger molecules are row errors.
         config = self.model.config
         self._max_atoms = config.max_atoms if getattr(config, "variant", None) == "st_kd" else None
@@ -160,19 +150,16 @@ class MolecularPropertyPredictionPipeline(Pipeline):
 
     @property
     def label_names(self) -> list[str]:
-        config = self.model.config
-        problem_type = getattr(config, "problem_type", None) or "regression"
-        if problem_type == "single_label_classification":
-            return [str(config.id2label[i]) for i in range(config.num_labels)]
-        names = getattr(config, "label_names", None)
-        return list(names) if names else [f"label_{i}" for i in range(config.num_labels)]
+        """The names of the predicted values (labels, or classes), from the model's predictor; none for embeddings."""
+        head = getattr(self.model, "head", None)
+        return list(head.label_names) if head is not None else []
 
     # ------------------------------------------------------------------------------------------------ stages
 
     def preprocess(self, smiles):
         """One SMILES -> its unpadded features (or token ids), or the reason it cannot be featurized."""
-        if not isinstance(smiles, str) or not smiles:
-            return {"smiles": smiles, "features": None, "error": f"empty or non-string SMILES {shorten_smiles(smiles)}"}
+        if not isinstance(smiles, str):
+            return {"smiles": smiles, "features": None, "error": f"non-string SMILES {shorten_smiles(smiles)}"}
         try:
             if self.feature_extractor is not None:
                 features = self.feature_extractor.featurize(smiles)
@@ -194,9 +181,7 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             # nested list element in Python and costs more than the tiny models it feeds.
             padded = self.tokenizer.pad(features, padding=True)
             inputs = {key: torch.from_numpy(np.asarray(value, dtype=np.int64)) for key, value in padded.items()}
-        if self._model_inputs is not None:
-            inputs = {key: value for key, value in inputs.items() if key in self._model_inputs}
-        return inputs
+        return inputs  # every model takes the whole batch of its modality (modeling_utils)
 
     def collate(self, items: list[dict]) -> dict:
         """Pad the valid items of a batch into one model batch (`inputs`, None if they cannot be padded together);
@@ -215,13 +200,8 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         outputs = self.model(**inputs)
         if mode == EMBED:
             return outputs.pooler_output.float()
-        values = outputs.logits
-        problem_type = getattr(self.model.config, "problem_type", None) or "regression"
-        if problem_type == "multi_label_classification":
-            values = torch.sigmoid(values)
-        elif problem_type == "single_label_classification":
-            values = torch.softmax(values, dim=-1)
-        return values.float()
+        # The predictor turns logits into what a user reads: values in label units, or class probabilities.
+        return self.model.head.transform(outputs.logits).float()
 
     def _forward(self, batch, mode=None):
         mode = mode or self.default_mode

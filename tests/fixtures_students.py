@@ -9,11 +9,13 @@ from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 LABEL_NAMES = ["gap", "homo"]
 
 
-def tiny_gin_student(seed: int = 0) -> GINForMolecularPropertyPrediction:
-    """A 2-layer d=32 GIN-virtual with a 2-label regression head (label statistics in the config)."""
+def tiny_gin_student(seed: int = 0, problem_type: str = "regression") -> GINForMolecularPropertyPrediction:
+    """A 2-layer d=32 GIN-virtual with a 2-label head: regression (label statistics in the config) or
+    `multi_label_classification`."""
     torch.manual_seed(seed)
+    statistics = {"label_mean": [6.8, -6.5], "label_std": [1.3, 0.6]} if problem_type == "regression" else {}
     config = GINConfig.from_preset(
-        "tiny", num_labels=2, label_names=LABEL_NAMES, label_mean=[6.8, -6.5], label_std=[1.3, 0.6]
+        "tiny", num_labels=2, label_names=LABEL_NAMES, problem_type=problem_type, **statistics
     )
     model = GINForMolecularPropertyPrediction(config)
     # Non-trivial BatchNorm statistics, so that eval mode (per-molecule, batch-independent) is what gets tested.

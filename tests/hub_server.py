@@ -320,10 +320,10 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 class HubServer:
     """Serve `RepoStore(root)` on 127.0.0.1 (a free port) from a daemon thread; `endpoint` is the base URL."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, port: int = 0):
         self.store = RepoStore(root)
         handler = type("BoundHubRequestHandler", (HubRequestHandler,), {"store": self.store})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.httpd.request_log = []
         self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -342,3 +342,16 @@ class HubServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+if __name__ == "__main__":  # the README's worked example: a local Hub on 127.0.0.1 until Ctrl-C
+    import argparse
+
+    cli = argparse.ArgumentParser(description="A local Hugging Face Hub-compatible server on 127.0.0.1")
+    cli.add_argument("--port", type=int, default=8765)
+    cli.add_argument("--storage", type=Path, required=True, help="folder that holds the repositories")
+    options = cli.parse_args()
+    with HubServer(options.storage, options.port) as hub:
+        print(f"serving {options.storage} at {hub.endpoint}", flush=True)
+        while True:
+            time.sleep(3600)

@@ -121,7 +121,7 @@ def test_smi_input_embed_to_csv_with_names(tmp_path, student_dir, capsys):
 def test_reader_and_errors_name_the_file(tmp_path, student_dir, capsys):
     tsv = tmp_path / "mols.tsv"
     tsv.write_text("id\tsmiles\n1\tCCO\n\n2\n")
-    assert list(read_smiles(tsv)) == [("CCO", None, None), ("", None, None)]
+    assert [row[:3] for row in read_smiles(tsv)] == [("CCO", None, None), ("", None, None)]
     bad = tmp_path / "bad.csv"
     bad.write_text("id,structure\n1,CCO\n")
     assert main(["predict", "--model", str(student_dir), "--input", str(bad), "--output", str(tmp_path / "o.csv")]) == 1
@@ -161,3 +161,28 @@ def test_accelerate_two_processes_shard_and_merge_in_order(tmp_path, student_dir
     for name in LABEL_NAMES:  # different batch compositions: equal up to float rounding
         np.testing.assert_allclose(to_floats(got[name]), to_floats(expected[name]), rtol=1e-5, atol=1e-6)
     assert [p.name for p in tmp_path.iterdir() if ".shard-" in p.name] == []  # merged shards are deleted
+
+
+def test_missing_local_model_folder_says_so_without_asking_the_hub(tmp_path, capsys):
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO\n")
+    for model in (str(tmp_path / "no_such_student"), "./runs/typo/distill"):
+        assert main(["predict", "--model", model, "--input", str(smi), "--output", str(tmp_path / "o.csv")]) == 1
+        err = capsys.readouterr().err
+        assert f"--model {model!r}: no such local folder" in err
+        assert "Traceback" not in err and "http" not in err
+
+
+def test_keep_columns_travel_to_the_output(tmp_path, student_dir):
+    table = tmp_path / "in.csv"
+    table.write_text("ID,SMILES,Name\nA1,CCO,ethanol\nA2,not a smiles,junk\nA3,c1ccccc1,benzene\n")
+    out = tmp_path / "out.csv"
+    argv = ["predict", "--model", str(student_dir), "--input", str(table), "--output", str(out),
+            "--smiles-column", "SMILES", "--keep-columns", "ID", "Name", "--quiet"]
+    assert main(argv) == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["ID"], r["Name"], bool(r["error"])) for r in rows] == [
+        ("A1", "ethanol", False), ("A2", "junk", True), ("A3", "benzene", False)
+    ]
+    assert main([*argv[:-4], "--keep-columns", "gap", "--quiet"]) == 1  # a name the output already has

@@ -16,7 +16,7 @@ import yaml
 
 from molformer_kd.distillation import run as distill_run
 from molformer_kd.data import load_embedded_qm9
-from molformer_kd.distillation.tasks import new_processor
+from molformer_kd.distillation.tasks import load_records, new_processor
 from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction
 from molformer_kd.modeling.configuration_gin import GINConfig
 from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
@@ -105,7 +105,7 @@ def qm9_csv(tmp_path_factory):
 
 
 def finetune(tmp_path, checkpoint_dir, dataset, label, problem_type):
-    """One finetune step at learning rate 0: the saved model is exactly the model the stage started training from."""
+    """The student the finetune stage of this config starts training from (planned and built as distill.py does)."""
     config = {
         "output_dir": str(tmp_path / "run"),
         "stages": ["finetune"],
@@ -115,7 +115,6 @@ def finetune(tmp_path, checkpoint_dir, dataset, label, problem_type):
         "problem_type": problem_type,
         "use_cpu": True,
         "max_steps": 1,
-        "learning_rate": 0.0,
         "per_device_train_batch_size": 16,
         "eval_strategy": "no",
         "save_strategy": "no",
@@ -124,13 +123,14 @@ def finetune(tmp_path, checkpoint_dir, dataset, label, problem_type):
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    (summary,) = distill_run.main(["--config", str(path)])
-    assert summary == {
+    run = distill_run.plan_from_cli(["--config", str(path)])
+    (stage,) = run.stages
+    assert stage.summary() == {
         "stage": "finetune",
         "output_dir": str(tmp_path / "run" / "finetune"),
         "initialized_from": str(checkpoint_dir),
     }
-    model = AutoModelForMolecularPropertyPrediction.from_pretrained(tmp_path / "run" / "finetune")
+    model, _ = stage.build_student(run, load_records(run.data_args, run.kind))
     return model, {name: tensor.detach() for name, tensor in model.named_parameters()}
 
 
@@ -149,10 +149,10 @@ def test_finetune_stage_task_head(tmp_path, monkeypatch, caplog, qm9_csv, family
     monkeypatch.setenv("MOLFORMER_KD_CACHE", str(tmp_path / "cache"))
     checkpoint_dir = tmp_path / "distilled"
     checkpoint_head, checkpoint_backbone = split_head(save_gap_checkpoint(checkpoint_dir, family))
-    with caplog.at_level(logging.INFO, logger="molformer_kd.distillation.stages"):
+    with caplog.at_level(logging.INFO, logger="molformer_kd.distillation.stages.finetune"):
         model, parameters = finetune(tmp_path, checkpoint_dir, qm9_csv[problem_type], label, problem_type)
     head, backbone = split_head(parameters)
-    messages = [r.getMessage() for r in caplog.records if r.name == "molformer_kd.distillation.stages"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "molformer_kd.distillation.stages.finetune"]
 
     assert model.config.label_names == [label]
     assert sorted(backbone) == sorted(checkpoint_backbone)

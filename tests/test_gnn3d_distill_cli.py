@@ -12,7 +12,10 @@ from distill_cli_helpers import run_distill_cli
 from safetensors import safe_open
 
 from molformer_kd.distillation import run as distill_run
-from molformer_kd.data.xtb import PointCloudCollator, load_qm9_xtb
+from molformer_kd.distillation.arguments import DataArguments
+from molformer_kd.distillation.tasks import load_records
+from molformer_kd.data.xtb import load_qm9_xtb
+from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.distillation.tasks.energy_forces import EnergyForcesTask, evaluate_energy_forces
 from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
 
@@ -71,8 +74,9 @@ def test_tiny_painn_config_end_to_end_in_a_subprocess(tmp_path):
     assert summary["model"] == str(run / "distill") and summary["split"] == "test"
     metrics = summary["metrics"]["test"]
     assert set(metrics) == METRIC_NAMES and all(math.isfinite(value) for value in metrics.values())
-    # The same numbers from the saved student, recomputed here on the first 32 test rows (max_test_samples).
-    test_rows = load_qm9_xtb(split_seed=0)["test"].select(range(32))
+    # The same numbers from the saved student, recomputed here on the run's 32 test rows (max_test_samples: a seeded
+    # draw with split_seed 0).
+    test_rows = load_records(DataArguments(dataset="qm9_xtb", max_test_samples=32))["test"]
     assert evaluate_energy_forces(student, test_rows) == pytest.approx(metrics, rel=1e-5)
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from molformer_kd.data.xtb import PointCloudCollator, load_qm9_xtb
+from molformer_kd.data.xtb import load_qm9_xtb
+from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
 from molformer_kd.modeling.configuration_painn import PaiNNConfig
 from molformer_kd.modeling.configuration_schnet import SchNetConfig

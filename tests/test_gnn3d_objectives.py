@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from molformer_kd.data.xtb import PointCloudCollator, load_qm9_xtb
+from molformer_kd.data.xtb import load_qm9_xtb
+from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.distillation.gnn_objectives import edges_to_nodes, edges_to_vectors
 from molformer_kd.distillation.registry import build_objective
 from molformer_kd.modeling.configuration_painn import PaiNNConfig

@@ -172,6 +172,15 @@ def test_a_file_that_is_not_text_is_one_error_naming_file_and_line(tmp_path, con
     assert str(path) in str(info.value)
 
 
+def test_a_truncated_gzip_file_is_one_error_naming_the_file(tmp_path):
+    path = tmp_path / "mols.smi.gz"
+    full = gzip.compress(b"".join(b"CCO m%d\n" % k for k in range(20_000)))
+    path.write_bytes(full[: len(full) // 2])
+    with pytest.raises(ValueError, match="cannot decompress") as info:
+        list(read_smiles(path))
+    assert str(path) in str(info.value)
+
+
 # ---------------------------------------------------------------------------------------------------- pipeline
 
 

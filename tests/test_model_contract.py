@@ -15,7 +15,8 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 from molformer_kd.data import load_embedded_qm9
-from molformer_kd.data.xtb import PointCloudCollator, load_qm9_xtb
+from molformer_kd.data.xtb import load_qm9_xtb
+from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.modeling import (
     BATCH_KEYS,
     BinaryClassificationPredictor,

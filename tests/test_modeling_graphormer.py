@@ -14,9 +14,8 @@ from molformer_kd.modeling.modeling_graphormer import (
     GraphormerForDenoising,
     GraphormerForMolecularPropertyPrediction,
     GraphormerModel,
-    add_coordinate_noise,
 )
-from molformer_kd.tokenization.collators import GraphCollator
+from molformer_kd.tokenization.collators import GraphCollator, add_coordinate_noise
 from molformer_kd.tokenization.featurization import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS, MoleculeFeaturizer
 
 # Sizes 5, 8, 4 heavy atoms; 2 fragments in the first (unreachable pairs); aromatic ring; charged atoms.

@@ -68,7 +68,7 @@ def ccmd_reference(teacher, student, sizes, pairs, projections, variant, f, weig
         elif variant == "local":
             per_molecule["local"].append(atom_loss / n)
         elif variant == "search":
-            per_molecule["local"].append(weight * atom_loss)
+            per_molecule["local"].append(weight * atom_loss / n)
         elif variant == "joint":
             per_molecule["joint"].append(weight * (global_loss + atom_loss) / (n + 1))
     return {key: torch.stack(values).mean() for key, values in per_molecule.items() if values}

@@ -125,8 +125,7 @@ def test_one_object_from_a_directory_loads_model_and_featurizer(student_dir):
 
 def test_multi_label_classification_outputs_probabilities():
     torch.manual_seed(0)
-    model = tiny_gin_student()
-    model.config.problem_type = "multi_label_classification"
+    model = tiny_gin_student(problem_type="multi_label_classification")
     pipe = MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(), device=-1)
     logits = collated_outputs(model, SMILES).logits
     np.testing.assert_allclose(as_matrix(pipe(SMILES, batch_size=8)), torch.sigmoid(logits).numpy(), rtol=1e-5)

@@ -137,3 +137,13 @@ def test_cells_and_lines_agree_with_pandas_and_an_independent_line_count(tmp_pat
         expected_lines.append(line)
         line += 1 + sum(cell.count("\n") for cell in cells)
     assert frame.index.tolist() == expected_lines
+
+
+def test_load_csv_takes_mol_ids_and_extra_columns_from_the_file(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("name,smiles,gap,fold\nethanol,CCO,1.5,train\n,c1ccccc1,2.0, test \nwater,O,3.0,train\n")
+    records = load_csv(path, label_columns=["gap"], id_column="name", extra_columns=["fold"], split=None)["train"]
+    assert records["mol_id"] == ["ethanol", "own.csv:3", "water"]  # an empty id falls back to file:line
+    assert records["fold"] == ["train", "test", "train"]
+    with pytest.raises(ValueError, match=r"own\.csv: id/extra column\(s\) \['batch'\] not found"):
+        load_csv(path, label_columns=["gap"], extra_columns=["batch"], split=None)

@@ -27,7 +27,7 @@ from .records import DataReport, Issue, record_features
 from .sdf import load_pcqm4mv2, load_sdf
 from .splits import murcko_scaffold, random_split, scaffold_split, split_dataset, split_indices
 from .tabular import load_csv
-from .xtb import PointCloudCollator, energy_statistics, load_qm9_xtb
+from .xtb import energy_statistics, load_qm9_xtb
 
 __all__ = [
     "DOWNSTREAM_DATASETS",
@@ -38,7 +38,6 @@ __all__ = [
     "DownstreamDataset",
     "EnergyForceMetrics",
     "Issue",
-    "PointCloudCollator",
     "accuracy",
     "cache_root",
     "embed_conformer",

@@ -13,12 +13,13 @@ import gzip
 import itertools
 import math
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
-from datasets import Dataset
+from datasets import Dataset, Value
 
 from .caching import cached_build, file_sha256
 from .records import DataReport, Issue, check_on_invalid, find_smiles_problems, record_features
@@ -59,17 +60,28 @@ def read_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, str | N
 
     The text keeps its line end; a leading byte order mark is dropped. A line that is not UTF-8 comes decoded with
     U+FFFD replacements and a ``problem`` naming the byte; ``problem`` is None otherwise. ValueError naming the file
-    and line when the file is not text (a NUL byte in its first 8 KiB, or UTF-16).
+    and line when the file is not text (a NUL byte in its first 8 KiB, or UTF-16) or its gzip stream is corrupt.
     """
     path = Path(path)
     with _open_binary(path) as handle:
-        head = handle.peek(_BINARY_PROBE_BYTES)[:_BINARY_PROBE_BYTES]
+        try:
+            head = handle.peek(_BINARY_PROBE_BYTES)[:_BINARY_PROBE_BYTES]
+        except (EOFError, OSError, zlib.error) as error:
+            raise ValueError(f"{path} line 1: cannot decompress ({error})") from None
         if head.startswith(_UTF16_BOMS):
             raise ValueError(f"{path} line 1: UTF-16 text; save the file as UTF-8")
         if b"\x00" in head:
             line = head[: head.index(b"\x00")].count(b"\n") + 1
             raise ValueError(f"{path} line {line}: a NUL byte; this is not a text file (binary or compressed?)")
-        for number, raw in enumerate(handle, start=1):
+        lines = enumerate(handle, start=1)
+        number = 0
+        while True:
+            try:
+                number, raw = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, OSError, zlib.error) as error:  # a truncated or corrupt gzip stream
+                raise ValueError(f"{path} line {number + 1}: cannot decompress ({error})") from None
             if number == 1 and raw.startswith(_UTF8_BOM):
                 raw = raw[len(_UTF8_BOM):]
             try:
@@ -263,6 +275,8 @@ def load_csv(
     path: str | os.PathLike,
     smiles_column: str = "smiles",
     label_columns: Sequence[str] | None = None,
+    id_column: str | None = None,
+    extra_columns: Sequence[str] = (),
     sep: str | None = None,
     split: str | None = "random",
     sizes: Sequence[float | int] = DEFAULT_SIZES,
@@ -275,15 +289,18 @@ def load_csv(
     """Records from a CSV/TSV file (gzip read transparently), split and cached.
 
     label_columns: columns to keep as float labels (empty cells / NA -> NaN); None keeps every numeric column.
+    id_column: column whose (stripped) cell is each record's ``mol_id``; without it, or for an empty cell, ``mol_id``
+    is ``<file name>:<line>``. extra_columns: more columns kept as (stripped) strings, e.g. a split column.
     sep: field separator; None sniffs it. split: "random" (seeded), "scaffold" or None (all in ``train``).
     on_invalid: rows with an invalid or empty SMILES are "skip"ped (listed in the report and logged with file and
     line) or "raise" a ValueError naming file, line, SMILES and reason.
-    ``mol_id`` is ``<file name>:<line>``. Returns a DatasetDict, or ``(DatasetDict, DataReport)``.
+    Returns a DatasetDict, or ``(DatasetDict, DataReport)``.
     """
     check_on_invalid(on_invalid)
     path = Path(path)
     options = {"file": file_sha256(path) if path.exists() else None, "smiles_column": smiles_column,
-               "label_columns": None if label_columns is None else list(label_columns), "sep": sep,
+               "label_columns": None if label_columns is None else list(label_columns), "id_column": id_column,
+               "extra_columns": list(extra_columns), "sep": sep,
                "split": split, "sizes": list(sizes), "seed": seed, "on_invalid": on_invalid}
 
     def build():
@@ -294,21 +311,30 @@ def load_csv(
         missing = [column for column in labels if column not in frame.columns]
         if missing:
             raise ValueError(f"{path}: label column(s) {missing} not found; columns are {list(frame.columns)}")
+        wanted = [column for column in (id_column, *extra_columns) if column is not None]
+        missing = [column for column in wanted if column not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: id/extra column(s) {missing} not found; columns are {list(frame.columns)}")
 
         lines = frame.index.tolist()  # each record's first line in the file
         columns = {"smiles": [text.strip() for text in frame[smiles_column]], "pos": [None] * len(frame)}
         for column in labels:
             columns[column] = [parse_label(text, f"{path} line {line}", column)
                                for text, line in zip(frame[column], lines)]
-        columns["mol_id"] = [f"{path.name}:{line}" for line in lines]
-        dataset = Dataset.from_dict(columns, features=record_features(labels))
+        ids = frame[id_column].str.strip() if id_column is not None else [""] * len(frame)
+        columns["mol_id"] = [name or f"{path.name}:{line}" for name, line in zip(ids, lines)]
+        for column in extra_columns:
+            columns[column] = [text.strip() for text in frame[column]]
+        extra = {column: Value("string") for column in extra_columns}
+        dataset = Dataset.from_dict(columns, features=record_features(labels, extra))
 
         report = DataReport(str(path), n_records=len(dataset))
         problems = find_smiles_problems(dataset, num_proc=num_proc)
         for line, smiles, problem in zip(lines, dataset["smiles"], problems):
             if problem is None:
                 continue
-            issue = Issue(f"{path} line {line}", f"invalid SMILES {smiles!r}: {problem}")
+            shown = repr(smiles) if len(smiles) <= 80 else f"{smiles[:80]!r}... (length {len(smiles)})"
+            issue = Issue(f"{path} line {line}", f"invalid SMILES {shown}: {problem}")
             if on_invalid == "raise":
                 raise ValueError(str(issue))
             report.skipped.append(issue)

@@ -16,9 +16,7 @@ Conformations are the QM9 DFT geometry plus seeded Gaussian perturbations of eve
 standard deviation drawn uniformly in [sigma_min, sigma_max] Angstrom). Labels are computed on the float32-rounded
 positions that are stored, so stored labels belong exactly to stored geometries.
 
-`PointCloudCollator` pads rows into the point-cloud batch read by the SchNet / PaiNN models:
-`atomic_numbers` (B, N) long (0 = padding), `pos` (B, N, 3) float, `atom_mask` (B, N) long and, when the rows have
-labels, `labels` = {"energy": (B,), "forces": (B, N, 3)}; `model(**batch)` then returns the task loss.
+`tokenization.collators.PointCloudCollator` pads these rows into the point-cloud batch of the SchNet / PaiNN models.
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ from .qm9 import HARTREE_TO_EV, qm9pack_data_dir
 __all__ = [
     "BOHR_IN_ANGSTROM",
     "QM9_XTB_SMALL",
-    "PointCloudCollator",
     "build_qm9_xtb",
     "energy_statistics",
     "fit_atom_reference_energies",
@@ -271,49 +268,3 @@ def energy_statistics(dataset: Dataset, max_atomic_number: int = 9) -> dict:
         "energy_shift": float(np.sum(remainders) / np.sum(counts)),
         "energy_scale": float(np.sqrt(force_squares / max(force_components, 1))) or 1.0,
     }
-
-
-class PointCloudCollator:
-    """Pads point-cloud rows (`atomic_numbers`, `positions`, optional `energy`/`forces`) into one batch.
-
-    `paired=True` returns the DESIGN.md paired layout for distillation, where teacher and student read the same
-    inputs: `{"teacher_inputs": inputs, "student_inputs": inputs, "labels": {"energy", "forces"}}`.
-    """
-
-    def __init__(self, paired: bool = False, dtype: torch.dtype = torch.float32):
-        self.paired = paired
-        self.dtype = dtype
-
-    def __call__(self, rows: Sequence[dict]) -> dict:
-        if not rows:
-            raise ValueError("cannot collate an empty list of rows")
-        batch_size = len(rows)
-        num_atoms = [len(row["atomic_numbers"]) for row in rows]
-        width = max(num_atoms)
-        atomic_numbers = torch.zeros(batch_size, width, dtype=torch.long)
-        pos = torch.zeros(batch_size, width, 3, dtype=self.dtype)
-        atom_mask = torch.zeros(batch_size, width, dtype=torch.long)
-        has_labels = "energy" in rows[0]
-        energy = torch.zeros(batch_size, dtype=self.dtype)
-        forces = torch.zeros(batch_size, width, 3, dtype=self.dtype)
-        for b, (row, n) in enumerate(zip(rows, num_atoms)):
-            row_positions = torch.as_tensor(row["positions"], dtype=self.dtype)
-            if row_positions.shape != (n, 3):
-                raise ValueError(
-                    f"row {b} ({row.get('mol_id', '?')}): positions of shape {tuple(row_positions.shape)}, "
-                    f"expected ({n}, 3)"
-                )
-            atomic_numbers[b, :n] = torch.as_tensor(row["atomic_numbers"], dtype=torch.long)
-            pos[b, :n] = row_positions
-            atom_mask[b, :n] = 1
-            if has_labels:
-                energy[b] = float(row["energy"])
-                forces[b, :n] = torch.as_tensor(row["forces"], dtype=self.dtype)
-        inputs = {"atomic_numbers": atomic_numbers, "pos": pos, "atom_mask": atom_mask}
-        labels = {"energy": energy, "forces": forces} if has_labels else None
-        if self.paired:
-            batch = {"teacher_inputs": inputs, "student_inputs": inputs}
-            if labels is not None:
-                batch["labels"] = labels
-            return batch
-        return {**inputs, "labels": labels} if labels is not None else inputs

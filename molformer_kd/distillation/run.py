@@ -43,7 +43,29 @@ def build_parser(prog: str = "distill.py") -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, help="YAML or JSON file of distillation and training arguments")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "--verbose", action="store_true", help="debug logs and every progress bar (weight loading and saving too)"
+    )
+    loudness.add_argument("--quiet", action="store_true", help="warnings and errors only, no progress bars")
     return parser
+
+
+def set_verbosity(verbose: bool, quiet: bool) -> None:
+    """Default: info logs, the training progress bars and stage summaries, not a bar per weight load or save."""
+    import transformers
+
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    logging.getLogger("molformer_kd").setLevel(level)
+    # transformers at ERROR also turns off the Trainer's bars (TrainingArguments.disable_tqdm follows it).
+    transformers.utils.logging.set_verbosity(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
+    if not verbose:
+        transformers.utils.logging.disable_progress_bar()
+    if quiet:
+        import datasets
+
+        datasets.disable_progress_bars()
 
 
 def _is_connection_error(error: Exception) -> bool:
@@ -83,6 +105,7 @@ def check_hub_access(training_args) -> None:
 def plan_from_cli(argv=None) -> RunPlan:
     """Parse the command line and the config and check the whole run (no data loaded yet)."""
     options = build_parser().parse_args(argv)
+    set_verbosity(options.verbose, options.quiet)
     args = parse_config(read_config(options.config))
     run = plan_run(args)
     check_hub_access(args.training)
@@ -131,7 +154,6 @@ def push_last_student(run: RunPlan, summaries: list[dict]) -> None:
 
 
 def main(argv=None, prog: str = "distill.py") -> list[dict]:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         run = plan_from_cli(argv)
     except ValueError as error:  # a bad config: one clear line at start-up, no traceback

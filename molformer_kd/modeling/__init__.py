@@ -31,7 +31,6 @@ from .modeling_graphormer import (
     GraphormerForDenoising,
     GraphormerForMolecularPropertyPrediction,
     GraphormerModel,
-    add_coordinate_noise,
 )
 from .modeling_painn import PaiNNForEnergyAndForces, PaiNNModel
 from .modeling_schnet import SchNetForEnergyAndForces, SchNetModel
@@ -81,7 +80,6 @@ __all__ = [
     "SmilesTransformerConfig",
     "SmilesTransformerForMolecularPropertyPrediction",
     "SmilesTransformerModel",
-    "add_coordinate_noise",
     "build_predictor",
     "predictor_class",
 ]

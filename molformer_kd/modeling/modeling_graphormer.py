@@ -360,16 +360,6 @@ class GraphormerForMolecularPropertyPrediction(PropertyPredictionMixin, Graphorm
         self.post_init()
 
 
-def add_coordinate_noise(pos, atom_mask, sigma=0.04, generator=None):
-    """D&D stage 1 (eq. 3): `R~ = R + sigma * eps`, eps ~ N(0, I_3) per real atom (0 at padding).
-
-    Returns `(noisy_pos, eps)`; eps (unit variance) is the denoising target.
-    """
-    noise = torch.randn(pos.shape, generator=generator, dtype=pos.dtype, device=pos.device)
-    noise = noise * atom_mask.unsqueeze(-1).to(pos.dtype)
-    return pos + sigma * noise, noise
-
-
 class EquivariantNoiseHead(nn.Module):
     """Per-atom 3-vectors `eps_i = sum_j w_ij (r_i - r_j)/|r_i - r_j|` with invariant weights
     `w_ij = sum_h softmax_j(q_i.k_j / sqrt(d) + bias_hij) s_hj` (Graphormer-3D's node head with one projection

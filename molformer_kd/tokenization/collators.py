@@ -1,13 +1,16 @@
-"""Collators: pad per-molecule graph features into the graph batch, and pair teacher/student inputs (DESIGN.md).
+"""Collators: rows -> the batches of DESIGN.md, for every model modality and every stage.
 
 `GraphCollator` turns a list of `MoleculeFeaturizer.featurize` dicts (or raw records, when it holds a featurizer)
 into the padded graph batch; `PairedCollator` builds `{"teacher_inputs", "student_inputs", "labels"}` for
-distillation, with a graph student (a `MoleculeFeaturizer`) or a SMILES student (a tokenizer).
+distillation, with a graph student (a `MoleculeFeaturizer`) or a SMILES student (a tokenizer);
+`SingleModelCollator` builds `{"student_inputs", "labels"}` for stages that train one model (with D&D's coordinate
+noise for denoising); `PointCloudCollator` pads the all-atom point clouds of the energy/force models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -167,3 +170,102 @@ class PairedCollator:
         if self.label_columns:
             batch["labels"] = collect_labels(rows, self.label_columns)
         return batch
+
+
+def add_coordinate_noise(
+    pos: torch.Tensor, atom_mask: torch.Tensor, sigma: float = 0.04, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """D&D stage 1 (eq. 3): `R~ = R + sigma * eps`, eps ~ N(0, I_3) per real atom (0 at padding).
+
+    Returns `(noisy_pos, eps)`; eps (unit variance) is the denoising target.
+    """
+    noise = torch.randn(pos.shape, generator=generator, dtype=pos.dtype, device=pos.device)
+    noise = noise * atom_mask.unsqueeze(-1).to(pos.dtype)
+    return pos + sigma * noise, noise
+
+
+@dataclass
+class SingleModelCollator:
+    """Records -> `{"student_inputs", "labels"?}` for stages that train or test one model (no teacher).
+
+    Graph models get the padded graph batch (`GraphCollator`), SMILES models their tokenizer's batch.
+    `noise_sigma` (denoise stage) perturbs the coordinates (D&D eq. 3) and adds the true noise as `noise`.
+    """
+
+    processor: object
+    label_columns: list[str] = field(default_factory=list)
+    noise_sigma: float | None = None
+
+    def __call__(self, rows):
+        if isinstance(self.processor, MoleculeFeaturizer):
+            inputs = GraphCollator(self.processor)(rows)
+            inputs.pop("labels", None)
+        else:
+            inputs = dict(self.processor([row["smiles"] for row in rows], padding=True, return_tensors="pt"))
+        if self.noise_sigma is not None:
+            inputs["pos"], inputs["noise"] = add_coordinate_noise(
+                inputs["pos"], inputs["attention_mask"].bool(), self.noise_sigma
+            )
+        batch = {"student_inputs": inputs}
+        if self.label_columns:
+            batch["labels"] = collect_labels(rows, self.label_columns)
+        return batch
+
+
+class PointCloudCollator:
+    """Pads point-cloud rows (`atomic_numbers`, `positions`, optional `energy`/`forces`) into one batch.
+
+    `paired=True` returns the DESIGN.md paired layout for distillation, where teacher and student read the same
+    inputs: `{"teacher_inputs": inputs, "student_inputs": inputs, "labels": {"energy", "forces"}}`.
+    """
+
+    def __init__(self, paired: bool = False, dtype: torch.dtype = torch.float32):
+        self.paired = paired
+        self.dtype = dtype
+
+    def __call__(self, rows: Sequence[dict]) -> dict:
+        if not rows:
+            raise ValueError("cannot collate an empty list of rows")
+        batch_size = len(rows)
+        num_atoms = [len(row["atomic_numbers"]) for row in rows]
+        width = max(num_atoms)
+        atomic_numbers = torch.zeros(batch_size, width, dtype=torch.long)
+        pos = torch.zeros(batch_size, width, 3, dtype=self.dtype)
+        atom_mask = torch.zeros(batch_size, width, dtype=torch.long)
+        has_labels = "energy" in rows[0]
+        energy = torch.zeros(batch_size, dtype=self.dtype)
+        forces = torch.zeros(batch_size, width, 3, dtype=self.dtype)
+        for b, (row, n) in enumerate(zip(rows, num_atoms)):
+            row_positions = torch.as_tensor(row["positions"], dtype=self.dtype)
+            if row_positions.shape != (n, 3):
+                raise ValueError(
+                    f"row {b} ({row.get('mol_id', '?')}): positions of shape {tuple(row_positions.shape)}, "
+                    f"expected ({n}, 3)"
+                )
+            atomic_numbers[b, :n] = torch.as_tensor(row["atomic_numbers"], dtype=torch.long)
+            pos[b, :n] = row_positions
+            atom_mask[b, :n] = 1
+            if has_labels:
+                energy[b] = float(row["energy"])
+                forces[b, :n] = torch.as_tensor(row["forces"], dtype=self.dtype)
+        inputs = {"atomic_numbers": atomic_numbers, "pos": pos, "atom_mask": atom_mask}
+        labels = {"energy": energy, "forces": forces} if has_labels else None
+        if self.paired:
+            batch = {"teacher_inputs": inputs, "student_inputs": inputs}
+            if labels is not None:
+                batch["labels"] = labels
+            return batch
+        return {**inputs, "labels": labels} if labels is not None else inputs
+
+
+class SingleModelPointCloudCollator:
+    """Point-cloud rows -> `{"student_inputs": inputs, "labels": {"energy", "forces"}}`: the `DistillationTrainer`
+    batch of the stages that train one model without a teacher (teacher, finetune)."""
+
+    def __init__(self):
+        self.pad = PointCloudCollator()
+
+    def __call__(self, rows) -> dict:
+        inputs = self.pad(rows)
+        labels = inputs.pop("labels", None)
+        return {"student_inputs": inputs} if labels is None else {"student_inputs": inputs, "labels": labels}

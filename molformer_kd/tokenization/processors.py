@@ -85,20 +85,21 @@ def load_processor(model_id, revision: str | None = None, token: str | None = No
 
 def check_processor_matches_model(processor: Any, model_config: Any, source: str) -> None:
     """Raise a one-line `ValueError` naming `source` when the processor disagrees with the model config (a
-    `PretrainedConfig` or its config.json dict): a Graphormer's `multi_hop_max_dist` / `max_spatial` and its
-    geometry (`use_3d`), a SMILES Transformer's tokenizer class (variant), vocabulary size and pad id."""
+    `PretrainedConfig` or its config.json dict): a 2D Graphormer's `multi_hop_max_dist` / `max_spatial`, a
+    Graphormer's geometry (`use_3d`), a SMILES Transformer's tokenizer class (variant), vocabulary size and pad id."""
     config = model_config if isinstance(model_config, Mapping) else model_config.to_dict()
     model_type = config.get("model_type")
     if isinstance(processor, MoleculeFeaturizer):
         if model_type != "molformer_graphormer":
             return
-        for key in ("multi_hop_max_dist", "max_spatial"):
+        model_is_3d = config.get("geometry") == "3d"
+        # Only a 2D Graphormer reads the shortest paths and path bonds that these two settings shape.
+        for key in () if model_is_3d else ("multi_hop_max_dist", "max_spatial"):
             if key in config and getattr(processor, key) != config[key]:
                 raise ValueError(
                     f"{source}: {key} = {getattr(processor, key)} but the model's config has {key} = {config[key]}; "
                     "the featurizer must encode graphs the way the model was trained on them"
                 )
-        model_is_3d = config.get("geometry") == "3d"
         if processor.use_3d != model_is_3d:
             raise ValueError(
                 f"{source}: use_3d = {processor.use_3d} but the model's config has geometry = "

@@ -12,6 +12,14 @@ from .base import Planner, RunPlan, Stage
 METRICS_FILE = "metrics.json"
 
 
+def metrics_table(model: str, split: str, metrics: dict[str, float]) -> str:
+    """The evaluate stage's metrics as a small text table for the terminal."""
+    width = max(len(name) for name in metrics)
+    rows = [f"  {name:<{width}}  {value:.4g}" if isinstance(value, float) else f"  {name:<{width}}  {value}"
+            for name, value in sorted(metrics.items())]
+    return "\n".join([f"evaluate {model} on {split!r}:", *rows])
+
+
 class EvaluateStage(Stage):
     name = "evaluate"
     trains = False
@@ -44,5 +52,6 @@ class EvaluateStage(Stage):
         summary = {"stage": self.name, "model": self.student_source, "split": split, "metrics": results["metrics"]}
         if args.should_save:
             atomic_write_text(os.path.join(self.output_dir, METRICS_FILE), json.dumps(summary, indent=2))
+            print(metrics_table(self.student_source, split, results["metrics"][split]), flush=True)
         barrier()
         return {**summary, **results}

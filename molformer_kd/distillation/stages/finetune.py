@@ -49,7 +49,8 @@ class FinetuneStage(Stage):
     def summary(self) -> dict:
         return {**super().summary(), "initialized_from": self.initialized_from}
 
-    def run(self, run: RunPlan, records) -> dict:
+    def build_student(self, run: RunPlan, records):
+        """(student, processor) the stage trains: new, or the checkpoint's with a task head for these labels."""
         kind = run.kind
         statistics = kind.statistics(records["train"])
         if self.student_source is None:
@@ -72,6 +73,11 @@ class FinetuneStage(Stage):
                     statistics.get("label_names"),
                     statistics.get("problem_type"),
                 )
+        return student, processor
+
+    def run(self, run: RunPlan, records) -> dict:
+        kind = run.kind
+        student, processor = self.build_student(run, records)
         train_and_export(
             self,
             supervised(kind, student),

@@ -52,5 +52,5 @@ def load_records(data_args, kind: TaskKind | None = None):
     }
     for split, limit in limits.items():
         if limit is not None and split in dataset and len(dataset[split]) > limit:
-            dataset[split] = dataset[split].shuffle(seed=data_args.split_seed).select(range(limit)).flatten_indices()
+            dataset[split] = dataset[split].shuffle(seed=data_args.split_seed).select(range(limit))
     return dataset

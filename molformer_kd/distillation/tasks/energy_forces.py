@@ -12,13 +12,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from ...data.metrics import EnergyForceMetrics
-from ...data.xtb import PointCloudCollator, energy_statistics, load_qm9_xtb
+from ...data.xtb import energy_statistics, load_qm9_xtb
+from ...tokenization.collators import PointCloudCollator, SingleModelPointCloudCollator
 from ...modeling.auto import AutoModelForEnergyAndForces
 from .base import build_config
 
 __all__ = [
     "EnergyForcesTask",
-    "SingleModelPointCloudCollator",
     "build_energy_model",
     "evaluate_energy_forces",
     "inference_throughput",
@@ -81,19 +81,6 @@ def inference_throughput(model, dataset, batch_size: int = 64, repeats: int = 2)
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - start)
     return len(dataset) / best
-
-
-class SingleModelPointCloudCollator:
-    """Point-cloud rows -> `{"student_inputs": inputs, "labels": {"energy", "forces"}}`: the `DistillationTrainer`
-    batch of the stages that train one model without a teacher (teacher, finetune)."""
-
-    def __init__(self):
-        self.pad = PointCloudCollator()
-
-    def __call__(self, rows) -> dict:
-        inputs = self.pad(rows)
-        labels = inputs.pop("labels", None)
-        return {"student_inputs": inputs} if labels is None else {"student_inputs": inputs, "labels": labels}
 
 
 class EnergyForcesTask:

@@ -23,8 +23,7 @@ from ...data.downstream import DOWNSTREAM_DATASETS, load_downstream
 from ...data.splits import resplit
 from ...modeling.auto import AutoModelForMolecularPropertyPrediction
 from ...modeling.heads import RegressionPredictor, predictor_class
-from ...modeling.modeling_graphormer import add_coordinate_noise
-from ...tokenization.collators import GraphCollator, PairedCollator, collect_labels
+from ...tokenization.collators import PairedCollator, SingleModelCollator
 from ...tokenization.featurization import MoleculeFeaturizer
 from ...tokenization.processors import load_processor
 from ...tokenization.tokenization_smiles import SmilesTokenizer
@@ -179,34 +178,6 @@ def label_statistics(train_rows, label_columns, problem_type: str = "regression"
         "label_std": [float(v) for v in std],
         "problem_type": RegressionPredictor.problem_type,
     }
-
-
-@dataclass
-class SingleModelCollator:
-    """Records -> `{"student_inputs", "labels"?}` for stages that train or test one model (no teacher).
-
-    Graph models get the padded graph batch (`GraphCollator`), SMILES models their tokenizer's batch.
-    `noise_sigma` (denoise stage) perturbs the coordinates (D&D eq. 3) and adds the true noise as `noise`.
-    """
-
-    processor: object
-    label_columns: list[str] = field(default_factory=list)
-    noise_sigma: float | None = None
-
-    def __call__(self, rows):
-        if isinstance(self.processor, MoleculeFeaturizer):
-            inputs = GraphCollator(self.processor)(rows)
-            inputs.pop("labels", None)
-        else:
-            inputs = dict(self.processor([row["smiles"] for row in rows], padding=True, return_tensors="pt"))
-        if self.noise_sigma is not None:
-            inputs["pos"], inputs["noise"] = add_coordinate_noise(
-                inputs["pos"], inputs["attention_mask"].bool(), self.noise_sigma
-            )
-        batch = {"student_inputs": inputs}
-        if self.label_columns:
-            batch["labels"] = collect_labels(rows, self.label_columns)
-        return batch
 
 
 def property_predictions_and_metrics(head, logits, targets, label_names=None):
