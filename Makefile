@@ -2,7 +2,7 @@
 # local CPU wheel, so pip never resolves a multi-GB CUDA build for the packages that depend on torch.
 # Every install into .venv goes through constraints.txt (the exact versions the suite passes with), so a new upstream
 # release cannot break `make test` or CI; `make test-latest` runs the suite against the newest releases instead, in
-# a separate .venv-latest, and `make constraints` re-freezes constraints.txt from .venv after an upgrade.
+# a separate .venv-latest, and `make constraints` re-freezes constraints.txt.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +14,10 @@ LATEST_VENV := .venv-latest
 # What pytest runs, e.g. `make test PYTEST_ARGS="-k overfit tests"`.
 PYTEST_ARGS ?= tests
 
-.PHONY: demo test install test-latest constraints clean
+# What ruff lints and formats (its rules are in pyproject.toml; ruff itself is pinned in setup.py's dev extra).
+LINT_PATHS := molformer_kd tests benchmarks scripts distill.py setup.py
+
+.PHONY: demo test install lint format test-latest constraints clean
 
 $(VENV)/.installed: setup.py $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +34,15 @@ test: install
 demo: install
 	$(PY) scripts/demo.py
 
+# `.ci/run` runs this before the tests: any finding fails CI. `make format` applies the safe fixes and the formatter.
+lint: install
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+format: install
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+
 # The suite against the newest release of every dependency (setup.py's ranges, no constraints.txt), torch still the
 # local 2.13.0 CPU wheel, installed first. Re-run any time: each run upgrades .venv-latest to what is newest now. The
 # packages that moved past constraints.txt are listed before the tests run.
@@ -44,12 +56,14 @@ test-latest:
 		| diff <(grep -v '^#' $(CONSTRAINTS) | sort -f) <(sort -f) | grep '^[<>]' || echo "  none"
 	$(LATEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-# Re-freeze constraints.txt from .venv (after upgrading it and seeing `make test` pass), keeping the header comment.
-constraints: install
-	{ grep '^#' $(CONSTRAINTS); $(PIP) freeze --exclude-editable | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/' \
-		| grep -iv '^molformer'; } > $(CONSTRAINTS).new
+# Re-freeze constraints.txt, keeping its header comment: from .venv by default, or from the newest releases after
+# `make test-latest` passed: `make constraints FREEZE_VENV=.venv-latest` (the next `make install` then syncs .venv).
+FREEZE_VENV ?= $(VENV)
+constraints:
+	test -x $(FREEZE_VENV)/bin/pip
+	{ grep '^#' $(CONSTRAINTS); $(FREEZE_VENV)/bin/pip freeze --exclude-editable \
+		| sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/' | grep -iv '^molformer'; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
-	touch $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) demo_output

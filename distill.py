@@ -1,10 +1,10 @@
 """Train 3D teachers and distill them into 2D students: `accelerate launch distill.py --config FILE`.
 
 A thin entry point for launchers that take a script path; `molformer-kd distill --config FILE` runs the same
-`molformer_kd.distillation.run.main`. The config keys are documented there and in the README.
+`molformer_kd.distill_command.main`. The config keys are documented there and in the README.
 """
 
-from molformer_kd.distillation.run import main
+from molformer_kd.distill_command import main
 
 if __name__ == "__main__":
     main()

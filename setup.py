@@ -1,10 +1,12 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="molformer_kd",
     version="0.1.0",
     description="Distil 3D molecular teachers into fast 2D graph and SMILES students, the HuggingFace way.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["molformer_kd", "molformer_kd.*"]),
     package_data={"molformer_kd": ["data/resources/*", "tokenization/resources/*"]},

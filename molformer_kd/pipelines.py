@@ -1,8 +1,9 @@
 """SMILES in, properties (or embeddings) out: the `molecular-property-prediction` and `molecular-embedding` pipelines.
 
 One object does everything: it holds the student and the processor saved beside it (the graph `MoleculeFeaturizer`
-of Graphormer/GIN students, the SMILES tokenizer of ST/ST-BASE students), featurizes SMILES (in DataLoader workers
-when `num_workers > 0`), pads them into the model's batch, runs the model and returns one dict per molecule:
+of Graphormer/GIN students, the SMILES tokenizer of ST/ST-BASE students), featurizes SMILES a batch at a time (in
+DataLoader workers when `num_workers > 0`), pads them into the model's batch, runs the model under
+`torch.inference_mode` and returns one dict per molecule, in input order:
 
     >>> import molformer_kd
     >>> from transformers import pipeline
@@ -14,34 +15,44 @@ Predictions are in the original label units (the heads de-normalize). A molecule
 processor's SMILES front door, including its `max_atoms` limit, or failing in collation or in the model's own checks)
 gets NaN values and an `error` string naming it, cut to a readable length; the rest of its batch is predicted. A SMILES
 Transformer's tokenizer limit is lowered to the model's `max_atoms` position table. Weights load from safetensors only.
+
+Screening speed: a list of SMILES is cut into length-bucketed batches (sorted by SMILES length, which tracks the atom
+count, so that a batch pads to molecules of about its own size; outputs come back in input order), a graph batch is
+featurized with the featurizer's chunked path (`featurize_many`), and a GIN student's featurizer skips the
+Graphormer encodings that a GIN never reads (`MoleculeFeaturizer.graph_encodings`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sized
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
-from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .hub import safetensors_only_from_pretrained
 from .modeling.auto import AutoModelForMolecularPropertyPrediction
-from .tokenization.featurization import pad_graph_features
+from .tokenization.featurization import MOLECULE_FAILURES, pad_graph_features
 from .tokenization.processors import check_processor_matches_model, load_processor
 from .tokenization.smiles_grammar import shorten_smiles
 from .tokenization.tokenization_smiles import SmilesTokenizer
 
 PREDICT, EMBED = "predict", "embed"
 MODES = (PREDICT, EMBED)
-# Failures of one molecule in featurization, and in padding or the model's forward (its input checks, a too-large
-# allocation); anything else is a bug and propagates.
-_FEATURIZATION_FAILURES = (ValueError, KeyError, IndexError, TypeError, RuntimeError)
+QUANTIZATIONS = ("int8",)
+# Failures of one molecule in padding or the model's forward (its input checks, a too-large allocation), beside those
+# of featurization (`MOLECULE_FAILURES`); anything else is a bug and propagates.
 _MODEL_FAILURES = (ValueError, IndexError, RuntimeError)
 _MAX_ERROR_CHARS = 400
+# A stream of SMILES (no length) is sorted into batches this many batches at a time; a list is sorted whole.
+STREAM_WINDOW_BATCHES = 64
+# Graph students that read no Graphormer encodings (spatial_pos, attn_edge_type, edge_input).
+_MODEL_TYPES_WITHOUT_GRAPH_ENCODINGS = ("molformer_gin",)
 
 
 class SafetensorsAutoModelForMolecularPropertyPrediction(AutoModelForMolecularPropertyPrediction):
@@ -75,6 +86,33 @@ def _row_error(smiles, err: BaseException, stage: str = "") -> str:
     if not message.startswith("invalid SMILES"):
         message = f"SMILES {shorten_smiles(smiles)}: {stage}{type(err).__name__}: {message}"
     return message
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` whose `nn.Linear` layers are int8 dynamically quantized (weights int8, activations quantized
+    per batch): CPU only, for inference; predictions move by about the int8 rounding of the weights."""
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def length_bucketed_batches(smiles: Iterable[Any], batch_size: int, window: int) -> Iterator[list[tuple[int, Any]]]:
+    """Batches of `(input position, SMILES)`: every `window` consecutive inputs are sorted by SMILES length (known
+    before featurizing, and close to the atom count that sets a batch's padding) and cut into `batch_size` batches."""
+    positions = itertools.count()
+    stream = iter(smiles)
+    while window_items := list(itertools.islice(zip(positions, stream), window)):
+        window_items.sort(key=lambda item: len(item[1]) if isinstance(item[1], str) else 0)
+        for start in range(0, len(window_items), batch_size):
+            yield window_items[start : start + batch_size]
+
+
+class _BatchStream(IterableDataset):
+    """The batches of a SMILES stream, for a DataLoader (one worker at most: more would each replay the stream)."""
+
+    def __init__(self, batches: Iterator[list[tuple[int, Any]]]):
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, Any]]]:
+        return self.batches
 
 
 class MolecularPropertyPredictionPipeline(Pipeline):
@@ -113,6 +151,12 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             )
         processor = self.feature_extractor if self.feature_extractor is not None else self.tokenizer
         check_processor_matches_model(processor, self.model.config, f"the pipeline's {type(processor).__name__}")
+        if self.feature_extractor is not None:
+            # (A 2D Graphormer given a featurizer without the encodings was refused by the check above.)
+            reads_encodings = self.model.config.model_type not in _MODEL_TYPES_WITHOUT_GRAPH_ENCODINGS
+            if not reads_encodings and self.feature_extractor.graph_encodings:
+                # The shortest paths and (N, N, ...) encodings are most of a graph batch's cost; this model reads none.
+                self.feature_extractor = self.feature_extractor.without_graph_encodings()
         self.model.eval()
         # A SMILES Transformer's structure positions stop at its max_atoms: larger molecules are row errors.
         config = self.model.config
@@ -126,13 +170,21 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         device=None,
         revision: str | None = None,
         token: str | None = None,
+        quantize: str | None = None,
         **kwargs,
     ) -> MolecularPropertyPredictionPipeline:
-        """Load the student (safetensors only) and its featurizer or tokenizer from a directory or Hub repo."""
+        """Load the student (safetensors only) and its featurizer or tokenizer from a directory or Hub repo;
+        `quantize="int8"` runs it with int8 linear layers (`quantize_int8`, CPU only)."""
         mode = mode or cls.default_mode
+        if quantize is not None and quantize not in QUANTIZATIONS:
+            raise ValueError(f"quantize must be one of {QUANTIZATIONS} or None, got {quantize!r}")
+        if quantize is not None and device not in (None, -1, "cpu"):
+            raise ValueError(f"quantize={quantize!r} runs on the CPU only, not on device {device!r}")
         hub_kwargs = {"revision": revision, "token": token}
         model_class = AutoModelForMolecularPropertyPrediction if mode == PREDICT else AutoModel
         model = safetensors_only_from_pretrained(model_class, model_id, **hub_kwargs)
+        if quantize is not None:
+            model = quantize_int8(model.eval())
         components = _processor_kwargs(load_processor(model_id, **hub_kwargs))
         task = "molecular-property-prediction" if mode == PREDICT else "molecular-embedding"
         return cls(model=model, device=-1 if device is None else device, mode=mode, task=task, **components, **kwargs)
@@ -168,9 +220,27 @@ class MolecularPropertyPredictionPipeline(Pipeline):
                 features = self.tokenizer.encode_smiles(smiles, max_atoms=self._max_atoms)
             else:
                 features = self.tokenizer(smiles)
-        except _FEATURIZATION_FAILURES as err:
+        except MOLECULE_FAILURES as err:
             return {"smiles": smiles, "features": None, "error": _row_error(smiles, err)}
         return {"smiles": smiles, "features": features, "error": None}
+
+    def preprocess_many(self, smiles: list) -> list[dict]:
+        """`preprocess` of each SMILES, a graph batch featurized with the featurizer's chunked path; a SMILES that
+        fails keeps its own error and the others are featurized."""
+        if self.feature_extractor is None:
+            return [self.preprocess(one) for one in smiles]
+        strings = [one for one in smiles if isinstance(one, str)]
+        featurized = iter(self.feature_extractor.featurize_many(strings, errors="return"))
+        items = []
+        for one in smiles:
+            features = next(featurized) if isinstance(one, str) else None
+            if features is None:
+                items.append(self.preprocess(one))  # the non-string error
+            elif isinstance(features, Exception):
+                items.append({"smiles": one, "features": None, "error": _row_error(one, features)})
+            else:
+                items.append({"smiles": one, "features": features, "error": None})
+        return items
 
     def _pad(self, features: list) -> dict:
         """The model batch of some molecules' unpadded features."""
@@ -195,6 +265,15 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             inputs = None
         return {"smiles": [item["smiles"] for item in items], "errors": [item["error"] for item in items],
                 "valid": valid, "inputs": inputs, "features": features}
+
+    def collate_positioned(self, batch: list[tuple[int, Any]]) -> dict:
+        """`collate` of the featurized `(input position, SMILES)` pairs of a batch, with their `positions`."""
+        positions, smiles = zip(*batch)
+        return {**self.collate(self.preprocess_many(list(smiles))), "positions": list(positions)}
+
+    def get_inference_context(self):
+        # No autograd bookkeeping at all (no_grad still tracks tensor versions and views).
+        return torch.inference_mode
 
     def _values(self, inputs: dict, mode: str) -> torch.Tensor:
         outputs = self.model(**inputs)
@@ -251,15 +330,22 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         return self.postprocess(self.forward(batch, **forward_params), **postprocess_params)[0]
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        """Results in input order, computed on length-bucketed batches (`length_bucketed_batches`)."""
         if isinstance(inputs, Sized):
-            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+            # The caller gets a list of them all anyway: bucket the whole list.
+            dataset = list(length_bucketed_batches(inputs, batch_size, max(len(inputs), 1)))
         else:
-            # Workers of an iterable dataset would each replay the whole stream: featurize in one worker at most.
-            dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
+            dataset = _BatchStream(length_bucketed_batches(inputs, batch_size, batch_size * STREAM_WINDOW_BATCHES))
             num_workers = min(num_workers, 1)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=self.collate)
+        # batch_size=None: each dataset element is already a batch, passed to collate_fn as it is.
+        loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=self.collate_positioned)
+        finished, next_position = {}, 0
         for batch in loader:
-            yield from self.postprocess(self.forward(batch, **forward_params), **postprocess_params)
+            results = self.postprocess(self.forward(batch, **forward_params), **postprocess_params)
+            finished.update(zip(batch["positions"], results))
+            while next_position in finished:
+                yield finished.pop(next_position)
+                next_position += 1
 
     def predict(self, smiles, batch_size: int = 64, num_workers: int = 0, **kwargs) -> list[dict]:
         """Predictions for a list of SMILES (one dict per SMILES, in order); a single SMILES gives a list of one."""

@@ -4,10 +4,8 @@
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
+# scripts/ is sys.path[0] when this file runs as a script, so its sibling imports directly.
 from check_parser_parity import moses_smiles, qm9_smiles
 
 from molformer_kd.tokenization.tokenization_smiles import SmilesTokenizer

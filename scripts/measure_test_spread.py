@@ -5,9 +5,11 @@ numbers it asserts on; this script calls those helpers for many seeds and intra-
 after another in this process, and prints min / median / max of every ratio, so that the thresholds (and the measured
 numbers quoted in the tests' comments) can be checked on any machine:
 
+    export PYTHONPATH=tests   # the test modules (and their fixtures) import as pytest imports them
     OMP_NUM_THREADS=1 python scripts/measure_test_spread.py                        # seeds 0-9, threads 1 and 2
     OMP_NUM_THREADS=1 python scripts/measure_test_spread.py --seeds 0-19 --threads 1 --tests gin graphormer
     python scripts/measure_test_spread.py --json spread.json                      # also write every run
+    python scripts/measure_test_spread.py --summarize one.json two.json           # pool earlier runs
 
 Measured statistics (all training MAEs on the 64 QM9 HOMO-LUMO gaps the tests fit, in eV):
     initial/final         how far the fit dropped the error of the untrained model (depends on the random init)
@@ -20,16 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 
 
 def _graphormer(seed):
@@ -86,11 +86,16 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def summarize(runs: list[dict], key: str) -> str:
+    """min / median / max, and the geometric mean and sd of log10: the ratios spread on a log scale, so a threshold
+    sits `(log10(threshold) - mean) / sd` standard deviations from the typical run."""
     values = [run[key] for run in runs]
     worst = min(runs, key=lambda run: run[key])
+    logs = [math.log10(value) for value in values]
+    spread = statistics.stdev(logs) if len(logs) > 1 else float("nan")
     return (
         f"{key:>20}: min {min(values):7.2f} (seed {worst['seed']}, {worst['threads']} thread(s))  "
-        f"median {statistics.median(values):7.2f}  max {max(values):7.2f}"
+        f"median {statistics.median(values):7.2f}  max {max(values):7.2f}  "
+        f"geometric mean {10 ** statistics.mean(logs):7.2f}  sd of log10 {spread:.3f}"
     )
 
 
@@ -100,7 +105,20 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op thread counts")
     parser.add_argument("--tests", nargs="+", choices=sorted(MEASUREMENTS), default=list(MEASUREMENTS))
     parser.add_argument("--json", type=Path, help="write every run (and the versions) to this file")
+    parser.add_argument(
+        "--summarize", type=Path, nargs="+", metavar="JSON", help="only summarize earlier --json files, pooled"
+    )
     args = parser.parse_args(argv)
+    if args.summarize:
+        pooled = {}
+        for path in args.summarize:
+            for name, runs in json.loads(path.read_text())["runs"].items():
+                pooled.setdefault(name, []).extend(runs)
+        for name, runs in pooled.items():
+            print(f"== {name}: {len(runs)} runs from {len(args.summarize)} file(s)")
+            for key in ("initial/final", "mean_predictor/final"):
+                print(summarize(runs, key))
+        return pooled
     seeds = parse_seeds(args.seeds)
 
     import transformers
@@ -137,6 +155,9 @@ def main(argv=None):
         print(f"== {name}: {test}, {len(runs)} runs")
         for key in ("initial/final", "mean_predictor/final"):
             print(summarize(runs, key))
+        if len(args.threads) > 1:
+            for threads in args.threads:
+                print(f"   {threads} thread(s):", summarize([run for run in runs if run["threads"] == threads], key))
         print(flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

@@ -15,7 +15,7 @@ import yaml
 from fixtures_students import save_tiny_gin_student
 from transformers import AutoModel
 
-from molformer_kd.distillation import run as distill_run
+from molformer_kd import distill_command as distill_run
 from molformer_kd.data import load_embedded_qm9
 from molformer_kd.data.metrics import accuracy, log_loss, per_label_classification_metrics, roc_auc
 from molformer_kd.distillation.arguments import DataArguments

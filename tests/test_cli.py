@@ -13,7 +13,7 @@ import torch
 from fixtures_students import LABEL_NAMES, save_tiny_gin_student
 
 import molformer_kd  # noqa: F401  (registers the model families)
-from molformer_kd.cli import main, read_smiles
+from molformer_kd.cli import MAX_DEFAULT_THREADS, choose_threads, default_threads, main, read_smiles
 from molformer_kd.data.qm9 import read_embedded_qm9
 from molformer_kd.pipelines import MolecularPropertyPredictionPipeline
 
@@ -186,3 +186,31 @@ def test_keep_columns_travel_to_the_output(tmp_path, student_dir):
         ("A1", "ethanol", False), ("A2", "junk", True), ("A3", "benzene", False)
     ]
     assert main([*argv[:-4], "--keep-columns", "gap", "--quiet"]) == 1  # a name the output already has
+
+
+def test_choose_threads_uses_free_cores_leaves_workers_theirs_and_caps():
+    assert choose_threads(available_cores=2, busy_cores=0.0, num_workers=0) == 2
+    assert choose_threads(available_cores=2, busy_cores=1.4, num_workers=0) == 1  # the other core is busy
+    assert choose_threads(available_cores=64, busy_cores=0.0, num_workers=0) == MAX_DEFAULT_THREADS
+    assert choose_threads(available_cores=8, busy_cores=0.0, num_workers=6) == 2  # workers keep their cores
+    assert choose_threads(available_cores=1, busy_cores=5.0, num_workers=3) == 1  # never below one
+    assert 1 <= default_threads(num_workers=0) <= min(len(os.sched_getaffinity(0)), MAX_DEFAULT_THREADS)
+    with pytest.raises(SystemExit, match="--threads"):
+        main(["predict", "--model", "m", "--input", "in.smi", "--output", "out.csv", "--threads", "0"])
+
+
+def test_predict_without_threads_sets_the_default_and_int8_stays_close(tmp_path, student_dir, qm9_smiles, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(64)  # whatever was set before, the run chooses for this machine
+    input_path = tmp_path / "mols.smi"
+    input_path.write_text("\n".join(qm9_smiles[:300]) + "\n")
+    outputs = {}
+    for name, extra in (("default", []), ("int8", ["--quantize", "int8", "--threads", "1"])):
+        outputs[name] = tmp_path / f"{name}.csv"
+        argv = ["predict", "--model", str(student_dir), "--input", str(input_path), "--output", str(outputs[name])]
+        assert main(argv + ["--quiet", *extra]) == 0
+        if name == "default":
+            assert 1 <= torch.get_num_threads() <= min(len(os.sched_getaffinity(0)), MAX_DEFAULT_THREADS)
+    exact, quantized = (read_csv_columns(outputs[name]) for name in ("default", "int8"))
+    for label in LABEL_NAMES:
+        assert np.corrcoef(to_floats(exact[label]), to_floats(quantized[label]))[0, 1] > 0.99

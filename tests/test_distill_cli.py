@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from distill_cli_helpers import run_distill_cli
+from distill_cli_helpers import TWO_PROCESSES, run_distill_cli
 from transformers import AutoModel
 
-from molformer_kd.distillation import run as distill_run
+from molformer_kd import distill_command as distill_run
 from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction
 from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
 from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularPropertyPrediction
@@ -219,19 +219,7 @@ def test_two_processes_match_one_process(tmp_path):
     two_values["output_dir"] = str(tmp_path / "run_two")
     two.write_text(yaml.safe_dump(two_values))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--main_process_port",
-        "29517",
-    ]
-    result = run_distill_cli(two, launcher=launch, env=env)
+    result = run_distill_cli(two, launcher=TWO_PROCESSES, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     distill_run.main(["--config", str(one)])
     single = [e for e in log_history(tmp_path / "run" / "distill") if "loss" in e]

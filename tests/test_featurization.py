@@ -2,6 +2,7 @@
 
 import collections
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,13 @@ from molformer_kd.tokenization import parse_smiles
 from molformer_kd.tokenization.featurization import (
     ATOM_FEATURE_DIMS,
     BOND_FEATURE_DIMS,
+    GRAPH_ENCODING_KEYS,
     MoleculeFeaturizer,
+    pad_graph_features,
     register_featurizer,
-    shortest_path_bond_ids,
     smiles_to_mol,
 )
+from molformer_kd.tokenization.shortest_paths import shortest_path_bond_ids
 
 # QM9-like and drug-like molecules with rings, charges, stereo, aromatic heteroatoms and fragments.
 SMILES = [
@@ -456,3 +459,49 @@ def test_graph_collator_featurizes_rows_in_one_batch():
     assert sorted(batch) == sorted(expected)
     for key, value in expected.items():
         assert torch.equal(batch[key], value), key
+
+
+def test_featurize_many_can_return_each_failure_in_its_slot():
+    corpus = ["CCO", "C1CC", 7, "c1ccccc1", "c1cccc1", "[Na+].[Cl-]"]
+    featurizer = MoleculeFeaturizer()
+    results = featurizer.featurize_many(corpus, errors="return")
+    assert len(results) == len(corpus)
+    for smiles, result in zip(corpus, results):
+        if smiles in ("C1CC", 7, "c1cccc1"):
+            assert isinstance(result, (ValueError, TypeError)) and repr(smiles) in str(result), (smiles, result)
+        else:
+            _assert_same_features(result, featurizer.featurize(smiles), smiles)
+    with pytest.raises(ValueError, match="errors must be"):
+        featurizer.featurize_many(["CCO"], errors="ignore")
+
+
+def test_without_graph_encodings_the_other_features_are_unchanged():
+    corpus = VARIED_SMILES + real_smiles(60)
+    full = MoleculeFeaturizer(use_3d=False)
+    light = full.without_graph_encodings()
+    assert full.graph_encodings and not light.graph_encodings
+    for smiles, with_encodings, without in zip(corpus, full(corpus), light(corpus)):
+        assert set(with_encodings) - set(without) == set(GRAPH_ENCODING_KEYS), smiles
+        _assert_same_features(without, {k: v for k, v in with_encodings.items() if k not in GRAPH_ENCODING_KEYS},
+                              smiles)
+    batch_full = full(corpus[:40], return_tensors="pt")
+    batch_light = light(corpus[:40], return_tensors="pt")
+    assert set(batch_full) - set(batch_light) == set(GRAPH_ENCODING_KEYS)
+    for key, value in batch_light.items():
+        np.testing.assert_array_equal(value.numpy(), batch_full[key].numpy(), err_msg=key)
+    with pytest.raises(ValueError, match="graph_encodings"):
+        pad_graph_features([full.featurize("CCO"), light.featurize("CCO")])
+
+
+def test_graph_encodings_setting_is_saved_and_old_files_load_with_it_on(tmp_path):
+    MoleculeFeaturizer(graph_encodings=False).save_pretrained(tmp_path / "light")
+    assert MoleculeFeaturizer.from_pretrained(tmp_path / "light").graph_encodings is False
+    # A preprocessor_config.json written before the setting existed.
+    MoleculeFeaturizer().save_pretrained(tmp_path / "old")
+    path = tmp_path / "old" / "preprocessor_config.json"
+    settings = json.loads(path.read_text())
+    del settings["graph_encodings"]
+    path.write_text(json.dumps(settings))
+    assert MoleculeFeaturizer.from_pretrained(tmp_path / "old").graph_encodings is True
+    with pytest.raises(ValueError, match="graph_encodings"):
+        MoleculeFeaturizer(graph_encodings="no")

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from molformer_kd.distillation import run as distill_run
+from molformer_kd import distill_command as distill_run
 from molformer_kd.data import load_embedded_qm9
 from molformer_kd.distillation.tasks import load_records, new_processor
 from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction

@@ -11,7 +11,7 @@ import yaml
 from distill_cli_helpers import run_distill_cli
 from safetensors import safe_open
 
-from molformer_kd.distillation import run as distill_run
+from molformer_kd import distill_command as distill_run
 from molformer_kd.distillation.arguments import DataArguments
 from molformer_kd.distillation.tasks import load_records
 from molformer_kd.data.xtb import load_qm9_xtb

@@ -24,7 +24,7 @@ from molformer_kd.tokenization import (
     StBaseTokenizer,
     check_smiles,
 )
-from molformer_kd.tokenization.featurization import _chunk_distances
+from molformer_kd.tokenization.shortest_paths import chunk_distances
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +120,7 @@ def test_bfs_distances_equal_rdkit_distance_matrix():
             molecule += [m, m]
             source += [i, j]
             target += [j, i]
-    distance = _chunk_distances(sizes, atom_start, pair_start, np.array(molecule, dtype=np.int64),
+    distance = chunk_distances(sizes, atom_start, pair_start, np.array(molecule, dtype=np.int64),
                                 np.array(source, dtype=np.int64), np.array(target, dtype=np.int64))
     for m, mol in enumerate(mols):
         n = sizes[m]

@@ -235,5 +235,9 @@ def overfit_tiny_gin(seed=0):
 
 def test_tiny_gin_overfits_64_qm9_molecules():
     initial, mean_predictor, final = overfit_tiny_gin(seed=0)
-    # Also 10x below the MAE of predicting the mean, so an unlucky (large) initial error cannot pass the test alone.
-    assert final < initial / 10 and final < mean_predictor / 10, (initial, mean_predictor, final)
+    # Thresholds from the measured spread over seeds (`scripts/measure_test_spread.py --tests gin`; transformers
+    # 5.24.0, torch 2.13.0 CPU; seeds 0-39 at 1 thread, 0-9 at 2 threads; seed 0: 29.0 at 1 thread, 19.5 at 2):
+    # mean_predictor/final min 12.6, geometric mean 22.5, sd of log10 0.11, so 6x is 2.1x below the worst of these
+    # 50 runs and 5.4 sd below the mean (10x was only 1.3x below the worst). initial/final min 34: the untrained GIN's
+    # error is large and seed-dependent, so the seed-independent mean predictor is the bar that matters.
+    assert final < initial / 10 and final < mean_predictor / 6, (initial, mean_predictor, final)

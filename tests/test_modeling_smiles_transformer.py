@@ -282,12 +282,21 @@ def qm9_rows(count=64):
     return list(rows["smiles"]), torch.tensor(rows["gap"], dtype=torch.float32)[:, None]
 
 
-# (variant, learning rate, steps): measured to reach < 1/20 of the mean-predictor MAE, leaving a 2x margin.
+# (variant, learning rate, steps) of the overfit test.
 OVERFIT_SETTINGS = [("st_kd", 3e-3, 300), ("st_base", 2e-3, 400)]
+# The drop is chaotic in the seed and the thread count, so the bar comes from its measured spread, not from seed 0
+# alone. `scripts/measure_test_spread.py --tests st_kd st_base` (transformers 5.24.0, torch 2.13.0 CPU), seeds 0-39
+# at 1 thread and 0-9 at 2 threads, mean_predictor/final (initial ~= mean_predictor: the untrained head predicts the
+# label mean): st_kd min 8.1 (seed 7, 1 thread), geometric mean 21.8, sd of log10 0.17, max 57, seed 0 21.4 / 17.4
+# (1 / 2 threads); st_base min 9.0 (seed 8, 1 thread), median 29.9, max 2290 (some runs memorize), seed 0 2290 / 870.
+# A 10x bar missed 3 of these 100 runs (and 1 of 30 st_kd runs fell to 2.7x before gradient clipping); 4x is 2x below
+# the worst run of each and, for st_kd, 4.2 sd below the mean.
+MIN_DROP = 4
 
 
 def overfit_tiny_smiles_transformer(variant, learning_rate, steps, seed=0):
-    """Full-batch Adam + one-cycle steps on 64 QM9 gaps; returns (initial, mean_predictor, final) training MAEs.
+    """Full-batch Adam (clipped gradients) + one-cycle steps on 64 QM9 gaps; returns (initial, mean_predictor, final)
+    training MAEs.
 
     scripts/measure_test_spread.py calls this with many seeds and thread counts to size the test's thresholds."""
     smiles, gaps = qm9_rows()
@@ -302,7 +311,16 @@ def overfit_tiny_smiles_transformer(variant, learning_rate, steps, seed=0):
     }
     config = tiny_config(**settings) if variant == "st_kd" else tiny_base_config(**settings)
     model = SmilesTransformerForMolecularPropertyPrediction(config)
-    batch = smiles_batch(smiles) if variant == "st_kd" else regex_batch(smiles)
+    # Token ids from a fresh vocabulary: VOCAB grows as tests meet tokens, and the run (which embedding rows the
+    # tokens get) must not depend on which tests ran before, so that the measured spread is this test's.
+    saved_vocab = dict(VOCAB)
+    VOCAB.clear()
+    VOCAB.update({"[PAD]": 0, "[V]": 1})
+    try:
+        batch = smiles_batch(smiles) if variant == "st_kd" else regex_batch(smiles)
+    finally:
+        VOCAB.clear()
+        VOCAB.update(saved_vocab)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     # The L1 loss has constant-size gradients, so the learning rate must decay to settle on the training points.
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
@@ -319,6 +337,9 @@ def overfit_tiny_smiles_transformer(variant, learning_rate, steps, seed=0):
         loss = model(**batch, labels=gaps).loss
         optimizer.zero_grad()
         loss.backward()
+        # Clipping stops the rare run that a large early step throws off the fit (without it, 1 of 30 st_kd runs ended
+        # at 2.7x below the mean predictor, seed 7 at 2 threads; with it, none of 30 below 8x).
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
     return initial, mean_predictor, train_mae()
@@ -327,5 +348,5 @@ def overfit_tiny_smiles_transformer(variant, learning_rate, steps, seed=0):
 @pytest.mark.parametrize("variant,learning_rate,steps", OVERFIT_SETTINGS)
 def test_tiny_model_overfits_64_qm9_molecules(variant, learning_rate, steps):
     initial, mean_predictor, final = overfit_tiny_smiles_transformer(variant, learning_rate, steps, seed=0)
-    # Also 10x below the MAE of predicting the mean, so an unlucky (large) initial error cannot pass the test alone.
-    assert final < initial / 10 and final < mean_predictor / 10, (initial, mean_predictor, final)
+    # Also below the MAE of predicting the mean, so an unlucky (large) initial error cannot pass the test alone.
+    assert final < initial / MIN_DROP and final < mean_predictor / MIN_DROP, (initial, mean_predictor, final)

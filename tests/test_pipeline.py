@@ -15,10 +15,15 @@ from fixtures_students import (
 from transformers import pipeline
 
 import molformer_kd  # noqa: F401  (registers the model families)
+from molformer_kd.data.qm9 import read_embedded_qm9
 from molformer_kd.hub import UnsafeCheckpointError
-from molformer_kd.pipelines import MolecularEmbeddingPipeline, MolecularPropertyPredictionPipeline
+from molformer_kd.pipelines import (
+    MolecularEmbeddingPipeline,
+    MolecularPropertyPredictionPipeline,
+    length_bucketed_batches,
+)
 from molformer_kd.tokenization.collators import GraphCollator
-from molformer_kd.tokenization.featurization import MoleculeFeaturizer
+from molformer_kd.tokenization.featurization import GRAPH_ENCODING_KEYS, MoleculeFeaturizer
 from molformer_kd.tokenization.tokenization_smiles import SmilesTokenizer
 
 SMILES = ["CC(=O)Oc1ccccc1C(=O)O", "C1CC1N", "OCC#N", "c1ccncc1", "CC[C@H](N)C(=O)O", "[NH4+].[Cl-]", "O"]
@@ -145,3 +150,93 @@ def test_pickle_only_checkpoint_is_refused(tmp_path):
 def test_pipeline_needs_a_processor():
     with pytest.raises(ValueError, match="processor"):
         MolecularPropertyPredictionPipeline(model=tiny_gin_student(), device=-1)
+
+
+# ---------------------------------------------------------------------------------------------------- screening speed
+
+
+def test_length_bucketed_batches_sort_each_window_and_keep_every_position():
+    smiles = ["C" * k for k in (5, 1, 9, 3, 7, 2, 8)] + [None]
+    batches = list(length_bucketed_batches(smiles, batch_size=2, window=4))
+    assert [len(batch) for batch in batches] == [2, 2, 2, 2]
+    assert sorted(position for batch in batches for position, _ in batch) == list(range(len(smiles)))
+    for window in (batches[:2], batches[2:]):
+        lengths = [len(s) if s else 0 for batch in window for _, s in batch]
+        assert lengths == sorted(lengths)
+    assert {position for batch in batches[:2] for position, _ in batch} == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("student", ["gin", "smiles_transformer"])
+def test_bucketed_batches_give_each_molecule_its_own_prediction_in_input_order(student):
+    model = tiny_gin_student() if student == "gin" else tiny_st_student()
+    processor = {"feature_extractor": MoleculeFeaturizer()} if student == "gin" else {"tokenizer": SmilesTokenizer()}
+    pipe = MolecularPropertyPredictionPipeline(model=model, device=-1, **processor)
+    # Lengths interleaved so that sorting moves every molecule, invalid ones among them.
+    smiles = [SMILES[i % len(SMILES)] for i in (0, 4, 2, 6, 1, 5, 3)] + ["C1CC", "CCCCCCCCCCCCCCCCCCCCCCO", "c1cccc1"]
+    one_at_a_time = [pipe(s) for s in smiles]
+    for results in (pipe(smiles, batch_size=3), list(pipe((s for s in smiles), batch_size=3))):
+        assert [r["error"] is None for r in results] == [r["error"] is None for r in one_at_a_time]
+        assert [r["error"] for r in results] == [r["error"] for r in one_at_a_time]
+        valid = [i for i, r in enumerate(one_at_a_time) if r["error"] is None]
+        np.testing.assert_allclose(as_matrix([results[i] for i in valid]),
+                                   as_matrix([one_at_a_time[i] for i in valid]), rtol=1e-5, atol=1e-6)
+
+
+def test_gin_pipeline_skips_the_graphormer_encodings_and_predicts_the_same(student_dir):
+    pipe = MolecularPropertyPredictionPipeline.from_pretrained(student_dir)
+    assert MoleculeFeaturizer.from_pretrained(student_dir).graph_encodings  # as saved
+    assert not pipe.feature_extractor.graph_encodings  # a GIN reads none of them
+    batch = pipe.collate(pipe.preprocess_many(SMILES))
+    assert not set(GRAPH_ENCODING_KEYS) & set(batch["inputs"])
+    # The model on the full batch of the saved featurizer (encodings included) gives identical values.
+    expected = collated_outputs(tiny_gin_student(), SMILES).logits.numpy()
+    np.testing.assert_array_equal(as_matrix(pipe(SMILES, batch_size=len(SMILES))), expected)
+
+
+def test_preprocess_many_keeps_each_failure_on_its_row():
+    pipe = MolecularPropertyPredictionPipeline(model=tiny_gin_student(), feature_extractor=MoleculeFeaturizer(),
+                                               device=-1)
+    mixed = ["CCO", "C1CC", None, "c1ccccc1", "CXc"]
+    items = pipe.preprocess_many(mixed)
+    assert [item["error"] is None for item in items] == [True, False, False, True, False]
+    for item, single in zip(items, map(pipe.preprocess, mixed)):
+        assert item["error"] == single["error"]
+        if single["features"] is not None:
+            for key, value in single["features"].items():
+                np.testing.assert_array_equal(item["features"][key], value)
+
+
+def test_forward_runs_without_autograd_bookkeeping():
+    model = tiny_gin_student()
+    seen = []
+    model.register_forward_hook(lambda module, args, output: seen.append(torch.is_inference_mode_enabled()))
+    MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(), device=-1)(SMILES)
+    assert seen and all(seen)
+
+
+def test_int8_quantization_keeps_predictions_close_on_qm9(student_dir):
+    _, records = read_embedded_qm9()
+    smiles = [record["smiles"] for record in records[:200]]
+    exact = as_matrix(MolecularPropertyPredictionPipeline.from_pretrained(student_dir)(smiles, batch_size=64))
+    quantized_pipe = MolecularPropertyPredictionPipeline.from_pretrained(student_dir, quantize="int8")
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in quantized_pipe.model.modules())
+    quantized = as_matrix(quantized_pipe(smiles, batch_size=64))
+    for label in range(len(LABEL_NAMES)):
+        # Close relative to how much the predictions vary between molecules, and in the same order.
+        spread = exact[:, label].std()
+        assert np.median(np.abs(quantized[:, label] - exact[:, label])) < 0.1 * spread
+        assert np.corrcoef(quantized[:, label], exact[:, label])[0, 1] > 0.99
+    with pytest.raises(ValueError, match="quantize"):
+        MolecularPropertyPredictionPipeline.from_pretrained(student_dir, quantize="int4")
+
+
+def test_a_graphormer_needs_a_featurizer_with_graph_encodings():
+    from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
+    from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularPropertyPrediction
+
+    model = GraphormerForMolecularPropertyPrediction(GraphormerConfig.from_preset("tiny", num_labels=1))
+    with pytest.raises(ValueError, match="graph_encodings=False"):
+        MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(graph_encodings=False),
+                                            device=-1)
+    pipe = MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(), device=-1)
+    assert pipe.feature_extractor.graph_encodings and all(r["error"] is None for r in pipe(SMILES))

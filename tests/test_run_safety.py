@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from distill_cli_helpers import run_distill_cli
+from distill_cli_helpers import TWO_PROCESSES, run_distill_cli
 from safetensors.torch import load_file
 
-from molformer_kd.distillation import run as distill_run
+from molformer_kd import distill_command as distill_run
 from molformer_kd.distillation.checkpoints import (
     CHECKPOINT_COMPLETE,
     STAGE_COMPLETE,
@@ -307,19 +307,7 @@ def test_readme_two_process_command_from_an_empty_folder(tmp_path):
         "per_device_train_batch_size": 4,
         "disable_tqdm": True,
     }
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--main_process_port",
-        "29531",
-    ]
-    result = run_distill_cli(write_config(tmp_path, values), launcher=launch, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = run_distill_cli(write_config(tmp_path, values), launcher=TWO_PROCESSES, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())
     assert metrics["metrics"]["test"]["gap_count"] == 16

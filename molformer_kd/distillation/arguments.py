@@ -118,6 +118,23 @@ class DistillationArguments:
         },
     )
     noise_sigma: float = field(default=0.04, metadata={"help": "D&D stage 1 coordinate noise (Angstrom)."})
+    teacher_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Distill stage: compute the frozen teacher's outputs (the hidden states / attentions the "
+            "objectives read) once per dataset and reuse them every epoch, so a distillation epoch costs about one "
+            "student epoch. Disk (memory-mapped, float32) per molecule of T tokens: 4*(L+1)*T*D bytes of hidden "
+            "states (all of QM9 with the paper teacher: ~56 GB) plus 4*L*H*T^2 of attentions for ST-KD. Refused for "
+            "the energy/force task."
+        },
+    )
+    teacher_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of the teacher caches (default {output_dir}/teacher_cache); files are named by a hash of "
+            "the teacher's weights, the rows and the outputs, so runs with the same teacher and data reuse them."
+        },
+    )
 
 
 @dataclass

@@ -12,6 +12,9 @@ Conventions shared by every objective here:
 * `P` (CCMD), `W_feat` (ST-KD) and the D&D projection are student-owned `nn.Linear` maps student width ->
   teacher width, created only when the widths differ and one per distilled layer pair (layers of different depth
   live in different feature spaces, so one shared map would have to fit all of them at once).
+
+Why one long module: the three property-distillation methods (CCMD, ST-KD, D&D) share the layer pairing, the
+projections and the token alignment above; the 3D-GNN objectives live in `gnn_objectives.py`.
 """
 
 import math

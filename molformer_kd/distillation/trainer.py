@@ -11,6 +11,11 @@ processes (`num_items_in_batch`), and `compute_loss` weights each micro-batch lo
 gradient is then exactly the gradient of the mean over every molecule of the optimizer step, whatever the split
 into micro-batches, for components that are per-molecule means (task losses with one label per molecule or no
 missing labels; task losses averaging over observed labels are weighted by molecules, not by labels).
+
+Teacher cache (`teacher_cache_dir`, `teacher_cache.py`). The frozen teacher's outputs on the train and eval rows are
+written once (main process; the others wait at a barrier, so the first pass over a large dataset must fit in the
+process group's timeout) and batches then carry them as `teacher_outputs`: `teacher_forward` returns them instead of
+running the teacher, and every loss is the same as with the live teacher.
 """
 
 import os
@@ -23,7 +28,19 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import ModelOutput, logging
 
-from .checkpoints import atomic_export, mark_checkpoint_complete, reported_file_errors
+from ..modeling.outputs import MolecularModelOutput
+from .checkpoints import atomic_export, barrier, mark_checkpoint_complete, reported_file_errors
+from .teacher_cache import (
+    CACHE_ROW_COLUMN,
+    CachedTeacherCollator,
+    TeacherCache,
+    build_teacher_cache,
+    cached_fields,
+    check_cacheable_collator,
+    rows_fingerprint,
+    teacher_cache_key,
+    teacher_fingerprint,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -124,6 +141,9 @@ class DistillationTrainer(Trainer):
             for DDP, never given to the optimizer), kept in eval mode and run under `torch.no_grad()`.
         initial_stage_epochs / initial_stage_weights: ST-KD's initial stage (objective weights for the first
             epochs, e.g. `{"task": 0, "stkd_feature": 1, "stkd_attention": 4}`).
+        teacher_cache_dir: cache the teacher's outputs on the train and eval datasets in this folder
+            (`teacher_cache.py`): computed once (or found from an earlier run), then every batch of those datasets
+            reads them instead of running the teacher. Needs a `PairedCollator` (refused otherwise).
         Every other argument is `transformers.Trainer`'s (`args.remove_unused_columns` is forced to False: the
         nested paired batches are not model arguments).
     """
@@ -138,6 +158,7 @@ class DistillationTrainer(Trainer):
         teacher: nn.Module | None = None,
         initial_stage_epochs: float = 0.0,
         initial_stage_weights: dict[str, float] | None = None,
+        teacher_cache_dir: str | os.PathLike | None = None,
         **kwargs,
     ):
         if not isinstance(model, DistillationModel):
@@ -160,6 +181,9 @@ class DistillationTrainer(Trainer):
             if unknown:
                 raise ValueError(f"initial_stage_weights name objectives that are not configured: {unknown}")
             self.add_callback(InitialStageCallback(initial_stage_epochs, initial_stage_weights or {}, model.weights))
+        self.teacher_cache: TeacherCache | None = None
+        if teacher_cache_dir is not None:
+            self._use_teacher_cache(teacher_cache_dir)
         self._train_components: dict[str, torch.Tensor] = defaultdict(float)
         self._components_logged_step = 0
         self._eval_components: dict[str, torch.Tensor] = defaultdict(float)
@@ -178,7 +202,8 @@ class DistillationTrainer(Trainer):
             if torch.is_tensor(student_inputs.get(key)):
                 return student_inputs[key].shape[0]
         raise ValueError(
-            f"cannot count the molecules of a batch with keys {sorted(inputs)} / student keys {sorted(student_inputs)}: "
+            f"cannot count the molecules of a batch with keys {sorted(inputs)} / student keys "
+            f"{sorted(student_inputs)}: "
             f"give it 'labels' or one of {_BATCH_FIRST_KEYS}"
         )
 
@@ -190,9 +215,52 @@ class DistillationTrainer(Trainer):
             count = self.accelerator.gather(count).sum()
         return batch_samples, count.reshape(())
 
+    # ---- teacher cache -------------------------------------------------------------------------------------
+
+    def _use_teacher_cache(self, folder: str | os.PathLike) -> None:
+        """Build (main process) or find the cache files of the train and eval datasets, then read batches from them:
+        the datasets get a row-index column and the collator becomes a `CachedTeacherCollator`."""
+        if self.teacher is None:
+            raise ValueError("teacher_cache_dir is set but no objective needs a teacher: there is nothing to cache")
+        check_cacheable_collator(self.data_collator)
+        if isinstance(self.eval_dataset, dict):
+            raise TypeError("teacher_cache_dir supports one eval dataset, not a dict of them")
+        fields = cached_fields(self.model.teacher_outputs_needed)
+        teacher = teacher_fingerprint(self.accelerator.unwrap_model(self.teacher))
+        dtype = str(self.accelerator.mixed_precision)
+        datasets = [rows for rows in (self.train_dataset, self.eval_dataset) if rows is not None]
+        featurizer, batch_size = self.data_collator.teacher_featurizer, self.args.per_device_eval_batch_size
+        paths = []
+        for rows in datasets:
+            key = teacher_cache_key(teacher, rows_fingerprint(rows), featurizer, fields, dtype)
+            path = os.path.join(folder, f"teacher-{key}.arrow")
+            if self.args.should_save and not os.path.isfile(f"{path}.json"):
+                logger.warning("teacher cache: computing the teacher's %s on %d rows -> %s", fields, len(rows), path)
+                build_teacher_cache(path, rows, self.data_collator, self._cache_teacher_forward, fields, batch_size)
+            paths.append(path)
+        barrier()
+        self.teacher_cache = TeacherCache(paths)
+        offset = 0
+        indexed = []
+        for rows in datasets:
+            indexed.append(rows.add_column(CACHE_ROW_COLUMN, list(range(offset, offset + len(rows)))))
+            offset += len(rows)
+        self.train_dataset = indexed[0] if self.train_dataset is not None else None
+        if self.eval_dataset is not None:
+            self.eval_dataset = indexed[-1]
+        self.data_collator = CachedTeacherCollator(self.data_collator, self.teacher_cache)
+
+    def _cache_teacher_forward(self, batch):
+        with self.compute_loss_context_manager():
+            return self.teacher_forward(self._prepare_inputs(batch))
+
     # ---- loss ----------------------------------------------------------------------------------------------
 
     def teacher_forward(self, inputs):
+        """The teacher's outputs for a batch: read from the batch when it carries cached ones, else a forward."""
+        cached = inputs.get("teacher_outputs")
+        if cached is not None:
+            return MolecularModelOutput(**cached)
         if self.teacher is None:
             return None
         if "teacher_inputs" not in inputs:

@@ -12,6 +12,9 @@ is a pre-LN transformer block (CCMD eq. 3-4) sharing one additive per-head atten
 * both: absolute position encoding (APE, CCMD eq. 1-2) `X_i^0 = atom_emb(X_i) + MLP(sum_j e_ij)`, with e_ij the
   bond-feature embedding over bonded j (2D) or the distance basis over all other atoms j (3D); and the virtual-token
   distance, one learned scalar per head added to the row and the column of token 0.
+
+Why one long module: one family per `modeling_*.py` (the transformers convention): the 2D and 3D encoders, the
+backbone and its property and denoising heads share the layers above and are read together.
 """
 
 import math

@@ -135,6 +135,7 @@ class PairedCollator:
             and student.multi_hop_max_dist == teacher.multi_hop_max_dist
             and student.max_spatial == teacher.max_spatial
             and student.feature_scheme == teacher.feature_scheme
+            and student.graph_encodings == teacher.graph_encodings
         )
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -14,8 +14,11 @@ bridging hydrogens of degree 2. So drug-like SMILES give exactly their heavy ato
 
 SMILES enter through the front door of `validation.check_smiles` (grammar, `max_atoms`, RDKit sanitization), so the
 featurizer accepts exactly the strings the SMILES tokenizers accept. Shortest paths come from a breadth-first search
-on the sparse bond graph (`_chunk_distances`), quadratic in the atom count like the output itself; the atom limit,
-checked before any of it, bounds both.
+on the sparse bond graph (`chunk_distances`), quadratic in the atom count like the output itself; the atom limit,
+checked before any of it, bounds both (the search itself lives in `shortest_paths.py`).
+
+Why one long module: the featurizer's per-molecule and vectorised chunk paths share the OGB vocabularies and the
+lookup tables built from them at import, and reading them side by side is how their equality is kept.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import copy
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,6 +37,12 @@ from transformers import AutoFeatureExtractor, BatchFeature, FeatureExtractionMi
 from transformers.utils import FEATURE_EXTRACTOR_NAME
 
 from ..data.molecules import apply_atom_rule
+from .shortest_paths import (
+    UNREACHABLE,
+    chunk_distances,
+    chunk_shortest_path_bond_ids,
+    take_rows,
+)
 from .smiles_grammar import shorten_smiles
 from .validation import DEFAULT_MAX_ATOMS, MAX_ATOMS_CEILING, Setting, check_settings, check_smiles
 
@@ -88,6 +97,12 @@ GRAPH_FEATURE_KEYS = (
     "attn_edge_type",
     "edge_input",
 )
+# The Graphormer encodings: the (N, N, ...) atom-pair arrays built from shortest paths. Only Graphormers read them;
+# a featurizer with `graph_encodings=False` (GIN students) neither computes nor returns them.
+GRAPH_ENCODING_KEYS = ("spatial_pos", "attn_edge_type", "edge_input")
+# Failures of one molecule while it is read and checked (`featurize_many(..., errors="return")`); anything else is
+# a bug and propagates.
+MOLECULE_FAILURES = (ValueError, KeyError, IndexError, TypeError, RuntimeError)
 
 
 # Feature values are turned into OGB index + 1 by one lookup in a table per feature: entry `v + offset` holds the
@@ -170,8 +185,6 @@ _CHIRALITY_ROW, _DEGREE_ROW, _NUM_HS_ROW, _RADICAL_ROW = 1, 2, 4, 5
 # A test checks that these shortcuts give the same arrays as reading everything.
 _READ_ENUMS = re.compile(r"[@/\\<>|]")
 
-# Distance of unreachable pairs (other fragments), larger than any molecule.
-_UNREACHABLE = 10**8
 # `featurize_many` works on chunks of molecules with about this many atom pairs in all (64 drug-like molecules):
 # large enough to amortize the numpy calls, small enough to keep the (bonds x atoms) next-hop table in cache and
 # bound the memory that large molecules take.
@@ -213,6 +226,7 @@ FEATURIZER_SETTINGS = {
     "feature_scheme": Setting(str, choices=("ogb",)),
     "use_3d": Setting(bool),
     "max_atoms": Setting(int, 1, MAX_ATOMS_CEILING),
+    "graph_encodings": Setting(bool),
 }
 # Keys transformers writes itself.
 _FEATURIZER_FILE_KEYS = ("feature_extractor_type", "processor_class")
@@ -246,6 +260,12 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         max_atoms (`int`, defaults to `DEFAULT_MAX_ATOMS` = 512):
             Largest molecule (atoms after the atom rule) featurized; a larger one is a `MoleculeTooLargeError`
             raised before any quadratic work. At most `MAX_ATOMS_CEILING`.
+        graph_encodings (`bool`, defaults to `True`):
+            Whether to compute the Graphormer encodings `spatial_pos`, `attn_edge_type` and `edge_input` (shortest
+            paths, quadratic in the atoms). A GIN reads none of them: `graph_encodings=False` skips the
+            shortest-path search and leaves those keys out of the features and of the padded batch (97% of a
+            drug-like batch's bytes). Featurizers saved before this setting existed load with True;
+            the prediction pipeline of a GIN student turns it off whatever was saved (`without_graph_encodings`).
 
     Every setting is checked (type and bounds) when the featurizer is built or loaded; `from_pretrained` names the
     file and key of a bad or unknown setting.
@@ -271,10 +291,12 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         feature_scheme: str = "ogb",
         use_3d: bool = False,
         max_atoms: int = DEFAULT_MAX_ATOMS,
+        graph_encodings: bool = True,
         **kwargs,
     ):
         settings = {"multi_hop_max_dist": multi_hop_max_dist, "max_spatial": max_spatial,
-                    "feature_scheme": feature_scheme, "use_3d": use_3d, "max_atoms": max_atoms}
+                    "feature_scheme": feature_scheme, "use_3d": use_3d, "max_atoms": max_atoms,
+                    "graph_encodings": graph_encodings}
         check_settings({**settings, **kwargs}, FEATURIZER_SETTINGS, type(self).__name__, _FEATURIZER_FILE_KEYS)
         edge_input_bytes = max_atoms**2 * multi_hop_max_dist * 3 * 8
         if edge_input_bytes > _MAX_EDGE_INPUT_BYTES:
@@ -289,6 +311,7 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         self.feature_scheme = feature_scheme
         self.use_3d = bool(use_3d)
         self.max_atoms = int(max_atoms)
+        self.graph_encodings = bool(graph_encodings)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> MoleculeFeaturizer:
@@ -319,6 +342,12 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         other.use_3d = False
         return other
 
+    def without_graph_encodings(self) -> MoleculeFeaturizer:
+        """A copy with the same settings and `graph_encodings=False` (the GIN student's featurizer)."""
+        other = copy.deepcopy(self)
+        other.graph_encodings = False
+        return other
+
     # ------------------------------------------------------------------------------------------------ one molecule
 
     def featurize(
@@ -335,6 +364,7 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
             `attn_edge_type` (N, N, 3) int64: bond features + 1 of the bond i-j, 0 where there is none;
             `edge_input` (N, N, H, 3) int64: bond features + 1 of the k-th bond of a shortest path i -> j for
                 k < min(d, H), 0 beyond;
+            (the last three only with `graph_encodings=True`, see `GRAPH_ENCODING_KEYS`)
             `pos` (N, 3) float32: coordinates, when given (or taken from the molecule's conformer with `use_3d`).
 
         `featurize_many` gives the same arrays for many molecules at once, several times faster.
@@ -399,25 +429,65 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         with rdBase.BlockLogs():
             return self._featurize_chunk([self._load_record(record)])[0]
 
-    def featurize_many(self, records: Sequence[Mapping[str, Any] | str | Chem.Mol]) -> list[dict[str, np.ndarray]]:
+    def featurize_many(
+        self,
+        records: Sequence[Mapping[str, Any] | str | Chem.Mol],
+        errors: Literal["raise", "return"] = "raise",
+    ) -> list[dict[str, np.ndarray] | Exception]:
         """`featurize_record` of every element, computed a chunk of molecules at a time (the fast path).
 
         The arrays equal those of `featurize` / `featurize_record`; each molecule's arrays are contiguous views
-        into arrays shared by its chunk.
+        into arrays shared by its chunk. With `errors="raise"` the first molecule that fails raises (naming it);
+        with `errors="return"` its slot of the list holds the exception (one of `MOLECULE_FAILURES`) and the
+        other molecules are featurized as usual.
         """
-        features, chunk, chunk_pairs = [], [], 0
+        if errors not in ("raise", "return"):
+            raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+        features: list[dict[str, np.ndarray] | Exception] = []
+        chunk, chunk_pairs = [], 0  # (slot in `features`, loaded molecule)
+
+        def flush() -> None:
+            for slot, molecule_features in zip(
+                [slot for slot, _ in chunk], self._featurize_chunk_or_errors([loaded for _, loaded in chunk], errors)
+            ):
+                features[slot] = molecule_features
+
         with rdBase.BlockLogs():  # invalid molecules raise errors naming them; RDKit's own messages would be noise
             for record in records:
-                loaded = self._load_record(record)
+                try:
+                    loaded = self._load_record(record)
+                except MOLECULE_FAILURES as err:
+                    if errors == "raise":
+                        raise
+                    features.append(err)
+                    continue
                 num_pairs = loaded[0].GetNumAtoms() ** 2
                 if chunk and chunk_pairs + num_pairs > _CHUNK_PAIRS:
-                    features += self._featurize_chunk(chunk)
+                    flush()
                     chunk, chunk_pairs = [], 0
-                chunk.append(loaded)
+                features.append(None)  # filled when its chunk is featurized
+                chunk.append((len(features) - 1, loaded))
                 chunk_pairs += num_pairs
             if chunk:
-                features += self._featurize_chunk(chunk)
+                flush()
         return features
+
+    def _featurize_chunk_or_errors(
+        self, loaded: list[tuple[Chem.Mol, bool, bool, Any]], errors: str
+    ) -> list[dict[str, np.ndarray] | Exception]:
+        if errors == "raise":
+            return self._featurize_chunk(loaded)
+        try:
+            return self._featurize_chunk(loaded)
+        except MOLECULE_FAILURES:
+            # One molecule that slipped through the checks must not cost its chunk: featurize them one at a time.
+            results = []
+            for molecule in loaded:
+                try:
+                    results += self._featurize_chunk([molecule])
+                except MOLECULE_FAILURES as err:
+                    results.append(err)
+            return results
 
     def __call__(self, molecules, return_tensors: str | None = None, **kwargs):
         """Featurize a SMILES / Mol / record or a list of them (with `featurize_many`).
@@ -506,176 +576,62 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         np.clip(atom_raw, _ATOM_LOW, _ATOM_HIGH, out=atom_raw)
         input_nodes = _ATOM_LOOKUP.take(atom_raw.T)
         degree_feature = degree + 1
+        edge_attr = take_rows(bond_table, edge_bond_id)
 
-        # Atom pairs.
-        distance = _chunk_distances(sizes, atom_start, pair_start, edge_molecule, edge_source, edge_target)
+        features = []
+        for (*_, pos), n, b, a0, e0 in zip(
+            loaded, atom_counts, bond_counts.tolist(), atom_start.tolist(), (2 * bond_start).tolist()
+        ):
+            a1, e1 = a0 + n, e0 + 2 * b
+            molecule = {
+                "input_nodes": input_nodes[a0:a1],
+                "edge_index": edge_index[2 * e0 : 2 * e1].reshape(2, 2 * b),
+                "edge_attr": edge_attr[e0:e1],
+                "degree": degree_feature[a0:a1],
+            }
+            if pos is not None:
+                molecule["pos"] = pos
+            features.append(molecule)
+        if self.graph_encodings:
+            self._add_graph_encodings(
+                features, sizes, atom_start, pair_start, edge_molecule, edge_source, edge_target, edge_bond_id,
+                bond_table,
+            )
+        return features
+
+    def _add_graph_encodings(
+        self,
+        features: list[dict[str, np.ndarray]],
+        sizes: np.ndarray,
+        atom_start: np.ndarray,
+        pair_start: np.ndarray,
+        edge_molecule: np.ndarray,
+        edge_source: np.ndarray,
+        edge_target: np.ndarray,
+        edge_bond_id: np.ndarray,
+        bond_table: np.ndarray,
+    ) -> None:
+        """Add `spatial_pos`, `attn_edge_type` and `edge_input` to the features of a chunk (atom pairs of molecule m
+        at `pair_start[m] + i * n_m + j`)."""
+        distance = chunk_distances(sizes, atom_start, pair_start, edge_molecule, edge_source, edge_target)
         edge_size = sizes.take(edge_molecule)
         edge_pair = pair_start.take(edge_molecule) + edge_source * edge_size + edge_target  # pair (i, k) of i -> k
         bond_id = np.zeros(len(distance), dtype=np.int64)  # bond index + 1 of the bond i-j, 0 if none
         bond_id[edge_pair] = edge_bond_id
         spatial_pos = np.minimum(distance, self.max_spatial + 1)
         spatial_pos += 1  # d + 1 for d <= max_spatial; max_spatial + 2 for longer and unreachable pairs
-        spatial_pos[(distance > self.max_spatial) & (distance < _UNREACHABLE)] = self.max_spatial + 1
-        path_bond_ids = _chunk_shortest_path_bond_ids(
+        spatial_pos[(distance > self.max_spatial) & (distance < UNREACHABLE)] = self.max_spatial + 1
+        path_bond_ids = chunk_shortest_path_bond_ids(
             distance, sizes, pair_start, edge_molecule, edge_source, edge_target, edge_bond_id, self.multi_hop_max_dist
         )
-        attn_edge_type = _take_rows(bond_table, bond_id)
-        edge_input = _take_rows(bond_table, path_bond_ids)
-        edge_attr = _take_rows(bond_table, edge_bond_id)
-
-        features = []
+        attn_edge_type = take_rows(bond_table, bond_id)
+        edge_input = take_rows(bond_table, path_bond_ids)
         max_hops = self.multi_hop_max_dist
-        for (*_, pos), n, b, a0, e0, p0 in zip(
-            loaded,
-            atom_counts,
-            bond_counts.tolist(),
-            atom_start.tolist(),
-            (2 * bond_start).tolist(),
-            pair_start.tolist(),
-        ):
-            a1, e1, p1 = a0 + n, e0 + 2 * b, p0 + n * n
-            molecule = {
-                "input_nodes": input_nodes[a0:a1],
-                "edge_index": edge_index[2 * e0 : 2 * e1].reshape(2, 2 * b),
-                "edge_attr": edge_attr[e0:e1],
-                "degree": degree_feature[a0:a1],
-                "spatial_pos": spatial_pos[p0:p1].reshape(n, n),
-                "attn_edge_type": attn_edge_type[p0:p1].reshape(n, n, 3),
-                "edge_input": edge_input[p0:p1].reshape(n, n, max_hops, 3),
-            }
-            if pos is not None:
-                molecule["pos"] = pos
-            features.append(molecule)
-        return features
-
-
-def _chunk_distances(
-    sizes: np.ndarray,
-    atom_start: np.ndarray,
-    pair_start: np.ndarray,
-    edge_molecule: np.ndarray,
-    edge_source: np.ndarray,
-    edge_target: np.ndarray,
-) -> np.ndarray:
-    """Shortest-path lengths in bonds of every atom pair of a chunk (`_UNREACHABLE` between fragments), laid out as
-    the pairs (molecule m owns `pair_start[m] + i * sizes[m] + j`).
-
-    One breadth-first search from every atom at once on the sparse bond graph, a level at a time: the frontier holds
-    (source atom, atom) pairs first reached at the previous level, and each level looks at their bonds only. The work
-    is pairs x mean degree, where RDKit's dense `GetDistanceMatrix` is cubic (minutes for a 3,000-atom chain).
-    Directed bond e goes from local atom `edge_source[e]` to `edge_target[e]` of molecule `edge_molecule[e]`.
-    """
-    num_atoms = int(sizes.sum())
-    molecule = np.repeat(np.arange(len(sizes)), sizes)
-    edge_atom_start = atom_start.take(edge_molecule)
-    bond_source = edge_source + edge_atom_start
-    neighbors = (edge_target + edge_atom_start)[np.argsort(bond_source, kind="stable")]
-    degree = np.bincount(bond_source, minlength=num_atoms)
-    first_neighbor = np.cumsum(degree) - degree
-    # Pair (s, a) of global atoms s and a of one molecule sits at `row[s] + a`.
-    molecule_start = atom_start.take(molecule)
-    row = pair_start.take(molecule) + (np.arange(num_atoms) - molecule_start) * sizes.take(molecule) - molecule_start
-    distance = np.full(int(pair_start[-1] + sizes[-1] ** 2), _UNREACHABLE, dtype=np.int64)
-    claimed = np.empty_like(distance)
-    frontier_source = frontier_atom = np.arange(num_atoms)
-    distance[row + frontier_atom] = 0
-    level = 0
-    while True:
-        counts = degree.take(frontier_atom)
-        ends = np.cumsum(counts)
-        total = int(ends[-1]) if len(ends) else 0
-        if total == 0:
-            return distance
-        level += 1
-        expanded = np.repeat(np.arange(len(frontier_atom)), counts)
-        slot = np.arange(total) + (first_neighbor.take(frontier_atom) - (ends - counts)).take(expanded)
-        atom, source = neighbors.take(slot), frontier_source.take(expanded)
-        pair = row.take(source) + atom
-        new = np.flatnonzero(distance.take(pair) == _UNREACHABLE)
-        pair = pair.take(new)
-        # Several frontier atoms can reach the same pair (rings): the pair enters the next frontier once.
-        claimed[pair] = new
-        first = new[claimed.take(pair) == new]
-        distance[pair] = level
-        frontier_source, frontier_atom = source.take(first), atom.take(first)
-
-
-def _take_rows(table: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """`table.take(index, axis=0)` for a C-contiguous 2D table, 2x faster: each row is moved as one opaque item."""
-    rows = table.view(np.dtype((np.void, table.shape[1] * table.itemsize))).ravel()
-    return rows.take(index).view(table.dtype).reshape(*index.shape, table.shape[1])
-
-
-def _chunk_shortest_path_bond_ids(
-    distance: np.ndarray,
-    sizes: np.ndarray,
-    pair_start: np.ndarray,
-    edge_molecule: np.ndarray,
-    edge_source: np.ndarray,
-    edge_target: np.ndarray,
-    edge_bond_id: np.ndarray,
-    max_hops: int,
-) -> np.ndarray:
-    """`shortest_path_bond_ids` of several molecules at once, as (pairs, max_hops).
-
-    Molecule m (`sizes[m]` atoms) owns the atom pairs `pair_start[m] + i * sizes[m] + j`; `distance` (pairs,) holds
-    their shortest-path lengths (any value above the atom count if unreachable). Directed bond e goes from local
-    atom `edge_source[e]` to `edge_target[e]` of molecule `edge_molecule[e]` and has id `edge_bond_id[e]` (> 0).
-
-    The next hop of a pair (i, j) is a bond i -> k with d(k, j) = d(i, j) - 1, found by comparing every directed bond
-    with every target j of its molecule (a (bonds x atoms) table, not atoms^3). Then all pairs walk their paths in
-    lockstep: a pair is tracked by the index of (current atom, j); `hop_to` moves it one bond along and `first_bond`
-    names the bond it crosses. A pair that has arrived (or cannot arrive) stays in place with bond id 0.
-    """
-    num_pairs = len(distance)
-    path = np.zeros((num_pairs, max_hops), dtype=np.int64)
-    longest = distance.max(initial=0)
-    if longest > sizes.max(initial=0):  # unreachable pairs exist; they never take a step, so only reachable ones count
-        longest = distance[distance <= sizes.max()].max()
-    num_hops = min(max_hops, int(longest))
-    if num_hops > 0:
-        # Entry t = table_start[e] + j of the table is bond e: i -> k and target j; it moves pair (i, j) to (k, j).
-        edge_size = sizes.take(edge_molecule)
-        table_start = np.cumsum(edge_size) - edge_size
-        first_row = pair_start.take(edge_molecule) + edge_source * edge_size  # pair (i, 0)
-        from_pair = np.arange(int(edge_size.sum())) + (first_row - table_start).repeat(edge_size)
-        to_pair = from_pair + ((edge_target - edge_source) * edge_size).repeat(edge_size)
-        closer = np.flatnonzero(distance.take(to_pair) == distance.take(from_pair) - 1)
-        # Several bonds may lead closer to j; one entry per pair is kept, and any one is a shortest path.
-        chosen = np.full(num_pairs, -1, dtype=np.int64)
-        chosen[from_pair.take(closer)] = closer
-        moves = chosen >= 0
-        hop_to = np.where(moves, to_pair.take(chosen), np.arange(num_pairs))
-        first_bond = np.where(moves, edge_bond_id.repeat(edge_size).take(chosen), 0)
-        pair = np.arange(num_pairs)
-        for hop in range(num_hops):
-            path[:, hop] = first_bond.take(pair)
-            pair = hop_to.take(pair)
-    return path
-
-
-def shortest_path_bond_ids(
-    distance: np.ndarray, edge_index: np.ndarray, bond_id: np.ndarray, max_hops: int
-) -> np.ndarray:
-    """(N, N, max_hops) ids (bond index + 1) of the first `min(d(i, j), max_hops)` bonds of a shortest path
-    i -> j; 0 beyond the path, on the diagonal and for unreachable pairs (the path `featurize` encodes).
-
-    `distance` (N, N) holds shortest-path lengths (any value > N for unreachable pairs), `edge_index` (2, E) the
-    directed bonds and `bond_id` (N, N) the bond index + 1 of each bonded pair.
-    """
-    num_atoms = distance.shape[0]
-    source, target = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
-    path = _chunk_shortest_path_bond_ids(
-        np.asarray(distance, dtype=np.int64).ravel(),
-        np.array([num_atoms]),
-        np.zeros(1, dtype=np.int64),
-        np.zeros(len(source), dtype=np.int64),
-        source,
-        target,
-        bond_id[source, target],
-        max_hops,
-    )
-    return path.reshape(num_atoms, num_atoms, max_hops)
+        for molecule, n, p0 in zip(features, sizes.tolist(), pair_start.tolist()):
+            p1 = p0 + n * n
+            molecule["spatial_pos"] = spatial_pos[p0:p1].reshape(n, n)
+            molecule["attn_edge_type"] = attn_edge_type[p0:p1].reshape(n, n, 3)
+            molecule["edge_input"] = edge_input[p0:p1].reshape(n, n, max_hops, 3)
 
 
 def _as_int_array(value: Any, trailing_shape: tuple[int, ...] = ()) -> np.ndarray:
@@ -689,16 +645,26 @@ def _as_int_array(value: Any, trailing_shape: tuple[int, ...] = ()) -> np.ndarra
 def pad_graph_features(features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """Pad per-molecule features (numpy arrays or nested lists, e.g. `datasets` rows) into the graph batch tensors
     of DESIGN.md: `input_nodes`, `attention_mask`, `in_degree`, `out_degree`, `spatial_pos`, `attn_edge_type`,
-    `edge_input`, `edge_index` (flattened as `b * N + i`), `edge_attr` and `pos` when the features carry it."""
+    `edge_input`, `edge_index` (flattened as `b * N + i`), `edge_attr` and `pos` when the features carry it.
+    Features without the Graphormer encodings (`graph_encodings=False`) give a batch without their three keys."""
     num_graphs = len(features)
     input_nodes = [_as_int_array(f["input_nodes"]) for f in features]
     sizes = [len(x) for x in input_nodes]
     num_atoms = max(sizes)
-    edge_inputs = [_as_int_array(f["edge_input"]) for f in features]
-    max_hops = {x.shape[2] for x in edge_inputs}
-    if len(max_hops) != 1:
-        raise ValueError(f"molecules were featurized with different multi_hop_max_dist values: {max_hops}")
-    (max_hops,) = max_hops
+    has_encodings = ["edge_input" in f for f in features]
+    if any(has_encodings) and not all(has_encodings):
+        missing = [b for b, has in enumerate(has_encodings) if not has]
+        raise ValueError(f"some molecules of the batch carry the Graphormer encodings and others (rows {missing}) "
+                         "do not (featurizers with different graph_encodings)")
+    if has_encodings[0]:
+        edge_inputs = [_as_int_array(f["edge_input"]) for f in features]
+        max_hops = {x.shape[2] for x in edge_inputs}
+        if len(max_hops) != 1:
+            raise ValueError(f"molecules were featurized with different multi_hop_max_dist values: {max_hops}")
+        (max_hops,) = max_hops
+        spatial_pos = np.zeros((num_graphs, num_atoms, num_atoms), dtype=np.int64)
+        attn_edge_type = np.zeros((num_graphs, num_atoms, num_atoms, 3), dtype=np.int64)
+        edge_input = np.zeros((num_graphs, num_atoms, num_atoms, max_hops, 3), dtype=np.int64)
     has_pos = ["pos" in f and f["pos"] is not None for f in features]
     if any(has_pos) and not all(has_pos):
         missing = [b for b, has in enumerate(has_pos) if not has]
@@ -707,18 +673,16 @@ def pad_graph_features(features: Sequence[Mapping[str, Any]]) -> dict[str, torch
     padded_nodes = np.zeros((num_graphs, num_atoms, input_nodes[0].shape[1]), dtype=np.int64)
     attention_mask = np.zeros((num_graphs, num_atoms), dtype=np.int64)
     degree = np.zeros((num_graphs, num_atoms), dtype=np.int64)
-    spatial_pos = np.zeros((num_graphs, num_atoms, num_atoms), dtype=np.int64)
-    attn_edge_type = np.zeros((num_graphs, num_atoms, num_atoms, 3), dtype=np.int64)
-    edge_input = np.zeros((num_graphs, num_atoms, num_atoms, max_hops, 3), dtype=np.int64)
     pos = np.zeros((num_graphs, num_atoms, 3), dtype=np.float32) if has_pos[0] else None
     edge_index, edge_attr = [], []
     for b, (f, n) in enumerate(zip(features, sizes)):
         padded_nodes[b, :n] = input_nodes[b]
         attention_mask[b, :n] = 1
         degree[b, :n] = _as_int_array(f["degree"])
-        spatial_pos[b, :n, :n] = _as_int_array(f["spatial_pos"])
-        attn_edge_type[b, :n, :n] = _as_int_array(f["attn_edge_type"])
-        edge_input[b, :n, :n] = edge_inputs[b]
+        if has_encodings[0]:
+            spatial_pos[b, :n, :n] = _as_int_array(f["spatial_pos"])
+            attn_edge_type[b, :n, :n] = _as_int_array(f["attn_edge_type"])
+            edge_input[b, :n, :n] = edge_inputs[b]
         edge_index.append(_as_int_array(f["edge_index"]).reshape(2, -1) + b * num_atoms)
         edge_attr.append(_as_int_array(f["edge_attr"], (3,)))
         if pos is not None:
@@ -729,12 +693,13 @@ def pad_graph_features(features: Sequence[Mapping[str, Any]]) -> dict[str, torch
         "attention_mask": torch.from_numpy(attention_mask),
         "in_degree": degree_tensor,
         "out_degree": degree_tensor.clone(),
-        "spatial_pos": torch.from_numpy(spatial_pos),
-        "attn_edge_type": torch.from_numpy(attn_edge_type),
-        "edge_input": torch.from_numpy(edge_input),
         "edge_index": torch.from_numpy(np.concatenate(edge_index, axis=1)),
         "edge_attr": torch.from_numpy(np.concatenate(edge_attr, axis=0)),
     }
+    if has_encodings[0]:
+        batch["spatial_pos"] = torch.from_numpy(spatial_pos)
+        batch["attn_edge_type"] = torch.from_numpy(attn_edge_type)
+        batch["edge_input"] = torch.from_numpy(edge_input)
     if pos is not None:
         batch["pos"] = torch.from_numpy(pos)
     return batch

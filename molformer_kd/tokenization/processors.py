@@ -100,6 +100,11 @@ def check_processor_matches_model(processor: Any, model_config: Any, source: str
                     f"{source}: {key} = {getattr(processor, key)} but the model's config has {key} = {config[key]}; "
                     "the featurizer must encode graphs the way the model was trained on them"
                 )
+        if not model_is_3d and not processor.graph_encodings:
+            raise ValueError(
+                f"{source}: graph_encodings=False, but a 2D Graphormer reads the spatial_pos, attn_edge_type and "
+                "edge_input it skips; use a featurizer with graph_encodings=True"
+            )
         if processor.use_3d != model_is_3d:
             raise ValueError(
                 f"{source}: use_3d = {processor.use_3d} but the model's config has geometry = "

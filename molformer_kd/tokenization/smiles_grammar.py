@@ -41,6 +41,9 @@ script). `parse_smiles(s, fold_hydrogens=False)` returns the unfolded graph (RDK
 The parser is a single loop over the tokens of one precompiled regular expression: no recursion, linear time,
 so megabyte strings and deep branch nesting neither overflow the stack nor hang. Invalid input raises
 `SmilesParseError` naming the SMILES, the 0-based character position and the reason.
+
+Why one long module: the whole OpenSMILES grammar (atoms, bonds, branches, ring closures, CXSMILES tail) is one loop
+whose states refer to each other; split, each part would be read without the others it depends on.
 """
 
 from __future__ import annotations

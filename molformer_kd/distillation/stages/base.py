@@ -95,6 +95,8 @@ class Stage:
         self.training_args: TrainingArguments | None = None
         self.teacher_source: str | None = None
         self.student_source: str | None = None
+        # With `load_best_model_at_end`: the checkpoint exported, its step and its validation metric.
+        self.best_checkpoint: dict | None = None
 
     def plan(self, planner: Planner) -> None:
         raise NotImplementedError
@@ -103,7 +105,10 @@ class Stage:
         raise NotImplementedError
 
     def summary(self) -> dict:
-        return {"stage": self.name, "output_dir": self.output_dir}
+        summary = {"stage": self.name, "output_dir": self.output_dir}
+        if self.best_checkpoint is not None:
+            summary["best_checkpoint"] = self.best_checkpoint
+        return summary
 
     def execute(self, run: RunPlan, records) -> dict:
         """`run`, unless the run resumes and this training stage already finished (then a no-op, said in the log)."""
@@ -167,15 +172,20 @@ def _resume_point(stage: Stage) -> str | None:
     if args.should_save:
         if resume in RESUME_LATEST:
             for path in remove_incomplete_checkpoints(stage.output_dir):
-                logger.warning("stage %s: removed the incomplete checkpoint %s (interrupted while writing)", stage.name, path)
+                logger.warning(
+                    "stage %s: removed the incomplete checkpoint %s (interrupted while writing)", stage.name, path
+                )
         elif resume is None:
             removed = clear_stage(stage.output_dir)
             if removed:
-                logger.warning("stage %s: starting afresh; removed %d checkpoint(s) of an earlier run", stage.name, removed)
+                logger.warning(
+                    "stage %s: starting afresh; removed %d checkpoint(s) of an earlier run", stage.name, removed
+                )
     barrier()
     if resume in RESUME_LATEST:
         resume = last_complete_checkpoint(stage.output_dir)
-        logger.info("stage %s: %s", stage.name, f"resuming from {resume}" if resume else "no checkpoint, from the start")
+        where = f"resuming from {resume}" if resume else "no checkpoint, from the start"
+        logger.info("stage %s: %s", stage.name, where)
     return resume
 
 
@@ -205,10 +215,12 @@ def train_and_export(
     )
     resume = _resume_point(stage)
     if resume is not None and _finished_training(resume):
-        # The last checkpoint is the end of training (killed before the export): export its weights, train no more.
-        logger.warning("stage %s: %s is the last training step; exporting it", stage.name, resume)
-        trainer.model.load_state_dict(load_file(os.path.join(resume, "model.safetensors")))
+        # The last checkpoint is the end of training (killed before the export): export its weights (the best
+        # checkpoint's with load_best_model_at_end, as the uninterrupted run would), train no more.
         trainer.state = TrainerState.load_from_json(os.path.join(resume, TRAINER_STATE_NAME))
+        exported = _best_checkpoint_path(trainer) or resume
+        logger.warning("stage %s: %s is the last training step; exporting %s", stage.name, resume, exported)
+        trainer.model.load_state_dict(load_file(os.path.join(exported, "model.safetensors")))
         metrics = {}
     else:
         metrics = trainer.train(resume_from_checkpoint=resume).metrics
@@ -216,10 +228,35 @@ def train_and_export(
         trainer.save_metrics("train", metrics)
         trainer.save_state()
     trainer.save_student(stage.output_dir)
+    stage.best_checkpoint = _best_checkpoint_record(trainer)
     if args.should_save:
         write_stage_marker(stage.output_dir, {"global_step": trainer.state.global_step, "summary": stage.summary()})
     barrier()
     return trainer
+
+
+def _best_checkpoint_path(trainer: DistillationTrainer) -> str | None:
+    """The checkpoint `load_best_model_at_end` picked (None without it). The state records it relative to where the
+    run was launched; it lies in the stage folder either way."""
+    best = trainer.state.best_model_checkpoint
+    if not trainer.args.load_best_model_at_end or best is None:
+        return None
+    return os.path.join(trainer.args.output_dir, os.path.basename(best))
+
+
+def _best_checkpoint_record(trainer: DistillationTrainer) -> dict | None:
+    """What the stage marker and summary say about the exported checkpoint when it was picked on validation."""
+    path = _best_checkpoint_path(trainer)
+    if path is None:
+        return None
+    metric = trainer.args.metric_for_best_model or "loss"
+    return {
+        "checkpoint": path,
+        "global_step": trainer.state.best_global_step,
+        "metric": metric if metric.startswith("eval_") else f"eval_{metric}",
+        "value": trainer.state.best_metric,
+        "greater_is_better": trainer.args.greater_is_better,
+    }
 
 
 def _finished_training(checkpoint: str) -> bool:

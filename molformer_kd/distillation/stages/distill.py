@@ -3,6 +3,10 @@ KD-GNN, plus the task loss when `task` is among them)."""
 
 from __future__ import annotations
 
+import copy
+import os
+
+from ..teacher_cache import cached_fields, check_cacheable_collator
 from ..trainer import DistillationModel
 from .base import Planner, RunPlan, Stage, train_and_export
 from .models import build_objectives, new_model
@@ -12,6 +16,7 @@ class DistillStage(Stage):
     name = "distill"
     writes_student = True
     objectives: dict | None = None
+    teacher_cache_dir: str | None = None
 
     def plan(self, planner: Planner) -> None:
         run = planner.run
@@ -34,14 +39,35 @@ class DistillStage(Stage):
             self.teacher_source, model_args.teacher_config, "teacher", kind.teacher_auto_class
         )
         student_config = planner.model_config(self.student_source, model_args.student_config, "student")
-        build_objectives(distill_args.objectives, teacher_config, student_config)
+        objectives, _ = build_objectives(distill_args.objectives, teacher_config, student_config)
         self.objectives = distill_args.objectives
+        if distill_args.teacher_cache:
+            self.teacher_cache_dir = self._plan_teacher_cache(run, objectives, teacher_config, student_config)
         unknown_weights = sorted(set(distill_args.initial_stage_weights) - set(distill_args.objectives))
         if unknown_weights:
             raise ValueError(f"initial_stage_weights name objectives that are not configured: {unknown_weights}")
 
+    @staticmethod
+    def _plan_teacher_cache(run: RunPlan, objectives: dict, teacher_config, student_config) -> str:
+        """Refuse at start-up what a teacher cache cannot reproduce: no teacher to cache, outputs a cache does not
+        hold, or teacher batches that are not a fixed function of the row (the task's paired collator decides)."""
+        if not any(getattr(o, "needs_teacher", True) for o in objectives.values()):
+            raise ValueError("teacher_cache: true, but no objective of the distill stage reads the teacher")
+        cached_fields(set().union(*(getattr(o, "teacher_outputs_needed", frozenset()) for o in objectives.values())))
+        kind = run.kind
+        # new_processor may set config entries (SMILES vocabulary): work on copies, the plan's configs stay as read.
+        teacher_processor = kind.new_processor(copy.deepcopy(teacher_config))
+        student_processor = kind.new_processor(copy.deepcopy(student_config))
+        check_cacheable_collator(kind.paired_collator(teacher_processor, student_processor, False))
+        return run.distill_args.teacher_cache_dir or os.path.join(run.training_args.output_dir, "teacher_cache")
+
     def summary(self) -> dict:
-        return {**super().summary(), "teacher": self.teacher_source, "objectives": self.objectives}
+        return {
+            **super().summary(),
+            "teacher": self.teacher_source,
+            "objectives": self.objectives,
+            "teacher_cache": self.teacher_cache_dir,
+        }
 
     def run(self, run: RunPlan, records) -> dict:
         kind, distill_args = run.kind, run.distill_args
@@ -67,5 +93,6 @@ class DistillStage(Stage):
             teacher=teacher,
             initial_stage_epochs=distill_args.initial_stage_epochs,
             initial_stage_weights=distill_args.initial_stage_weights,
+            teacher_cache_dir=self.teacher_cache_dir,
         )
         return self.summary()

@@ -49,6 +49,8 @@ def new_processor(config):
         multi_hop_max_dist=getattr(config, "multi_hop_max_dist", 5),
         max_spatial=getattr(config, "max_spatial", 20),
         use_3d=getattr(config, "geometry", "2d") == "3d",
+        # Only Graphormers read the shortest-path encodings; a GIN's featurizer skips their quadratic work.
+        graph_encodings=config.model_type == "molformer_graphormer",
     )
 
 

@@ -24,10 +24,10 @@ import sys
 
 from accelerate import PartialState
 
-from .checkpoints import RunFileError
-from .config import ConfigError, config_reference, parse_config, read_config
-from .stages import RunPlan, plan_run, run_stages
-from .tasks import load_records
+from .distillation.checkpoints import RunFileError
+from .distillation.config import ConfigError, config_reference, parse_config, read_config
+from .distillation.stages import RunPlan, plan_run, run_stages
+from .distillation.tasks import load_records
 
 logger = logging.getLogger("molformer_kd.distill")
 
@@ -134,7 +134,7 @@ def card_info(run: RunPlan, summaries) -> dict:
 
 
 def push_last_student(run: RunPlan, summaries: list[dict]) -> None:
-    from ..hub import push_student_to_hub
+    from .hub import push_student_to_hub
 
     student_dir = next(
         (s.get("output_dir") or s.get("model") for s in reversed(summaries) if s["stage"] in ("finetune", "distill", "evaluate")),

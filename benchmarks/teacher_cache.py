@@ -1,0 +1,221 @@
+"""Teacher-output cache: what a distillation step costs relative to a student-alone step, with and without the cache.
+
+On the embedded QM9 set (one torch thread), three DistillationTrainer runs of the same student and batches:
+
+* `student`: the student alone (task objective, the student's batch only);
+* `distill`: task + CCMD, the frozen 3D teacher featurized and run on every batch;
+* `distill_cached`: the same with `teacher_cache_dir` (teacher outputs read from the Arrow cache, written once before).
+
+Each run trains WARMUP + STEPS optimizer steps; a step's time is the median spacing of `on_step_end` after the
+warm-up (data loading and collation included). The three runs alternate for ROUNDS rounds; each round's ratios to
+its student-alone step are taken (runs seconds apart share the machine's load) and their median is reported. The
+first cached round also checks that its logged losses equal the live run's (the cache must not change training).
+
+    .venv/bin/python benchmarks/teacher_cache.py             # writes benchmarks/results/teacher_cache.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import PrinterCallback, TrainerCallback, TrainingArguments
+
+from molformer_kd.data import load_embedded_qm9
+from molformer_kd.distillation.objectives import CCMDObjective, TaskObjective
+from molformer_kd.distillation.tasks import label_statistics
+from molformer_kd.distillation.teacher_cache import cache_bytes_per_molecule, cached_fields
+from molformer_kd.distillation.trainer import DistillationModel, DistillationTrainer
+from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
+from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularPropertyPrediction, GraphormerModel
+from molformer_kd.tokenization.collators import PairedCollator, SingleModelCollator
+from molformer_kd.tokenization.featurization import MoleculeFeaturizer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# A teacher a few times the student's size (as in CCMD: a 12-layer teacher, smaller students), both CPU-sized.
+TEACHER = {"num_hidden_layers": 6, "hidden_size": 128, "num_attention_heads": 8, "ffn_size": 128}
+STUDENT = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "ffn_size": 32}
+RUNS = ("student", "distill", "distill_cached")
+
+
+class StepClock(TrainerCallback):
+    """perf_counter at the end of every optimizer step."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter())
+
+
+def make_trainer(run: str, rows, output_dir: Path, cache_dir: Path, steps: int, batch_size: int):
+    torch.manual_seed(0)
+    teacher = GraphormerModel(GraphormerConfig.from_preset("tiny", geometry="3d", **TEACHER)).eval()
+    student_config = GraphormerConfig.from_preset("tiny", geometry="2d", **STUDENT,
+                                                  **label_statistics(rows, ["gap"]))
+    student = GraphormerForMolecularPropertyPrediction(student_config)
+    objectives = {"task": TaskObjective()}
+    if run != "student":
+        objectives["ccmd"] = CCMDObjective(teacher.config, student_config)
+    args = TrainingArguments(
+        output_dir=str(output_dir), use_cpu=True, seed=0, max_steps=steps, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=64, learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none",
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+    if run == "student":
+        collator = SingleModelCollator(MoleculeFeaturizer(), label_columns=["gap"])
+    else:
+        collator = PairedCollator(MoleculeFeaturizer(use_3d=True), MoleculeFeaturizer(), label_columns=["gap"])
+    clock = StepClock()
+    trainer = DistillationTrainer(
+        model=DistillationModel(student, objectives),
+        args=args,
+        teacher=None if run == "student" else teacher,
+        data_collator=collator,
+        train_dataset=rows,
+        callbacks=[clock],
+        teacher_cache_dir=cache_dir if run == "distill_cached" else None,
+    )
+    trainer.remove_callback(PrinterCallback)  # the log lines of every step would drown the progress lines
+    return trainer, clock, teacher
+
+
+def logged_losses(trainer) -> list[dict]:
+    return [{k: v for k, v in e.items() if k in ("loss", "task", "ccmd_global", "ccmd_local")}
+            for e in trainer.state.log_history if "loss" in e]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps per run")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    options = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    total_steps = options.warmup + options.steps
+    rows = load_embedded_qm9()["train"].select(range(options.batch_size * total_steps))
+
+    per_step: dict[str, list[float]] = {run: [] for run in RUNS}
+    losses: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        cache_dir = work / "cache"
+        # The cache is written once, as a run's first distill stage would; its cost is reported, not in the steps.
+        build_start = time.perf_counter()
+        trainer, _, teacher = make_trainer("distill_cached", rows, work / "build", cache_dir, 1, options.batch_size)
+        build_seconds = time.perf_counter() - build_start
+        cache_bytes = sum(p.stat().st_size for p in cache_dir.glob("*.arrow"))
+        del trainer
+        for round_index in range(options.rounds):
+            for run in RUNS:
+                trainer, clock, _ = make_trainer(run, rows, work / run, cache_dir, total_steps, options.batch_size)
+                trainer.train()
+                times = clock.times[options.warmup - 1 :]
+                # The median spacing: a step slowed by another job on the shared cores does not count.
+                per_step[run].append(statistics.median(b - a for a, b in itertools.pairwise(times)))
+                if round_index == 0:
+                    losses[run] = logged_losses(trainer)
+                print(f"round {round_index} {run}: {1e3 * per_step[run][-1]:.1f} ms/step", file=sys.stderr)
+
+    equal_losses = all(
+        abs(a[k] - b[k]) <= 1e-5 * max(abs(b[k]), 1e-6)
+        for a, b in zip(losses["distill_cached"], losses["distill"], strict=True)
+        for k in b
+    )
+    median = {run: statistics.median(values) for run, values in per_step.items()}
+    fields = cached_fields({"hidden_states"})
+    mean_tokens = 1 + sum(len(p) for p in rows["pos"]) / len(rows)
+    estimate = cache_bytes_per_molecule(round(mean_tokens), TEACHER["hidden_size"], TEACHER["num_hidden_layers"],
+                                        TEACHER["num_attention_heads"], fields)
+    result = {
+        "command": "python benchmarks/teacher_cache.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "environment": {
+            "cpu": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "setup": {
+            "data": "load_embedded_qm9() train rows", "rows": len(rows), "batch_size": options.batch_size,
+            "timed_steps": options.steps, "warmup_steps": options.warmup, "rounds": options.rounds,
+            "teacher": {"geometry": "3d", **TEACHER, "parameters": sum(p.numel() for p in teacher.parameters())},
+            "student": {"geometry": "2d", **STUDENT}, "objectives": "task + ccmd (all layers)",
+        },
+        "ms_per_step_median": {run: 1e3 * value for run, value in median.items()},
+        "ms_per_step_rounds": {run: [1e3 * v for v in values] for run, values in per_step.items()},
+        # Ratios within a round (runs seconds apart share the machine's load), then the median over rounds.
+        "ratio_to_student": {run: paired_ratio(per_step[run], per_step["student"]) for run in RUNS},
+        "speedup_cached_vs_live": paired_ratio(per_step["distill"], per_step["distill_cached"]),
+        "cache": {
+            "build_seconds": build_seconds,
+            "build_in_cached_steps": build_seconds / median["distill_cached"],
+            "file_bytes": cache_bytes,
+            "bytes_per_molecule": cache_bytes / len(rows),
+            "estimated_bytes_per_molecule": estimate,
+        },
+        "cached_losses_equal_live": equal_losses,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    options.output.mkdir(parents=True, exist_ok=True)
+    (options.output / "teacher_cache.json").write_text(json.dumps(result, indent=1) + "\n")
+    (options.output / "teacher_cache.md").write_text(markdown(result))
+    return result
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
+
+
+def markdown(result: dict) -> str:
+    setup, ratio, ms = result["setup"], result["ratio_to_student"], result["ms_per_step_median"]
+    cache = result["cache"]
+    lines = [
+        "# Teacher-output cache: distillation step time relative to the student alone",
+        "",
+        (
+            f"Command: `{result['command'].strip()}` — {result['wall_seconds']:.0f} s on "
+            f"{result['environment']['cpu']} "
+            f"({result['environment']['torch_threads']} torch thread, 2 cores shared with other jobs)."
+        ),
+        "",
+        (
+            f"Data: {setup['rows']} embedded QM9 training rows, batch {setup['batch_size']}; "
+            f"{setup['timed_steps']} timed steps after {setup['warmup_steps']} warm-up steps, {setup['rounds']} "
+            "rounds alternating the three runs (median step spacing per run; ratios within a round, median over "
+            "rounds). Teacher: 3D Graphormer "
+            f"{setup['teacher']['num_hidden_layers']} layers x {setup['teacher']['hidden_size']} "
+            f"({setup['teacher']['parameters']} parameters); student: 2D Graphormer "
+            f"{setup['student']['num_hidden_layers']} layers x {setup['student']['hidden_size']}; objectives "
+            f"{setup['objectives']}. A step includes collation."
+        ),
+        "",
+        "| run | ms / step (median over rounds) | ratio to student alone |",
+        "|---|---|---|",
+        *(f"| {run} | {ms[run]:.1f} | {ratio[run]:.2f} |" for run in RUNS),
+        "",
+        (
+            f"Cached vs live distillation step: **{result['speedup_cached_vs_live']:.2f}x** faster. Writing the cache "
+            f"(one pass of the teacher over the {setup['rows']} rows) took {cache['build_seconds']:.1f} s, "
+            f"{cache['build_in_cached_steps']:.0f} cached steps' worth; the file holds "
+            f"{cache['bytes_per_molecule'] / 1024:.1f} KiB per molecule (estimate from `cache_bytes_per_molecule`: "
+            f"{cache['estimated_bytes_per_molecule'] / 1024:.1f} KiB). Logged losses cached == live: "
+            f"{result['cached_losses_equal_live']}."
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
