@@ -1,7 +1,8 @@
 """Peak memory of `molformer-kd predict` on 20k vs 200k input rows: streaming keeps it flat.
 
 Writes two CSV inputs from the MOSES training split (real drug-like SMILES), saves a tiny randomly initialised
-student (SMILES Transformer by default, `--student gin` for the graph path), runs the CLI on each input in a fresh subprocess and reads that subprocess's peak resident set size
+student (SMILES Transformer by default, `--student gin` for the graph path), runs the CLI on each input in a fresh
+subprocess and reads that subprocess's peak resident set size
 (`getrusage(RUSAGE_CHILDREN).ru_maxrss` of a wrapper process that only starts the CLI). Target: the 200k run
 needs at most 1.5x the peak memory of the 20k run.
 

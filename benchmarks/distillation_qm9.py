@@ -43,14 +43,14 @@ import yaml
 from datasets import DatasetDict
 from transformers.utils import logging as transformers_logging
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from molformer_kd.data import DOWNSTREAM_DATASETS, load_embedded_qm9, load_qm9, per_label_metrics
 from molformer_kd.distillation.arguments import DataArguments
 from molformer_kd.distillation.checkpoints import last_complete_checkpoint
 from molformer_kd.distillation.config import parse_config
 from molformer_kd.distillation.stages import METRICS_FILE, plan_run, run_stages
 from molformer_kd.distillation.tasks import load_records
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG_DIR = ROOT / "benchmarks" / "configs" / "distillation_qm9"
 ROWS_FILE = CONFIG_DIR / "rows.yaml"
@@ -69,8 +69,10 @@ CHEMPROP_METRICS = "chemprop_metrics.json"
 TABLES = {
     "ccmd_graphormer": (
         "CCMD Table III shape: 3D Graphormer teacher -> 2D Graphormer student",
-        ("L_m: global-token L1 (summed over the distilled layers); L_a: atom-token L1 sum; coordinating weight "
-        "1/N^2 per molecule; W_search: a constant in its place; joint: one L1 averaged over all tokens, weight W."),
+        (
+            "L_m: global-token L1 (summed over the distilled layers); L_a: atom-token L1 sum; coordinating weight "
+            "1/N^2 per molecule; W_search: a constant in its place; joint: one L1 averaged over all tokens, weight W."
+        ),
     ),
     "ccmd_gin": (
         "CCMD Table IV shape: 3D Graphormer teacher -> GIN student (virtual node = global token)",
@@ -78,15 +80,19 @@ TABLES = {
     ),
     "stkd": (
         "ST-KD Table 4 shape: graph teacher -> SMILES Transformer (teacher: the 3D Graphormer row above)",
-        ("Feature KD: MSE of the global tokens of paired layers (weight 0.5); attention KD: MSE of the student's "
-        "biased-layer attention biases (head-mixed, softmaxed) against the teacher's attention (weight 2); both "
-        "after an initial stage without the task loss."),
+        (
+            "Feature KD: MSE of the global tokens of paired layers (weight 0.5); attention KD: MSE of the student's "
+            "biased-layer attention biases (head-mixed, softmaxed) against the teacher's attention (weight 2); both "
+            "after an initial stage without the task loss."
+        ),
     ),
     "dnd": (
         "D&D shape: denoising-pretrained 3D Graphormer -> GIN, fine-tuned on downstream tasks (scaffold splits)",
-        ("Stage 1 denoises noisy QM9 coordinates (no labels); stage 2 distils its node representations (node) or "
-        "mean-pooled graph representation (graph) into a GIN on QM9 SMILES (no labels); each downstream column "
-        "fine-tunes that GIN, or the same GIN from scratch. Regression: test MAE; BBB: test ROC-AUC."),
+        (
+            "Stage 1 denoises noisy QM9 coordinates (no labels); stage 2 distils its node representations (node) or "
+            "mean-pooled graph representation (graph) into a GIN on QM9 SMILES (no labels); each downstream column "
+            "fine-tunes that GIN, or the same GIN from scratch. Regression: test MAE; BBB: test ROC-AUC."
+        ),
     ),
 }
 
@@ -94,13 +100,28 @@ TABLES = {
 #   improvement: 1 - mean(row) / mean(reference); gap_closed: (reference - row) / (reference - teacher);
 #   best_distilled_ratio: the lowest-MAE QM9 distill row's mean / mean(reference), a win when below the threshold.
 TARGETS = (
-    {"name": "CCMD 2D Graphormer beats its baseline", "check": "improvement",
-     "row": "graphormer_2d_ccmd", "reference": "graphormer_2d", "threshold": 0.05},
-    {"name": "CCMD 2D Graphormer closes the gap to the 3D teacher", "check": "gap_closed",
-     "row": "graphormer_2d_ccmd", "reference": "graphormer_2d", "teacher": "teacher_3d", "threshold": 0.20},
+    {
+        "name": "CCMD 2D Graphormer beats its baseline",
+        "check": "improvement",
+        "row": "graphormer_2d_ccmd",
+        "reference": "graphormer_2d",
+        "threshold": 0.05,
+    },
+    {
+        "name": "CCMD 2D Graphormer closes the gap to the 3D teacher",
+        "check": "gap_closed",
+        "row": "graphormer_2d_ccmd",
+        "reference": "graphormer_2d",
+        "teacher": "teacher_3d",
+        "threshold": 0.20,
+    },
     {"name": "ST-KD beats ST-BASE", "check": "improvement", "row": "st_kd", "reference": "st_base", "threshold": 0.20},
-    {"name": "best distilled 2D student beats chemprop v2", "check": "best_distilled_ratio",
-     "reference": "chemprop", "threshold": 1.0},
+    {
+        "name": "best distilled 2D student beats chemprop v2",
+        "check": "best_distilled_ratio",
+        "reference": "chemprop",
+        "threshold": 1.0,
+    },
 )
 
 logger = logging.getLogger("distillation_qm9")
@@ -115,7 +136,7 @@ def read_yaml(path) -> dict:
         raise ValueError(f"config file {str(path)!r} does not exist")
     values = yaml.safe_load(path.read_text())
     if not isinstance(values, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping")  # noqa: TRY004 (a config error)
+        raise ValueError(f"config file {str(path)!r} must hold a mapping")
     return values
 
 
@@ -243,7 +264,9 @@ def load_split(data: dict) -> DatasetDict:
         order = np.random.default_rng(seed).permutation(len(everything))
         bounds = np.cumsum((0, *sizes))
         parts = [np.sort(order[bounds[k] : bounds[k + 1]]) for k in range(3)]
-        return DatasetDict({name: everything.select(rows) for name, rows in zip(("train", "validation", "test"), parts)})
+        return DatasetDict(
+            {name: everything.select(rows) for name, rows in zip(("train", "validation", "test"), parts)}
+        )
     if data["source"] == "qm9_embedded":
         embedded = load_embedded_qm9()
         return DatasetDict(
@@ -443,10 +466,27 @@ def run_chemprop(chemprop: str, config: dict, directory: Path, records) -> None:
     for split, path in zip(("train", "validation", "test"), paths):
         split_to_csv(records[split], path, labels)
     command = [
-        chemprop, "train", "--data-path", *map(str, paths), "--smiles-columns", "smiles",
-        "--target-columns", *labels, "--task-type", "regression", "--epochs", str(config["epochs"]),
-        "--pytorch-seed", str(config["pytorch_seed"]), "--num-workers", "0", "--metrics", "mae", "rmse",
-        "--output-dir", config["output_dir"],
+        chemprop,
+        "train",
+        "--data-path",
+        *map(str, paths),
+        "--smiles-columns",
+        "smiles",
+        "--target-columns",
+        *labels,
+        "--task-type",
+        "regression",
+        "--epochs",
+        str(config["epochs"]),
+        "--pytorch-seed",
+        str(config["pytorch_seed"]),
+        "--num-workers",
+        "0",
+        "--metrics",
+        "mae",
+        "rmse",
+        "--output-dir",
+        config["output_dir"],
     ]
     if not torch.cuda.is_available():
         command += ["--accelerator", "cpu", "--devices", "1"]
@@ -571,7 +611,6 @@ def summarize(rows: list[dict], records: list[dict]) -> dict:
     return summary
 
 
-
 def check_targets(summary: dict) -> list[dict]:
     """TARGETS on the seed means of `summary`; a target whose rows are missing is reported as not measured."""
     checks = []
@@ -579,8 +618,11 @@ def check_targets(summary: dict) -> list[dict]:
         reference = summary.get(target["reference"], {}).get("test_mean")
         row_name = target.get("row")
         if target["check"] == "best_distilled_ratio":
-            candidates = {name: entry["test_mean"] for name, entry in summary.items()
-                          if entry["kind"] == "distill" and entry["dataset"] is None and entry["test_mean"] is not None}
+            candidates = {
+                name: entry["test_mean"]
+                for name, entry in summary.items()
+                if entry["kind"] == "distill" and entry["dataset"] is None and entry["test_mean"] is not None
+            }
             row_name = min(candidates, key=candidates.get) if candidates else None
         value_row = summary.get(row_name, {}).get("test_mean") if row_name else None
         teacher = summary.get(target.get("teacher"), {}).get("test_mean")
@@ -592,8 +634,15 @@ def check_targets(summary: dict) -> list[dict]:
                 value = (reference - value_row) / (reference - teacher) if teacher is not None else None
             else:
                 value = value_row / reference
-        met = None if value is None else (value < target["threshold"] if target["check"] == "best_distilled_ratio"
-                                          else value >= target["threshold"])
+        met = (
+            None
+            if value is None
+            else (
+                value < target["threshold"]
+                if target["check"] == "best_distilled_ratio"
+                else value >= target["threshold"]
+            )
+        )
         checks.append({**target, "row": row_name, "value": value, "met": met})
     return checks
 
@@ -644,8 +693,9 @@ def dataset_table(members: list[tuple[str, dict]]) -> list[str]:
     lines = [f"| Method | {columns} | wall (min / seed) |", "|---|" + "---|" * (len(datasets) + 1)]
     for name, entry in members:
         if entry["dataset"] is None:
-            lines.append(f"| {entry['label']} (`{name}`) | {' | '.join('-' for _ in datasets)} | "
-                         f"{format_wall(entry)} |")
+            lines.append(
+                f"| {entry['label']} (`{name}`) | {' | '.join('-' for _ in datasets)} | {format_wall(entry)} |"
+            )
     bases = list(dict.fromkeys(entry["base"] for _, entry in members if entry["dataset"]))
     for base in bases:
         cells = {entry["dataset"]: entry for _, entry in members if entry["base"] == base and entry["dataset"]}
@@ -682,8 +732,16 @@ def markdown(preset: dict, summary: dict, split_sizes: dict, seeds: list[int], i
         "",
         "Parameters: " + ", ".join(f"{k} = {v}" for k, v in parameters.items()) + ".",
     ]
-    lines += ["", "## Targets", "", ("On the seed means: improvement = 1 - row / reference; gap closed = "
-              "(reference - row) / (reference - teacher); chemprop: MAE ratio of the best QM9 distilled row."), ""]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        (
+            "On the seed means: improvement = 1 - row / reference; gap closed = "
+            "(reference - row) / (reference - teacher); chemprop: MAE ratio of the best QM9 distilled row."
+        ),
+        "",
+    ]
     lines += targets_table(check_targets(summary))
     for table, (title, caption) in TABLES.items():
         members = [(name, entry) for name, entry in summary.items() if table in entry["tables"]]
@@ -714,8 +772,9 @@ def plot_curves(path: Path, title: str, rows: list[dict], records: list[dict]) -
             if by_epoch:
                 epochs = sorted(by_epoch)
                 label = row["label"] + (f" ({row['dataset']})" if row.get("dataset") else "")
-                axis.plot(epochs, [np.mean(by_epoch[e]) for e in epochs], marker="o", color=f"C{index % 10}",
-                          label=label)
+                axis.plot(
+                    epochs, [np.mean(by_epoch[e]) for e in epochs], marker="o", color=f"C{index % 10}", label=label
+                )
     left.set(xlabel="epoch", ylabel="validation MAE (eV) / ROC-AUC", title="task")
     right.set(xlabel="epoch", ylabel="sum of distillation components (unweighted)", title="distillation loss")
     for axis in (left, right):

@@ -28,12 +28,16 @@ from transformers import TrainingArguments
 
 from molformer_kd.data.metrics import gap_closed
 from molformer_kd.data.xtb import energy_statistics, load_qm9_xtb
-from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.distillation import gnn_objectives  # noqa: F401  (registers the objectives)
-from molformer_kd.distillation.tasks.energy_forces import build_energy_model, evaluate_energy_forces, inference_throughput
 from molformer_kd.distillation.registry import build_objective
+from molformer_kd.distillation.tasks.energy_forces import (
+    build_energy_model,
+    evaluate_energy_forces,
+    inference_throughput,
+)
 from molformer_kd.distillation.trainer import DistillationModel, DistillationTrainer
 from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
+from molformer_kd.tokenization.collators import PointCloudCollator
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("configs/gnn_kd_painn_big_to_painn_small.yaml", "configs/gnn_kd_painn_big_to_schnet.yaml")
@@ -48,8 +52,15 @@ SWEEP = {
 }
 METRICS = ("energy_mae_meV", "force_mae_meV_per_A", "force_cos", "efwt_percent")
 TRAINING_KEYS = (
-    "seed", "per_device_train_batch_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "max_grad_norm",
-    "weight_decay", "max_steps", "logging_steps",
+    "seed",
+    "per_device_train_batch_size",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "max_grad_norm",
+    "weight_decay",
+    "max_steps",
+    "logging_steps",
 )
 
 
@@ -62,8 +73,15 @@ def training_arguments(config, output_dir, max_steps, device):
     values = {key: config[key] for key in TRAINING_KEYS if key in config}
     values["max_steps"] = max_steps
     return TrainingArguments(
-        output_dir=str(output_dir), use_cpu=device == "cpu", save_strategy="no", eval_strategy="no",
-        report_to="none", dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True, **values,
+        output_dir=str(output_dir),
+        use_cpu=device == "cpu",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        **values,
     )
 
 
@@ -144,12 +162,21 @@ def run(options):
         teacher.eval()
         family = student_spec["model_type"]
         pair = {
-            "config": config_path, "teacher": describe(teacher_spec), "student": describe(student_spec),
-            "teacher_steps": teacher_steps, "student_steps": student_steps, "rows": [teacher_entry],
+            "config": config_path,
+            "teacher": describe(teacher_spec),
+            "student": describe(student_spec),
+            "teacher_steps": teacher_steps,
+            "student_steps": student_steps,
+            "rows": [teacher_entry],
         }
         sweep = {"student alone": None}
-        sweep.update({name: weight for name, weight in SWEEP[family].items()
-                      if options.objectives is None or name in options.objectives})
+        sweep.update(
+            {
+                name: weight
+                for name, weight in SWEEP[family].items()
+                if options.objectives is None or name in options.objectives
+            }
+        )
         for name, weight in sweep.items():
             student = build_energy_model(student_spec, statistics, seed=config["seed"] + 1).to(options.device)
             objectives = {"energy_forces": build_objective("energy_forces", teacher.config, student.config)}
@@ -172,7 +199,9 @@ def run(options):
         results["pairs"].append(pair)
     results["machine"] = {
         "device": options.device if options.device == "cpu" else torch.cuda.get_device_name(0),
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
         "torch": torch.__version__,
     }
     return results
@@ -211,11 +240,14 @@ def markdown(results, total_seconds):
     ]
     for pair in results["pairs"]:
         lines += [
-            f"## {pair['teacher']['model_type']} {pair['teacher']} -> {pair['student']['model_type']} {pair['student']}",
+            f"## {pair['teacher']['model_type']} {pair['teacher']} -> "
+            f"{pair['student']['model_type']} {pair['student']}",
             "",
-            f"Config `{pair['config']}`; teacher {pair['teacher_steps']} steps, students {pair['student_steps']} steps.",
+            f"Config `{pair['config']}`; teacher {pair['teacher_steps']} steps, "
+            f"students {pair['student_steps']} steps.",
             "",
-            "| model | lambda | energy MAE meV | force MAE meV/A | force cos | EFwT % | throughput samples/s | params | train s |",
+            "| model | lambda | energy MAE meV | force MAE meV/A | force cos | EFwT % | throughput samples/s | params "
+            "| train s |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for entry in pair["rows"]:
@@ -224,7 +256,8 @@ def markdown(results, total_seconds):
                 f"| {entry['model']} | {'' if weight is None else weight} | {cell(entry, 'energy_mae_meV', '.1f')} | "
                 f"{cell(entry, 'force_mae_meV_per_A', '.1f')} | {cell(entry, 'force_cos', '.3f')} | "
                 f"{cell(entry, 'efwt_percent', '.2f')} | "
-                f"{entry['throughput_samples_per_s']:.0f} | {entry['parameters']} | {entry.get('train_seconds', 0):.0f} |"
+                f"{entry['throughput_samples_per_s']:.0f} | {entry['parameters']} | "
+                f"{entry.get('train_seconds', 0):.0f} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -241,8 +274,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work-dir", default="/tmp/molformer_kd_gnn_kd")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "gnn_kd"),
-                        help="writes OUTPUT.json and OUTPUT.md")
+    parser.add_argument(
+        "--output", default=str(ROOT / "benchmarks" / "results" / "gnn_kd"), help="writes OUTPUT.json and OUTPUT.md"
+    )
     options = parser.parse_args()
     options.command = "python benchmarks/gnn_kd.py " + " ".join(sys.argv[1:])
     start = time.perf_counter()

@@ -97,7 +97,9 @@ def cli_section(work: Path, smiles_path: Path) -> dict:
     one_path.write_text(lines[0] + "\n")
     settings = {
         "gin_virtual_ogb_5x600": {
-            "threads 1": ["--threads", "1"], "default": [], "default, int8": ["--quantize", "int8"]
+            "threads 1": ["--threads", "1"],
+            "default": [],
+            "default, int8": ["--quantize", "int8"],
         },
         "st_tiny": {"threads 1": ["--threads", "1"], "default": []},
     }
@@ -151,11 +153,15 @@ def featurizer_section(smiles_path: Path, batch_size: int) -> dict:
         pad_graph_features([full.featurize(s) for s in batch])
     per_molecule_seconds = time.perf_counter() - start
     results = {
-        "one at a time, with graph encodings": {"mol_per_s": len(valid) / per_molecule_seconds,
-                                                "seconds": per_molecule_seconds}
+        "one at a time, with graph encodings": {
+            "mol_per_s": len(valid) / per_molecule_seconds,
+            "seconds": per_molecule_seconds,
+        }
     }
-    for name, featurizer in (("chunked, with graph encodings", full), ("chunked, without (GIN)",
-                                                                       full.without_graph_encodings())):
+    for name, featurizer in (
+        ("chunked, with graph encodings", full),
+        ("chunked, without (GIN)", full.without_graph_encodings()),
+    ):
         featurizer.featurize_many(valid[:batch_size])  # warm-up
         start = time.perf_counter()
         batch_bytes = [
@@ -164,7 +170,9 @@ def featurizer_section(smiles_path: Path, batch_size: int) -> dict:
         ]
         seconds = time.perf_counter() - start
         results[name] = {
-            "mol_per_s": len(valid) / seconds, "seconds": seconds, "mean_batch_mb": float(np.mean(batch_bytes)) / 1e6
+            "mol_per_s": len(valid) / seconds,
+            "seconds": seconds,
+            "mean_batch_mb": float(np.mean(batch_bytes)) / 1e6,
         }
         print(name, json.dumps(results[name]), flush=True)
     return {"n": len(valid), "batch_size": batch_size, "runs": results, "padded_slots_per_atom": padding}
@@ -251,8 +259,14 @@ def paper_section(args) -> dict:
         }
     st = results["st_paper_3+3_d512"]["mol_per_s"]
     ratios = {f"ST / {name}": st / row["mol_per_s"] for name, row in results.items() if not name.startswith("st_")}
-    return {"n": args.n, "threads": args.threads, "batch_size": args.batch_size, "runs": results, "ratios": ratios,
-            "target_st_over_graphormer_3x_met": ratios["ST / graphormer_2d_paper_12x768"] >= 3.0}
+    return {
+        "n": args.n,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "runs": results,
+        "ratios": ratios,
+        "target_st_over_graphormer_3x_met": ratios["ST / graphormer_2d_paper_12x768"] >= 3.0,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -330,8 +344,10 @@ def markdown(report: dict) -> str:
             "|---|---|---|---|---|",
         ]
         for name, row in paper["runs"].items():
-            lines.append(f"| {name} | {row['parameters'] / 1e6:.1f}M | {row['mol_per_s']:.1f} | {row['seconds']:.1f} "
-                         f"| {row['errors']} |")
+            lines.append(
+                f"| {name} | {row['parameters'] / 1e6:.1f}M | {row['mol_per_s']:.1f} | {row['seconds']:.1f} "
+                f"| {row['errors']} |"
+            )
         lines += [""] + [f"- {name}: {value:.2f}x" for name, value in paper["ratios"].items()]
         met = "met" if paper["target_st_over_graphormer_3x_met"] else "NOT met"
         lines += ["", f"Target ST >= 3x Graphormer 2D on CPU: {met}."]

@@ -59,16 +59,24 @@ class StepClock(TrainerCallback):
 def make_trainer(run: str, rows, output_dir: Path, cache_dir: Path, steps: int, batch_size: int):
     torch.manual_seed(0)
     teacher = GraphormerModel(GraphormerConfig.from_preset("tiny", geometry="3d", **TEACHER)).eval()
-    student_config = GraphormerConfig.from_preset("tiny", geometry="2d", **STUDENT,
-                                                  **label_statistics(rows, ["gap"]))
+    student_config = GraphormerConfig.from_preset("tiny", geometry="2d", **STUDENT, **label_statistics(rows, ["gap"]))
     student = GraphormerForMolecularPropertyPrediction(student_config)
     objectives = {"task": TaskObjective()}
     if run != "student":
         objectives["ccmd"] = CCMDObjective(teacher.config, student_config)
     args = TrainingArguments(
-        output_dir=str(output_dir), use_cpu=True, seed=0, max_steps=steps, per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=64, learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none",
-        disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=str(output_dir),
+        use_cpu=True,
+        seed=0,
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
     if run == "student":
         collator = SingleModelCollator(MoleculeFeaturizer(), label_columns=["gap"])
@@ -89,8 +97,11 @@ def make_trainer(run: str, rows, output_dir: Path, cache_dir: Path, steps: int, 
 
 
 def logged_losses(trainer) -> list[dict]:
-    return [{k: v for k, v in e.items() if k in ("loss", "task", "ccmd_global", "ccmd_local")}
-            for e in trainer.state.log_history if "loss" in e]
+    return [
+        {k: v for k, v in e.items() if k in ("loss", "task", "ccmd_global", "ccmd_local")}
+        for e in trainer.state.log_history
+        if "loss" in e
+    ]
 
 
 def main(argv=None) -> dict:
@@ -136,8 +147,9 @@ def main(argv=None) -> dict:
     median = {run: statistics.median(values) for run, values in per_step.items()}
     fields = cached_fields({"hidden_states"})
     mean_tokens = 1 + sum(len(p) for p in rows["pos"]) / len(rows)
-    estimate = cache_bytes_per_molecule(round(mean_tokens), TEACHER["hidden_size"], TEACHER["num_hidden_layers"],
-                                        TEACHER["num_attention_heads"], fields)
+    estimate = cache_bytes_per_molecule(
+        round(mean_tokens), TEACHER["hidden_size"], TEACHER["num_hidden_layers"], TEACHER["num_attention_heads"], fields
+    )
     result = {
         "command": "python benchmarks/teacher_cache.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "environment": {
@@ -147,10 +159,15 @@ def main(argv=None) -> dict:
             "torch": torch.__version__,
         },
         "setup": {
-            "data": "load_embedded_qm9() train rows", "rows": len(rows), "batch_size": options.batch_size,
-            "timed_steps": options.steps, "warmup_steps": options.warmup, "rounds": options.rounds,
+            "data": "load_embedded_qm9() train rows",
+            "rows": len(rows),
+            "batch_size": options.batch_size,
+            "timed_steps": options.steps,
+            "warmup_steps": options.warmup,
+            "rounds": options.rounds,
             "teacher": {"geometry": "3d", **TEACHER, "parameters": sum(p.numel() for p in teacher.parameters())},
-            "student": {"geometry": "2d", **STUDENT}, "objectives": "task + ccmd (all layers)",
+            "student": {"geometry": "2d", **STUDENT},
+            "objectives": "task + ccmd (all layers)",
         },
         "ms_per_step_median": {run: 1e3 * value for run, value in median.items()},
         "ms_per_step_rounds": {run: [1e3 * v for v in values] for run, values in per_step.items()},

@@ -2,8 +2,9 @@
 
 Rows, measured in one run on the same SMILES: RDKit `Chem.MolFromSmiles` (the reference), our `parse_smiles`,
 `SmilesTokenizer` (`encode_smiles`, and the full `tokenizer(smiles)` call; no padding), `StBaseTokenizer`, and the
-graph featurizer `MoleculeFeaturizer(list_of_smiles)` (its batched public call, on lists of `--featurizer-batch`). Rows run interleaved chunk by
-chunk, so the load of a shared machine drifts over all rows alike; ratios compare the same chunks.
+graph featurizer `MoleculeFeaturizer(list_of_smiles)` (its batched public call, on lists of `--featurizer-batch`).
+Rows run interleaved chunk by chunk, so the load of a shared machine drifts over all rows alike; ratios compare the
+same chunks.
 Targets: parser >= 5x RDKit, featurizer >= 0.3x RDKit.
 
     python benchmarks/tokenization.py                 # 100k SMILES -> benchmarks/results/tokenization.{json,md}
@@ -52,10 +53,10 @@ def interleaved_times(rows, smiles: list[str], chunk: int, featurizer_chunks: in
     shared machine drifts over all rows alike; the featurizer row runs on the first `featurizer_chunks` only."""
     times: dict[str, list[float]] = {name: [] for name, _ in rows}
     for c, start in enumerate(range(0, len(smiles), chunk)):
-        part = smiles[start:start + chunk]
+        part = smiles[start : start + chunk]
         # Rotate which row goes first on each chunk: a row timed right after another pays for the caches and
         # allocator state the other left behind, and rotating spreads that cost over all rows alike.
-        for name, fn in rows[c % len(rows):] + rows[:c % len(rows)]:
+        for name, fn in rows[c % len(rows) :] + rows[: c % len(rows)]:
             if name == FEATURIZER_ROW and c >= featurizer_chunks:
                 continue
             t0 = time.perf_counter()
@@ -68,16 +69,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000, help="number of MOSES test SMILES (default 100000)")
     ap.add_argument("--chunk", type=int, default=5000, help="SMILES per interleaving chunk")
-    ap.add_argument("--featurizer-n", type=int, default=None,
-                    help="SMILES for the (slow) featurizer row; default: all --n")
+    ap.add_argument(
+        "--featurizer-n", type=int, default=None, help="SMILES for the (slow) featurizer row; default: all --n"
+    )
     ap.add_argument("--featurizer-batch", type=int, default=128, help="SMILES per featurizer call (a model batch)")
-    ap.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "tokenization"),
-                    help="writes OUTPUT.json and OUTPUT.md")
+    ap.add_argument(
+        "--output",
+        default=str(REPO / "benchmarks" / "results" / "tokenization"),
+        help="writes OUTPUT.json and OUTPUT.md",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     RDLogger.DisableLog("rdApp.*")
     smiles = moses_smiles(args.n)
     smiles_tok, st_base_tok = SmilesTokenizer(), StBaseTokenizer()
+
     def each(fn):
         # Results are dropped one by one, as a streaming consumer would: keeping a chunk's worth of small objects
         # alive would time the garbage collector, not the function.
@@ -91,7 +97,7 @@ def main(argv=None) -> int:
         # The featurizer's public call takes a list; it is timed on model-batch-sized lists, as a collator calls it.
         def run(part):
             for start in range(0, len(part), size):
-                fn(part[start:start + size])
+                fn(part[start : start + size])
 
         return run
 
@@ -115,10 +121,14 @@ def main(argv=None) -> int:
     for name, _ in rows:
         row_times = times[name]
         molecules = min(len(smiles), len(row_times) * args.chunk)
-        row = {"name": name, "molecules": molecules, "seconds": round(sum(row_times), 3),
-               "mol_per_s": round(molecules / sum(row_times), 1),
-               # against RDKit on the same chunks, timed next to each other
-               "ratio_vs_rdkit": round(sum(reference[:len(row_times)]) / sum(row_times), 3)}
+        row = {
+            "name": name,
+            "molecules": molecules,
+            "seconds": round(sum(row_times), 3),
+            "mol_per_s": round(molecules / sum(row_times), 1),
+            # against RDKit on the same chunks, timed next to each other
+            "ratio_vs_rdkit": round(sum(reference[: len(row_times)]) / sum(row_times), 3),
+        }
         if name in TARGETS:
             row["target_ratio"] = TARGETS[name]
             row["meets_target"] = row["ratio_vs_rdkit"] >= TARGETS[name]
@@ -128,27 +138,38 @@ def main(argv=None) -> int:
         "command": "python benchmarks/tokenization.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "corpus": f"MOSES test.csv.gz, first {args.n} SMILES",
         "mean_smiles_length": round(sum(map(len, smiles)) / len(smiles), 2),
-        "python": platform.python_version(), "rdkit": rdkit.__version__, "machine": platform.machine(),
-        "cpu_count": os.cpu_count(), "single_process": True, "chunk": args.chunk,
+        "python": platform.python_version(),
+        "rdkit": rdkit.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "single_process": True,
+        "chunk": args.chunk,
         "rows": results,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output + ".json", "w") as f:
         json.dump(report, f, indent=1)
     lines = [
-        "# SMILES -> model input throughput (single process)", "",
-        (f"Corpus: {report['corpus']} (mean length {report['mean_smiles_length']} characters). Rows run "
-         f"interleaved in chunks of {args.chunk} SMILES; ratios against `Chem.MolFromSmiles` on the same chunks. "
-         f"RDKit {rdkit.__version__}, Python {report['python']}, {report['cpu_count']} CPUs (shared)."), "",
-        f"Command: `{report['command']}`", "",
-        "| step | molecules | mol/s | x RDKit MolFromSmiles | target |", "|---|---:|---:|---:|---|",
+        "# SMILES -> model input throughput (single process)",
+        "",
+        (
+            f"Corpus: {report['corpus']} (mean length {report['mean_smiles_length']} characters). Rows run "
+            f"interleaved in chunks of {args.chunk} SMILES; ratios against `Chem.MolFromSmiles` on the same chunks. "
+            f"RDKit {rdkit.__version__}, Python {report['python']}, {report['cpu_count']} CPUs (shared)."
+        ),
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "| step | molecules | mol/s | x RDKit MolFromSmiles | target |",
+        "|---|---:|---:|---:|---|",
     ]
     for row in results:
         target = ""
         if "target_ratio" in row:
             target = f">= {row['target_ratio']}x: {'met' if row['meets_target'] else 'NOT met'}"
-        lines.append(f"| {row['name']} | {row['molecules']} | {row['mol_per_s']:,.0f} | "
-                     f"{row['ratio_vs_rdkit']:.2f} | {target} |")
+        lines.append(
+            f"| {row['name']} | {row['molecules']} | {row['mol_per_s']:,.0f} | {row['ratio_vs_rdkit']:.2f} | {target} |"
+        )
     with open(args.output + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {args.output}.json and {args.output}.md")

@@ -33,8 +33,8 @@ from ase.atoms import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.units import Hartree, kcal, kJ, mol
 
-from .tokenization.collators import PointCloudCollator
 from .modeling.auto import AutoModelForEnergyAndForces
+from .tokenization.collators import PointCloudCollator
 
 __all__ = ["ENERGY_UNITS_IN_EV", "FORCE_SOURCES", "MolformerCalculator"]
 
@@ -63,7 +63,7 @@ class MolformerCalculator(Calculator):
         force_source: str = "model",
         energy_unit: str = "eV",
         **kwargs,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         if force_source not in FORCE_SOURCES:
             raise ValueError(f"force_source must be one of {FORCE_SOURCES}, got {force_source!r}")

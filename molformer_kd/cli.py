@@ -13,9 +13,9 @@ the line number); blank lines of a CSV / TSV are not records. A byte order mark 
 or a cell over 10 million characters is that row's error (with file and line); a file that is not text at all is one
 error. Output: CSV (`.csv`, `.csv.gz`, `.tsv`) or Parquet (`.parquet`), written chunk by chunk, exactly one row per
 input row and in input order: `row` (0-based input row), `smiles`, `name` (SMI inputs), the `--keep-columns` of a
-CSV / TSV input (e.g. an id or name column, as text), the predictions (one column per label, original units) or `embedding_0..embedding_{D-1}`, and `error` (empty, or why the molecule failed; its
-values are then empty). A row's failure (unreadable, refused SMILES, too many atoms, a model error) never stops the
-run.
+CSV / TSV input (e.g. an id or name column, as text), the predictions (one column per label, original units) or
+`embedding_0..embedding_{D-1}`, and `error` (empty, or why the molecule failed; its values are then empty). A
+row's failure (unreadable, refused SMILES, too many atoms, a model error) never stops the run.
 
 Threads: without `--threads`, torch gets `default_threads()`: the cores this process may run on
 (`os.sched_getaffinity`), less one per featurizing worker (`--num-workers`), less the cores other processes keep
@@ -41,13 +41,16 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .data.tabular import MAX_FIELD_CHARS, read_records, read_text_lines
+
+if TYPE_CHECKING:
+    from .pipelines import MolecularPropertyPredictionPipeline
 
 INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".smi": None}
 DEFAULT_CHUNK_SIZE = 10_000
@@ -75,7 +78,9 @@ class InputRow(NamedTuple):
     kept: tuple[str | None, ...] = ()
 
 
-def read_smiles(path, smiles_column: str = "smiles", keep_columns: tuple[str, ...] = ()) -> Iterator[InputRow]:
+def read_smiles(
+    path: str | os.PathLike, smiles_column: str = "smiles", keep_columns: tuple[str, ...] = ()
+) -> Iterator[InputRow]:
     """Stream one `InputRow` per input row of a CSV/TSV/SMI file (optionally gzip); `name` is None for CSV/TSV,
     `kept` holds the cells of `keep_columns` (CSV/TSV only)."""
     path = Path(path)
@@ -122,7 +127,7 @@ def _find_column(header: list[str], wanted: str, path: Path, what: str, option: 
     raise ValueError(f"{path}: no {what} {wanted!r} in the header {header}; check {option}")
 
 
-def count_rows(path, smiles_column: str = "smiles") -> int:
+def count_rows(path: str | os.PathLike, smiles_column: str = "smiles") -> int:
     return sum(1 for _ in read_smiles(path, smiles_column))
 
 
@@ -132,7 +137,7 @@ def count_rows(path, smiles_column: str = "smiles") -> int:
 class TableWriter:
     """Append Arrow tables to a CSV (.csv, .csv.gz, .tsv) or Parquet (.parquet) file, one chunk at a time."""
 
-    def __init__(self, path, schema: pa.Schema):
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fmt = _base_suffix(self.path)
@@ -169,8 +174,13 @@ class ResultTable:
     """Turns pipeline outputs of one chunk into an Arrow table with a fixed schema."""
 
     def __init__(
-        self, mode: str, label_names: list[str], embedding_size: int, with_name: bool, kept_columns: tuple[str, ...] = ()
-    ):
+        self,
+        mode: str,
+        label_names: list[str],
+        embedding_size: int,
+        with_name: bool,
+        kept_columns: tuple[str, ...] = (),
+    ) -> None:
         self.mode = mode
         self.with_name = with_name
         self.kept_columns = tuple(kept_columns)
@@ -286,7 +296,7 @@ def default_threads(num_workers: int) -> int:
 # ---------------------------------------------------------------------------------------------------- commands
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run `predict` or `embed` as parsed by `build_parser`; returns the number of rows this process handled."""
     import torch
     from tqdm.auto import tqdm
@@ -307,7 +317,11 @@ def run(args) -> int:
         torch.set_num_threads(default_threads(args.num_workers))
 
     pipe = MolecularPropertyPredictionPipeline.from_pretrained(
-        args.model, mode=args.command, device=device, revision=args.revision, token=args.token,
+        args.model,
+        mode=args.command,
+        device=device,
+        revision=args.revision,
+        token=args.token,
         quantize=args.quantize,
     )
     probe = pipe("C", mode="embed") if args.command == "embed" else None
@@ -338,8 +352,10 @@ def run(args) -> int:
     finally:
         writer.close()
     if failed and not args.quiet:
-        print(f"molformer-kd {args.command}: {failed} of {handled} rows have an error (see the error column)",
-              file=sys.stderr)
+        print(
+            f"molformer-kd {args.command}: {failed} of {handled} rows have an error (see the error column)",
+            file=sys.stderr,
+        )
 
     if state is not None:
         state.wait_for_everyone()
@@ -353,7 +369,9 @@ def run(args) -> int:
     return handled
 
 
-def _predict_rows(pipe, rows: tuple[InputRow, ...], table: ResultTable, args) -> list[dict]:
+def _predict_rows(
+    pipe: MolecularPropertyPredictionPipeline, rows: tuple[InputRow, ...], table: ResultTable, args: argparse.Namespace
+) -> list[dict]:
     """Pipeline results for the rows the reader could read, and the reader's error for the others, in row order."""
     readable = [row.smiles for row in rows if row.error is None]
     results = iter(pipe(readable, batch_size=args.batch_size, num_workers=args.num_workers) if readable else [])
@@ -369,7 +387,10 @@ def check_model_argument(model: str) -> None:
     if Path(model).expanduser().is_dir():
         return
     looks_local = (
-        model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1 or model.endswith("/")
+        model.startswith((".", "/", "~"))
+        or "\\" in model
+        or model.count("/") > 1
+        or model.endswith("/")
         or Path(model).expanduser().exists()
     )
     if looks_local or constants.HF_HUB_OFFLINE:
@@ -384,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"molformer-kd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
-        "distill", help="train teachers and distill students from a YAML/JSON config (molformer-kd distill --help)",
+        "distill",
+        help="train teachers and distill students from a YAML/JSON config (molformer-kd distill --help)",
         add_help=False,
     )
     for name, help_text in (
@@ -397,7 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--output", required=True, help=".csv, .csv.gz, .tsv or .parquet")
         command.add_argument("--smiles-column", default="smiles", help="SMILES column of CSV/TSV inputs")
         command.add_argument(
-            "--keep-columns", nargs="+", default=[], metavar="COLUMN",
+            "--keep-columns",
+            nargs="+",
+            default=[],
+            metavar="COLUMN",
             help="CSV/TSV columns copied to the output as they are (e.g. an id or name column)",
         )
         command.add_argument("--device", default=None, help="torch device (default: cpu, or the accelerate device)")
@@ -405,11 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--num-workers", type=int, default=0, help="DataLoader workers that featurize")
         command.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="rows read at a time")
         command.add_argument(
-            "--threads", type=int, default=None,
+            "--threads",
+            type=int,
+            default=None,
             help=f"torch intra-op threads (default: the free cores less --num-workers, at most {MAX_DEFAULT_THREADS})",
         )
         command.add_argument(
-            "--quantize", choices=["int8"], default=None,
+            "--quantize",
+            choices=["int8"],
+            default=None,
             help="CPU only: int8 dynamic quantization of the student's linear layers (faster, slightly different)",
         )
         command.add_argument("--revision", default=None, help="Hub revision of --model")

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from accelerate import PartialState
 
@@ -28,6 +29,11 @@ from .distillation.checkpoints import RunFileError
 from .distillation.config import ConfigError, config_reference, parse_config, read_config
 from .distillation.stages import RunPlan, plan_run, run_stages
 from .distillation.tasks import load_records
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from transformers import TrainingArguments
 
 logger = logging.getLogger("molformer_kd.distill")
 
@@ -74,7 +80,7 @@ def _is_connection_error(error: Exception) -> bool:
     return isinstance(error, OSError) or any(cls.__name__ == "TransportError" for cls in type(error).__mro__)
 
 
-def check_hub_access(training_args) -> None:
+def check_hub_access(training_args: TrainingArguments) -> None:
     """With `push_to_hub`, fail at start-up (not after hours of training) when the hub cannot take the push."""
     if not training_args.push_to_hub:
         return
@@ -95,14 +101,16 @@ def check_hub_access(training_args) -> None:
             raise ConfigError(
                 f"push_to_hub: the hub at {endpoint} rejected the token (set HF_TOKEN, `hf auth login`, or hub_token)"
             ) from error
-        raise ConfigError(f"push_to_hub: the hub at {endpoint} answered {status}: {str(error).splitlines()[0]}") from error
+        raise ConfigError(
+            f"push_to_hub: the hub at {endpoint} answered {status}: {str(error).splitlines()[0]}"
+        ) from error
     except Exception as error:
         if not _is_connection_error(error):
             raise
         raise ConfigError(f"push_to_hub: the hub at {endpoint} cannot be reached ({type(error).__name__})") from error
 
 
-def plan_from_cli(argv=None) -> RunPlan:
+def plan_from_cli(argv: Sequence[str] | None = None) -> RunPlan:
     """Parse the command line and the config and check the whole run (no data loaded yet)."""
     options = build_parser().parse_args(argv)
     set_verbosity(options.verbose, options.quiet)
@@ -112,7 +120,7 @@ def plan_from_cli(argv=None) -> RunPlan:
     return run
 
 
-def card_info(run: RunPlan, summaries) -> dict:
+def card_info(run: RunPlan, summaries: list[dict]) -> dict:
     """Model card fields from what the stages report."""
     info = {
         "data": run.data_args.dataset,
@@ -137,7 +145,11 @@ def push_last_student(run: RunPlan, summaries: list[dict]) -> None:
     from .hub import push_student_to_hub
 
     student_dir = next(
-        (s.get("output_dir") or s.get("model") for s in reversed(summaries) if s["stage"] in ("finetune", "distill", "evaluate")),
+        (
+            s.get("output_dir") or s.get("model")
+            for s in reversed(summaries)
+            if s["stage"] in ("finetune", "distill", "evaluate")
+        ),
         None,
     )
     if student_dir is None:
@@ -153,7 +165,7 @@ def push_last_student(run: RunPlan, summaries: list[dict]) -> None:
     logger.info("pushed %s to %s (%s)", student_dir, training_args.hub_model_id, getattr(commit, "commit_url", commit))
 
 
-def main(argv=None, prog: str = "distill.py") -> list[dict]:
+def main(argv: Sequence[str] | None = None, prog: str = "distill.py") -> list[dict]:
     try:
         run = plan_from_cli(argv)
     except ValueError as error:  # a bad config: one clear line at start-up, no traceback

@@ -14,10 +14,17 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from huggingface_hub import CommitInfo
+    from numpy.typing import ArrayLike
+    from transformers import PreTrainedModel
 
 MODEL_CARD_NAME = "README.md"
 PARITY_PLOT_NAME = "parity_plot.png"
@@ -46,14 +53,14 @@ class UnsafeCheckpointError(OSError):
     """A checkpoint ships only pickle weights (`pytorch_model.bin`, ...), which molformer_kd refuses to load."""
 
 
-def _matches(name: str, patterns) -> bool:
+def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
 
 
 # ---------------------------------------------------------------------------------------------------- parity plot
 
 
-def make_parity_plot(y_true, y_pred, path, label: str = "value") -> Path:
+def make_parity_plot(y_true: ArrayLike, y_pred: ArrayLike, path: str | os.PathLike, label: str = "value") -> Path:
     """Scatter of predicted vs. true values with the y = x line, MAE and R^2 in the title; saves a PNG at `path`.
 
     NaN pairs (missing labels) are left out. Uses the non-interactive Agg backend, so it works without a display.
@@ -146,7 +153,7 @@ def _metric_table(metrics: dict[str, Any]) -> list[str]:
         splits = ["value"]
         rows = {name: [value] for name, value in metrics.items()}
 
-    def fmt(value):
+    def fmt(value: Any) -> str:
         if value is None:
             return ""
         if isinstance(value, float):
@@ -165,7 +172,7 @@ def _read_config(student_dir: Path) -> dict:
     return json.loads(config_path.read_text()) if config_path.is_file() else {}
 
 
-def write_model_card(student_dir, info: StudentCardInfo | dict | None = None) -> Path:
+def write_model_card(student_dir: str | os.PathLike, info: StudentCardInfo | dict | None = None) -> Path:
     """Write `README.md` (YAML metadata + data, teacher, objective, metrics table, parity plot) into `student_dir`.
 
     When `info.parity` is given the plot is drawn into `student_dir/parity_plot.png`; an existing `info.parity_plot`
@@ -256,7 +263,7 @@ def write_model_card(student_dir, info: StudentCardInfo | dict | None = None) ->
 # ---------------------------------------------------------------------------------------------------- push
 
 
-def student_files(student_dir) -> list[Path]:
+def student_files(student_dir: str | os.PathLike) -> list[Path]:
     """The files of `student_dir` to share; raises `UnsafeCheckpointError` if its weights are pickle-only."""
     student_dir = Path(student_dir)
     if not (student_dir / "config.json").is_file():
@@ -273,14 +280,14 @@ def student_files(student_dir) -> list[Path]:
 
 
 def push_student_to_hub(
-    student_dir,
+    student_dir: str | os.PathLike,
     repo_id: str,
     card_info: StudentCardInfo | dict | None = None,
     token: str | None = None,
     private: bool = False,
     commit_message: str = "Upload distilled student with molformer_kd",
     revision: str | None = None,
-):
+) -> CommitInfo:
     """Create `repo_id` (if needed) and upload the student's weights (safetensors), config, processor files,
     model card and parity plot in one commit. Returns the `CommitInfo`.
 
@@ -314,7 +321,7 @@ def _has_file(model_id: str, filename: str, revision: str | None, token: str | N
         return False
 
 
-def safetensors_only_from_pretrained(model_class, model_id, **kwargs):
+def safetensors_only_from_pretrained(model_class: type, model_id: str | os.PathLike, **kwargs) -> PreTrainedModel:
     """`model_class.from_pretrained(model_id, use_safetensors=True, **kwargs)` with a clear error for pickle-only
     checkpoints (a directory or repo with `pytorch_model.bin` and no `*.safetensors`)."""
     kwargs["use_safetensors"] = True

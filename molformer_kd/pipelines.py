@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Sized
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,13 @@ from .tokenization.featurization import MOLECULE_FAILURES, pad_graph_features
 from .tokenization.processors import check_processor_matches_model, load_processor
 from .tokenization.smiles_grammar import shorten_smiles
 from .tokenization.tokenization_smiles import SmilesTokenizer
+
+if TYPE_CHECKING:
+    import os
+
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from .tokenization.featurization import MoleculeFeaturizer
 
 PREDICT, EMBED = "predict", "embed"
 MODES = (PREDICT, EMBED)
@@ -59,7 +66,9 @@ class SafetensorsAutoModelForMolecularPropertyPrediction(AutoModelForMolecularPr
     """`AutoModelForMolecularPropertyPrediction` that loads `*.safetensors` only (used by `pipeline(...)`)."""
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs
+    ) -> PreTrainedModel:
         return safetensors_only_from_pretrained(
             AutoModelForMolecularPropertyPrediction, pretrained_model_name_or_path, *model_args, **kwargs
         )
@@ -69,16 +78,18 @@ class SafetensorsAutoModel(AutoModel):
     """`AutoModel` (a bare backbone, for embeddings) that loads `*.safetensors` only."""
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs
+    ) -> PreTrainedModel:
         return safetensors_only_from_pretrained(AutoModel, pretrained_model_name_or_path, *model_args, **kwargs)
 
 
-def _processor_kwargs(processor) -> dict:
+def _processor_kwargs(processor: Any) -> dict:
     """`{"feature_extractor": featurizer}` for graph students, `{"tokenizer": tokenizer}` for SMILES students."""
     return {"feature_extractor": processor} if hasattr(processor, "featurize") else {"tokenizer": processor}
 
 
-def _row_error(smiles, err: BaseException, stage: str = "") -> str:
+def _row_error(smiles: Any, err: BaseException, stage: str = "") -> str:
     """One row's error text: names the SMILES (cut to a window) unless the error already does, and stays short."""
     message = str(err)
     if len(message) > _MAX_ERROR_CHARS:
@@ -108,7 +119,7 @@ def length_bucketed_batches(smiles: Iterable[Any], batch_size: int, window: int)
 class _BatchStream(IterableDataset):
     """The batches of a SMILES stream, for a DataLoader (one worker at most: more would each replay the stream)."""
 
-    def __init__(self, batches: Iterator[list[tuple[int, Any]]]):
+    def __init__(self, batches: Iterator[list[tuple[int, Any]]]) -> None:
         self.batches = batches
 
     def __iter__(self) -> Iterator[list[tuple[int, Any]]]:
@@ -136,7 +147,13 @@ class MolecularPropertyPredictionPipeline(Pipeline):
 
     default_mode = PREDICT
 
-    def __init__(self, model, tokenizer=None, feature_extractor=None, **kwargs):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        feature_extractor: MoleculeFeaturizer | None = None,
+        **kwargs,
+    ) -> None:
         if feature_extractor is None and tokenizer is None and getattr(model, "name_or_path", None):
             # `pipeline(task, model=dir_or_repo)` could not resolve the processor through the Auto classes: load it
             # from where the model came from.
@@ -165,9 +182,9 @@ class MolecularPropertyPredictionPipeline(Pipeline):
     @classmethod
     def from_pretrained(
         cls,
-        model_id,
+        model_id: str | os.PathLike,
         mode: str | None = None,
-        device=None,
+        device: int | str | torch.device | None = None,
         revision: str | None = None,
         token: str | None = None,
         quantize: str | None = None,
@@ -191,7 +208,7 @@ class MolecularPropertyPredictionPipeline(Pipeline):
 
     # ------------------------------------------------------------------------------------------------ parameters
 
-    def _sanitize_parameters(self, mode=None, **kwargs):
+    def _sanitize_parameters(self, mode: str | None = None, **kwargs) -> tuple[dict, dict, dict]:
         if kwargs:
             raise TypeError(f"unexpected pipeline argument(s) {sorted(kwargs)}")
         if mode is None:
@@ -208,7 +225,7 @@ class MolecularPropertyPredictionPipeline(Pipeline):
 
     # ------------------------------------------------------------------------------------------------ stages
 
-    def preprocess(self, smiles):
+    def preprocess(self, smiles: Any) -> dict[str, Any]:
         """One SMILES -> its unpadded features (or token ids), or the reason it cannot be featurized."""
         if not isinstance(smiles, str):
             return {"smiles": smiles, "features": None, "error": f"non-string SMILES {shorten_smiles(smiles)}"}
@@ -263,15 +280,20 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             inputs = self._pad(features) if valid else None
         except _MODEL_FAILURES:
             inputs = None
-        return {"smiles": [item["smiles"] for item in items], "errors": [item["error"] for item in items],
-                "valid": valid, "inputs": inputs, "features": features}
+        return {
+            "smiles": [item["smiles"] for item in items],
+            "errors": [item["error"] for item in items],
+            "valid": valid,
+            "inputs": inputs,
+            "features": features,
+        }
 
     def collate_positioned(self, batch: list[tuple[int, Any]]) -> dict:
         """`collate` of the featurized `(input position, SMILES)` pairs of a batch, with their `positions`."""
         positions, smiles = zip(*batch)
         return {**self.collate(self.preprocess_many(list(smiles))), "positions": list(positions)}
 
-    def get_inference_context(self):
+    def get_inference_context(self) -> type[torch.inference_mode]:
         # No autograd bookkeeping at all (no_grad still tracks tensor versions and views).
         return torch.inference_mode
 
@@ -282,7 +304,7 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         # The predictor turns logits into what a user reads: values in label units, or class probabilities.
         return self.model.head.transform(outputs.logits).float()
 
-    def _forward(self, batch, mode=None):
+    def _forward(self, batch: dict[str, Any], mode: str | None = None) -> dict[str, Any]:
         mode = mode or self.default_mode
         errors, valid, values = list(batch["errors"]), list(batch["valid"]), None
         if batch["inputs"] is not None:
@@ -296,15 +318,16 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             rows = []
             for i, features in zip(batch["valid"], batch["features"]):
                 try:
-                    rows.append(self._values(self._ensure_tensor_on_device(self._pad([features]), device=self.device),
-                                             mode))
+                    rows.append(
+                        self._values(self._ensure_tensor_on_device(self._pad([features]), device=self.device), mode)
+                    )
                 except _MODEL_FAILURES as err:
                     errors[i] = _row_error(batch["smiles"][i], err, "failed in the model: ")
             valid = [i for i in valid if errors[i] is None]
             values = torch.cat(rows) if rows else None
         return {"smiles": batch["smiles"], "errors": errors, "valid": valid, "values": values}
 
-    def postprocess(self, batch_outputs, mode=None) -> list[dict]:
+    def postprocess(self, batch_outputs: dict[str, Any], mode: str | None = None) -> list[dict]:
         """One dict per molecule of the batch, in order."""
         mode = mode or self.default_mode
         values = batch_outputs["values"].numpy() if batch_outputs["values"] is not None else None
@@ -325,11 +348,19 @@ class MolecularPropertyPredictionPipeline(Pipeline):
 
     # ------------------------------------------------------------------------------------------------ iteration
 
-    def run_single(self, inputs, preprocess_params, forward_params, postprocess_params):
+    def run_single(self, inputs: str, preprocess_params: dict, forward_params: dict, postprocess_params: dict) -> dict:
         batch = self.collate([self.preprocess(inputs, **preprocess_params)])
         return self.postprocess(self.forward(batch, **forward_params), **postprocess_params)[0]
 
-    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+    def get_iterator(
+        self,
+        inputs: Iterable[str],
+        num_workers: int,
+        batch_size: int,
+        preprocess_params: dict,
+        forward_params: dict,
+        postprocess_params: dict,
+    ) -> Iterator[dict]:
         """Results in input order, computed on length-bucketed batches (`length_bucketed_batches`)."""
         if isinstance(inputs, Sized):
             # The caller gets a list of them all anyway: bucket the whole list.
@@ -347,13 +378,13 @@ class MolecularPropertyPredictionPipeline(Pipeline):
                 yield finished.pop(next_position)
                 next_position += 1
 
-    def predict(self, smiles, batch_size: int = 64, num_workers: int = 0, **kwargs) -> list[dict]:
+    def predict(self, smiles: str | Iterable[str], batch_size: int = 64, num_workers: int = 0, **kwargs) -> list[dict]:
         """Predictions for a list of SMILES (one dict per SMILES, in order); a single SMILES gives a list of one."""
         if isinstance(smiles, str):
             smiles = [smiles]
         return self(list(smiles), batch_size=batch_size, num_workers=num_workers, **kwargs)
 
-    def embed(self, smiles, batch_size: int = 64, num_workers: int = 0) -> np.ndarray:
+    def embed(self, smiles: str | Iterable[str], batch_size: int = 64, num_workers: int = 0) -> np.ndarray:
         """(len(smiles), hidden_size) float32 embeddings; raises naming the first invalid SMILES."""
         outputs = self.predict(smiles, batch_size=batch_size, num_workers=num_workers, mode=EMBED)
         errors = [output["error"] for output in outputs if output["error"] is not None]

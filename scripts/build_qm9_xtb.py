@@ -19,8 +19,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default=str(QM9_XTB_SMALL))
     parser.add_argument("--num-molecules", type=int, default=500)
-    parser.add_argument("--perturbed-per-molecule", type=int, default=3,
-                        help="perturbed copies per molecule, besides the DFT geometry itself")
+    parser.add_argument(
+        "--perturbed-per-molecule",
+        type=int,
+        default=3,
+        help="perturbed copies per molecule, besides the DFT geometry itself",
+    )
     parser.add_argument("--sigma-min", type=float, default=0.05, help="Angstrom")
     parser.add_argument("--sigma-max", type=float, default=0.1, help="Angstrom")
     parser.add_argument("--seed", type=int, default=0)

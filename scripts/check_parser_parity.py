@@ -32,16 +32,26 @@ from molformer_kd.tokenization.smiles_grammar import SmilesParseError, parse_smi
 
 RDLogger.DisableLog("rdApp.*")
 
-SAMPLE_PATH = os.path.join(os.path.dirname(__file__), "..", "molformer_kd", "tokenization", "resources",
-                           "parity_sample.smi")
+SAMPLE_PATH = os.path.join(
+    os.path.dirname(__file__), "..", "molformer_kd", "tokenization", "resources", "parity_sample.smi"
+)
 
 
 def rdkit_remove_hs_params() -> Chem.RemoveHsParameters:
     """RDKit's hydrogen removal configured as the module docstring of smiles_grammar states the rule."""
     params = Chem.RemoveHsParameters()
-    for name in ("removeIsotopes", "removeHydrides", "removeMapped", "removeDummyNeighbors",
-                 "removeDefiningBondStereo", "removeWithWedgedBond", "removeNontetrahedralNeighbors",
-                 "removeWithQuery", "removeInSGroups", "removeNonimplicit"):
+    for name in (
+        "removeIsotopes",
+        "removeHydrides",
+        "removeMapped",
+        "removeDummyNeighbors",
+        "removeDefiningBondStereo",
+        "removeWithWedgedBond",
+        "removeNontetrahedralNeighbors",
+        "removeWithQuery",
+        "removeInSGroups",
+        "removeNonimplicit",
+    ):
         setattr(params, name, True)
     for name in ("removeDegreeZero", "removeHigherDegrees", "removeOnlyHNeighbors", "showWarnings"):
         setattr(params, name, False)
@@ -60,8 +70,16 @@ def rdkit_graph(smiles: str, fold_hydrogens: bool):
         mol = Chem.RemoveHs(mol, _REMOVE_HS_PARAMS, sanitize=False)
     # RDKit's RemoveHs bumps the explicit H count of some neighbours (bracket atoms, aromatic N) and not of
     # others, so the H count is compared on the raw graph only.
-    atoms = [(a.GetSymbol(), a.GetIsAromatic(), a.GetFormalCharge(), a.GetIsotope(),
-              None if fold_hydrogens else a.GetNumExplicitHs()) for a in mol.GetAtoms()]
+    atoms = [
+        (
+            a.GetSymbol(),
+            a.GetIsAromatic(),
+            a.GetFormalCharge(),
+            a.GetIsotope(),
+            None if fold_hydrogens else a.GetNumExplicitHs(),
+        )
+        for a in mol.GetAtoms()
+    ]
     bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), str(b.GetBondType())) for b in mol.GetBonds()]
     return atoms, bonds
 
@@ -73,17 +91,21 @@ def our_graph(smiles: str, fold_hydrogens: bool):
     except SmilesParseError as err:
         return err
     # RDKit's explicit H count: the bracket H count (RemoveHs with sanitize=False does not add folded H to it).
-    atoms = [(a.element, a.aromatic, a.charge, a.isotope or 0, None if fold_hydrogens else a.hcount or 0)
-             for a in parsed.atoms]
+    atoms = [
+        (a.element, a.aromatic, a.charge, a.isotope or 0, None if fold_hydrogens else a.hcount or 0)
+        for a in parsed.atoms
+    ]
     return atoms, list(parsed.bonds)
 
 
 # Inputs RDKit reads but OpenSMILES forbids, which we reject on purpose: SMARTS' any-bond `~`, RDKit's dative
 # bonds `->`/`<-`, and ring closures with two different bond orders (RDKit keeps the first).
-DELIBERATE_REJECTIONS = {"unexpected character '~'": "SMARTS any-bond '~'",
-                         "unexpected character '>'": "dative bond '->'",
-                         "unexpected character '<'": "dative bond '<-'",
-                         "conflicting bond symbols": "conflicting ring-closure bond symbols"}
+DELIBERATE_REJECTIONS = {
+    "unexpected character '~'": "SMARTS any-bond '~'",
+    "unexpected character '>'": "dative bond '->'",
+    "unexpected character '<'": "dative bond '<-'",
+    "conflicting bond symbols": "conflicting ring-closure bond symbols",
+}
 
 
 def compare(smiles: str) -> tuple[str, bool] | None:
@@ -108,6 +130,7 @@ def compare(smiles: str) -> tuple[str, bool] | None:
 
 
 # ----------------------------------------------------------------------------------------------------- corpora
+
 
 def _package_dir(name: str) -> str:
     spec = importlib.util.find_spec(name)  # locate without importing (moses pulls heavy dependencies)
@@ -137,16 +160,21 @@ def rdkit_data_smiles() -> list[str]:
     """Every whitespace/comma separated field of RDKit's .smi/.csv data files that RDKit reads as a SMILES."""
     found = []
     for root in (RDConfig.RDDataDir, RDConfig.RDContribDir):
-        for path in sorted(glob.glob(os.path.join(root, "**", "*.smi"), recursive=True)
-                           + glob.glob(os.path.join(root, "**", "*.csv"), recursive=True)):
+        for path in sorted(
+            glob.glob(os.path.join(root, "**", "*.smi"), recursive=True)
+            + glob.glob(os.path.join(root, "**", "*.csv"), recursive=True)
+        ):
             with open(path, errors="replace") as f:
                 for line in f:
                     if line.startswith("#"):
                         continue
                     for field in re.split(r"[\s,]+", line.strip()):
                         field = field.strip('"')
-                        if field and not _NOT_SMILES.match(field) and \
-                                Chem.MolFromSmiles(field, sanitize=False) is not None:
+                        if (
+                            field
+                            and not _NOT_SMILES.match(field)
+                            and Chem.MolFromSmiles(field, sanitize=False) is not None
+                        ):
                             found.append(field)
     return found
 
@@ -166,8 +194,14 @@ def rdkit_written_smiles(source: list[str], n: int, seed: int = 0) -> list[str]:
         mol = Chem.MolFromSmiles(smiles)
         if mol is None:
             continue
-        isomers = list(EnumerateStereoisomers(mol, options=StereoEnumerationOptions(
-            maxIsomers=1, rand=rng.randrange(2**31), unique=True, tryEmbedding=False)))
+        isomers = list(
+            EnumerateStereoisomers(
+                mol,
+                options=StereoEnumerationOptions(
+                    maxIsomers=1, rand=rng.randrange(2**31), unique=True, tryEmbedding=False
+                ),
+            )
+        )
         mol = Chem.Mol(isomers[0] if isomers else mol)
         if rng.random() < 0.3:
             atom = mol.GetAtomWithIdx(rng.randrange(mol.GetNumAtoms()))
@@ -184,8 +218,14 @@ def rdkit_written_smiles(source: list[str], n: int, seed: int = 0) -> list[str]:
                 Chem.Kekulize(mol, clearAromaticFlags=True)
             except Chem.KekulizeException:  # a charge put on an aromatic atom can make it unkekulizable
                 kekule = False
-        written = Chem.MolToSmiles(mol, doRandom=True, canonical=False, kekuleSmiles=kekule,
-                                   allBondsExplicit=rng.random() < 0.3, allHsExplicit=rng.random() < 0.3)
+        written = Chem.MolToSmiles(
+            mol,
+            doRandom=True,
+            canonical=False,
+            kekuleSmiles=kekule,
+            allBondsExplicit=rng.random() < 0.3,
+            allHsExplicit=rng.random() < 0.3,
+        )
         if rng.random() < 0.3:
             fmt = rng.choice(["%1{}", "%(10{})"])
             written = _RING_DIGIT.sub(lambda m, fmt=fmt: m.group(1) or fmt.format(m.group(2)), written)
@@ -200,6 +240,7 @@ def all_corpora() -> dict[str, list[str]]:
 
 
 # --------------------------------------------------------------------------------------------------------- main
+
 
 def run(corpora: dict[str, list[str]], max_examples: int = 5) -> dict:
     report = {}
@@ -219,9 +260,15 @@ def run(corpora: dict[str, list[str]], max_examples: int = 5) -> dict:
                     examples[why].append(s)
             elif Chem.MolFromSmiles(s, sanitize=False) is None:
                 both_reject += 1
-        report[name] = {"smiles": len(smiles_list), "unique": len(unique),
-                        "mismatches": sum(reasons.values()) - deliberate, "deliberate_rejections": deliberate,
-                        "both_reject": both_reject, "reasons": dict(reasons), "examples": examples}
+        report[name] = {
+            "smiles": len(smiles_list),
+            "unique": len(unique),
+            "mismatches": sum(reasons.values()) - deliberate,
+            "deliberate_rejections": deliberate,
+            "both_reject": both_reject,
+            "reasons": dict(reasons),
+            "examples": examples,
+        }
     return report
 
 
@@ -267,8 +314,11 @@ def main(argv=None) -> int:
     bad = sum(r["mismatches"] for r in report.values())
     out = io.StringIO()
     for name, r in report.items():
-        print(f"{name}: {r['unique']} unique SMILES ({r['smiles']} rows), {r['mismatches']} mismatches, "
-              f"{r['deliberate_rejections']} deliberate rejections, {r['both_reject']} rejected by both", file=out)
+        print(
+            f"{name}: {r['unique']} unique SMILES ({r['smiles']} rows), {r['mismatches']} mismatches, "
+            f"{r['deliberate_rejections']} deliberate rejections, {r['both_reject']} rejected by both",
+            file=out,
+        )
         for why, n in r["reasons"].items():
             print(f"  {n:6d} {why}: e.g. {r['examples'][why][:3]}", file=out)
     print(f"total: {total} unique SMILES, {bad} mismatches, {time.perf_counter() - start:.1f} s", file=out)

@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 
 
-
 def _graphormer(seed):
     import test_modeling_graphormer_training as module
 

@@ -8,8 +8,16 @@ REPO = Path(__file__).resolve().parents[1]
 # `accelerate launch` with two CPU processes (gloo). Port 0: the launcher takes a free port, so two-process tests never
 # collide with each other or with a port still in TIME_WAIT.
 TWO_PROCESSES = (
-    sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-    "--main_process_port", "0",
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--main_process_port",
+    "0",
 )
 
 

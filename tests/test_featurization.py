@@ -482,8 +482,9 @@ def test_without_graph_encodings_the_other_features_are_unchanged():
     assert full.graph_encodings and not light.graph_encodings
     for smiles, with_encodings, without in zip(corpus, full(corpus), light(corpus)):
         assert set(with_encodings) - set(without) == set(GRAPH_ENCODING_KEYS), smiles
-        _assert_same_features(without, {k: v for k, v in with_encodings.items() if k not in GRAPH_ENCODING_KEYS},
-                              smiles)
+        _assert_same_features(
+            without, {k: v for k, v in with_encodings.items() if k not in GRAPH_ENCODING_KEYS}, smiles
+        )
     batch_full = full(corpus[:40], return_tensors="pt")
     batch_light = light(corpus[:40], return_tensors="pt")
     assert set(batch_full) - set(batch_light) == set(GRAPH_ENCODING_KEYS)

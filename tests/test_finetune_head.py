@@ -7,7 +7,6 @@ head trained on `gap` would silently start a 1-label fine-tuning on another quan
 import csv
 import logging
 import math
-import sys
 from pathlib import Path
 
 import pytest

@@ -7,18 +7,17 @@ import pytest
 import torch
 from datasets import Dataset
 
+from molformer_kd.data.metrics import EnergyForceMetrics, gap_closed
 from molformer_kd.data.qm9 import HARTREE_TO_EV
 from molformer_kd.data.xtb import (
     BOHR_IN_ANGSTROM,
-    EnergyForceMetrics,
-    PointCloudCollator,
     build_qm9_xtb,
     fit_atom_reference_energies,
-    gap_closed,
     load_qm9_xtb,
     qm9pack_csv_path,
     xtb_energy_and_forces,
 )
+from molformer_kd.tokenization.collators import PointCloudCollator
 
 needs_tblite = pytest.mark.skipif(importlib.util.find_spec("tblite") is None, reason="needs tblite (the xtb extra)")
 
@@ -66,7 +65,7 @@ def test_force_units_agree_with_finite_differences_of_the_energy():
         minus[atom, axis] -= step
         derivative = (xtb_energy_and_forces(numbers, plus)[0] - xtb_energy_and_forces(numbers, minus)[0]) / (2 * step)
         assert forces[atom, axis] == pytest.approx(-derivative, abs=1e-4)
-    assert HARTREE_TO_EV / BOHR_IN_ANGSTROM == pytest.approx(51.42208619)
+    assert pytest.approx(51.42208619) == HARTREE_TO_EV / BOHR_IN_ANGSTROM
 
 
 @needs_tblite
@@ -77,10 +76,12 @@ def test_build_is_reproducible(tmp_path):
         lines = [next(source) for _ in range(7)]
     excerpt = tmp_path / "qm9_excerpt.csv"
     excerpt.write_text("".join(lines))
-    first = build_qm9_xtb(tmp_path / "a.npz", num_molecules=2, perturbed_per_molecule=1, seed=3, csv_path=excerpt,
-                          progress=False)
-    build_qm9_xtb(tmp_path / "b.npz", num_molecules=2, perturbed_per_molecule=1, seed=3, csv_path=excerpt,
-                  progress=False)
+    first = build_qm9_xtb(
+        tmp_path / "a.npz", num_molecules=2, perturbed_per_molecule=1, seed=3, csv_path=excerpt, progress=False
+    )
+    build_qm9_xtb(
+        tmp_path / "b.npz", num_molecules=2, perturbed_per_molecule=1, seed=3, csv_path=excerpt, progress=False
+    )
     assert first["conformations"] == 4 and first["failures"] == []
     a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
     for key in ("mol_id", "atomic_numbers", "positions", "energy", "forces"):
@@ -88,7 +89,9 @@ def test_build_is_reproducible(tmp_path):
     loaded = load_qm9_xtb(tmp_path / "a.npz", validation_fraction=0.5, test_fraction=0.0)
     assert len(loaded["train"]) == 2 and len(loaded["validation"]) == 2
     # conformation 0 is the DFT geometry itself, the perturbed one moves every atom by ~0.05-0.1 A per coordinate
-    displacement = np.abs(a["positions"][: a["num_atoms"][0]] - a["positions"][a["num_atoms"][0] : 2 * a["num_atoms"][0]])
+    displacement = np.abs(
+        a["positions"][: a["num_atoms"][0]] - a["positions"][a["num_atoms"][0] : 2 * a["num_atoms"][0]]
+    )
     assert 0.0 < displacement.mean() < 0.2
 
 

@@ -2,7 +2,6 @@
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,12 @@ from distill_cli_helpers import run_distill_cli
 from safetensors import safe_open
 
 from molformer_kd import distill_command as distill_run
+from molformer_kd.data.xtb import load_qm9_xtb
 from molformer_kd.distillation.arguments import DataArguments
 from molformer_kd.distillation.tasks import load_records
-from molformer_kd.data.xtb import load_qm9_xtb
-from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.distillation.tasks.energy_forces import EnergyForcesTask, evaluate_energy_forces
 from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
+from molformer_kd.tokenization.collators import PointCloudCollator
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

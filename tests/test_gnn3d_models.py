@@ -7,13 +7,13 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 from molformer_kd.data.xtb import load_qm9_xtb
-from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
 from molformer_kd.modeling.configuration_painn import PaiNNConfig
 from molformer_kd.modeling.configuration_schnet import SchNetConfig
 from molformer_kd.modeling.gnn3d import cosine_cutoff, energy_force_loss, gaussian_rbf, sine_rbf
 from molformer_kd.modeling.modeling_painn import PaiNNForEnergyAndForces, PaiNNModel
 from molformer_kd.modeling.modeling_schnet import SchNetForEnergyAndForces, SchNetModel
+from molformer_kd.tokenization.collators import PointCloudCollator
 
 REFERENCES = [0.0, -13.0, 0, 0, 0, 0, -50.0, -70.0, -100.0, -120.0]
 
@@ -141,8 +141,10 @@ def test_radial_basis_and_cutoff_formulas():
     )
     gauss = gaussian_rbf(torch.tensor([1.0], dtype=torch.float64), 3, 4.0)  # centres 0, 2, 4; spacing 2
     torch.testing.assert_close(
-        gauss[0], torch.tensor([math.exp(-0.5 * (1 / 2) ** 2), math.exp(-0.5 * (1 / 2) ** 2), math.exp(-0.5 * 1.5**2)],
-                               dtype=torch.float64)
+        gauss[0],
+        torch.tensor(
+            [math.exp(-0.5 * (1 / 2) ** 2), math.exp(-0.5 * (1 / 2) ** 2), math.exp(-0.5 * 1.5**2)], dtype=torch.float64
+        ),
     )
 
 
@@ -160,7 +162,7 @@ def test_outputs_follow_the_contract(batch):
         assert out.loss is not None and out.loss.requires_grad
         backbone = model.base_model(batch["atomic_numbers"], batch["pos"], batch["atom_mask"])
         assert backbone.last_hidden_state.shape == (b, 1 + n, width)
-        mean = (backbone.node_features.sum(1) / batch["atom_mask"].sum(1, keepdim=True))
+        mean = backbone.node_features.sum(1) / batch["atom_mask"].sum(1, keepdim=True)
         torch.testing.assert_close(backbone.pooler_output, mean)
 
 
@@ -231,7 +233,11 @@ def test_presets_follow_the_paper_and_bad_settings_raise():
     assert big.num_rbf == 128 and big.cutoff == 12.0 and big.direct_forces
     schnet = SchNetConfig.from_preset("oc20")
     assert (schnet.hidden_size, schnet.num_filters, schnet.num_layers, schnet.num_rbf, schnet.cutoff) == (
-        1024, 256, 5, 200, 6.0
+        1024,
+        256,
+        5,
+        200,
+        6.0,
     )
     assert PaiNNConfig.from_preset("small", hidden_size=64).hidden_size == 64
     with pytest.raises(ValueError, match="preset"):

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from molformer_kd.data.xtb import load_qm9_xtb
-from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.distillation.gnn_objectives import edges_to_nodes, edges_to_vectors
 from molformer_kd.distillation.registry import build_objective
 from molformer_kd.modeling.configuration_painn import PaiNNConfig
@@ -12,6 +11,7 @@ from molformer_kd.modeling.configuration_schnet import SchNetConfig
 from molformer_kd.modeling.gnn3d import EnergyAndForcesOutput
 from molformer_kd.modeling.modeling_painn import PaiNNForEnergyAndForces
 from molformer_kd.modeling.modeling_schnet import SchNetForEnergyAndForces
+from molformer_kd.tokenization.collators import PointCloudCollator
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,9 @@ def models():
             SchNetConfig(hidden_size=16, num_filters=20, num_layers=2, num_rbf=8)
         ).eval(),
         "painn_student": PaiNNForEnergyAndForces(PaiNNConfig(hidden_size=8, num_layers=1, num_rbf=8)),
-        "schnet_student": SchNetForEnergyAndForces(SchNetConfig(hidden_size=12, num_filters=8, num_layers=1, num_rbf=8)),
+        "schnet_student": SchNetForEnergyAndForces(
+            SchNetConfig(hidden_size=12, num_filters=8, num_layers=1, num_rbf=8)
+        ),
     }
 
 
@@ -152,7 +154,9 @@ def test_energy_forces_task_objective_matches_independent_computation(models, ba
     parts = objective(None, student_out, batch)
     labels = batch["labels"]
     torch.testing.assert_close(parts["task_energy"], 2.0 * (student_out.energy - labels["energy"]).abs().mean())
-    expected = 5.0 * per_molecule_mean(batch, lambda b, i: ((student_out.forces[b, i] - labels["forces"][b, i]) ** 2).mean())
+    expected = 5.0 * per_molecule_mean(
+        batch, lambda b, i: ((student_out.forces[b, i] - labels["forces"][b, i]) ** 2).mean()
+    )
     torch.testing.assert_close(parts["task_forces"], expected)
 
 
@@ -165,7 +169,10 @@ def three_atom_teacher_output():
     vectors = torch.stack([(pos[j] - pos[i]) / (pos[j] - pos[i]).norm() for i, j in edges])
     features = torch.tensor([[10.0 * i + j, 1.0] for i, j in edges])
     return EnergyAndForcesOutput(
-        edge_features=features, edge_index=edge_index, edge_vectors=vectors, atom_mask=torch.ones(1, 3, dtype=torch.bool)
+        edge_features=features,
+        edge_index=edge_index,
+        edge_vectors=vectors,
+        atom_mask=torch.ones(1, 3, dtype=torch.bool),
     )
 
 
@@ -198,7 +205,9 @@ def test_v2v_from_edges_rotates_with_the_molecule(models, batch):
         out, out_rotated = teacher(**inputs), teacher(**rotated)
     mask = inputs["atom_mask"]
     vectors = edges_to_vectors(out.edge_features, out.edge_vectors, out.edge_index, mask)
-    vectors_rotated = edges_to_vectors(out_rotated.edge_features, out_rotated.edge_vectors, out_rotated.edge_index, mask)
+    vectors_rotated = edges_to_vectors(
+        out_rotated.edge_features, out_rotated.edge_vectors, out_rotated.edge_index, mask
+    )
     torch.testing.assert_close(vectors_rotated, torch.einsum("xy,bnyf->bnxf", rotation, vectors), atol=1e-4, rtol=1e-4)
 
 
@@ -232,12 +241,22 @@ def test_distillation_trainer_runs_the_energy_force_objectives(models, tmp_path)
     projection_before = objectives["n2n"].projection.weight.detach().clone()
     student_before = student.base_model.embedding.weight.detach().clone()
     args = TrainingArguments(
-        output_dir=str(tmp_path), use_cpu=True, max_steps=2, per_device_train_batch_size=4, learning_rate=1e-2,
-        report_to="none", save_strategy="no", logging_steps=1, remove_unused_columns=False, disable_tqdm=True,
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        remove_unused_columns=False,
+        disable_tqdm=True,
     )
     trainer = DistillationTrainer(
         model=DistillationModel(student, objectives, {"energy_forces": 1.0, "n2n": 10.0, "vanilla2": 1.0}),
-        args=args, teacher=teacher, data_collator=PointCloudCollator(paired=True),
+        args=args,
+        teacher=teacher,
+        data_collator=PointCloudCollator(paired=True),
         train_dataset=load_qm9_xtb()["train"].select(range(8)),
     )
     trainer.train()

@@ -107,8 +107,15 @@ def _qm9_sample(n):
 
 def test_bfs_distances_equal_rdkit_distance_matrix():
     corpus = _qm9_sample(300) + [
-        "c1ccc2cc3ccccc3cc2c1", "C1CC2CC1C2", "CC(=O)[O-].[Na+]", "[H+].[Cl-]", "C.C.C", "C1CC1.c1ccccc1CCN",
-        "O=C(O)C[C@H](O)C[C@H](O)CCn2c(c(c(c2c1ccc(F)cc1)c3ccccc3)C(=O)Nc4ccccc4)C(C)C", "C" * 70, "[Na+]",
+        "c1ccc2cc3ccccc3cc2c1",
+        "C1CC2CC1C2",
+        "CC(=O)[O-].[Na+]",
+        "[H+].[Cl-]",
+        "C.C.C",
+        "C1CC1.c1ccccc1CCN",
+        "O=C(O)C[C@H](O)C[C@H](O)CCn2c(c(c(c2c1ccc(F)cc1)c3ccccc3)C(=O)Nc4ccccc4)C(C)C",
+        "C" * 70,
+        "[Na+]",
     ]
     mols = [check_smiles(smiles).mol for smiles in corpus]
     sizes = np.array([mol.GetNumAtoms() for mol in mols])
@@ -120,11 +127,17 @@ def test_bfs_distances_equal_rdkit_distance_matrix():
             molecule += [m, m]
             source += [i, j]
             target += [j, i]
-    distance = chunk_distances(sizes, atom_start, pair_start, np.array(molecule, dtype=np.int64),
-                                np.array(source, dtype=np.int64), np.array(target, dtype=np.int64))
+    distance = chunk_distances(
+        sizes,
+        atom_start,
+        pair_start,
+        np.array(molecule, dtype=np.int64),
+        np.array(source, dtype=np.int64),
+        np.array(target, dtype=np.int64),
+    )
     for m, mol in enumerate(mols):
         n = sizes[m]
-        got = distance[pair_start[m]: pair_start[m] + n * n].reshape(n, n)
+        got = distance[pair_start[m] : pair_start[m] + n * n].reshape(n, n)
         np.testing.assert_array_equal(got, Chem.GetDistanceMatrix(mol).astype(np.int64), err_msg=corpus[m])
 
 
@@ -148,8 +161,11 @@ def test_readers_strip_the_bom_and_make_reader_faults_row_errors(tmp_path, name)
     sep = b"\t" if ".tsv" in name else b","
     huge = b"C" * 10_000_001
     lines = [b"CCO", BAD_UTF8, b"c1ccccc1", huge, b"O"]
-    body = b"\n".join(lines) if smi else b"\xef\xbb\xbfsmiles" + sep + b"id\n" + b"\n".join(
-        line + sep + b"%d" % k for k, line in enumerate(lines))
+    body = (
+        b"\n".join(lines)
+        if smi
+        else b"\xef\xbb\xbfsmiles" + sep + b"id\n" + b"\n".join(line + sep + b"%d" % k for k, line in enumerate(lines))
+    )
     _write(path, b"\xef\xbb\xbf" + body + b"\n" if smi else body + b"\n")
     rows = list(read_smiles(path))
     assert [row.smiles for row in rows] == ["CCO", None, "c1ccccc1", None, "O"]
@@ -159,11 +175,14 @@ def test_readers_strip_the_bom_and_make_reader_faults_row_errors(tmp_path, name)
     assert rows[0].error is None and rows[2].error is None and rows[4].error is None
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"smiles\nCCO\n\x00\x01\x02binary", "line 3: a NUL byte"),
-    (b"\xff\xfes\x00m\x00i\x00", "UTF-16"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 3: a NUL byte"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"smiles\nCCO\n\x00\x01\x02binary", "line 3: a NUL byte"),
+        (b"\xff\xfes\x00m\x00i\x00", "UTF-16"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 3: a NUL byte"),
+    ],
+)
 def test_a_file_that_is_not_text_is_one_error_naming_file_and_line(tmp_path, content, message):
     path = tmp_path / "mols.csv"
     path.write_bytes(content)
@@ -248,8 +267,22 @@ def test_screening_file_with_hostile_rows_exits_0_with_one_row_per_input(tmp_pat
         writer.writerow(["smiles", "id"])
         writer.writerows([smiles, f"m{k}"] for k, (smiles, _) in enumerate(SCREENING_ROWS))
     start = time.perf_counter()
-    code = main(["predict", "--model", str(model_dir), "--input", str(input_path), "--output", str(output_path),
-                 "--batch-size", "4", "--threads", "1", "--quiet"])
+    code = main(
+        [
+            "predict",
+            "--model",
+            str(model_dir),
+            "--input",
+            str(input_path),
+            "--output",
+            str(output_path),
+            "--batch-size",
+            "4",
+            "--threads",
+            "1",
+            "--quiet",
+        ]
+    )
     elapsed = time.perf_counter() - start
     assert code == 0
     assert elapsed < 120  # the bound; it takes seconds

@@ -16,7 +16,6 @@ from transformers import AutoConfig, AutoModel
 
 from molformer_kd.data import load_embedded_qm9
 from molformer_kd.data.xtb import load_qm9_xtb
-from molformer_kd.tokenization.collators import PointCloudCollator
 from molformer_kd.modeling import (
     BATCH_KEYS,
     BinaryClassificationPredictor,
@@ -47,7 +46,7 @@ from molformer_kd.modeling.auto import (
     AutoModelForMolecularPropertyPrediction,
 )
 from molformer_kd.tokenization import SmilesTokenizer, StBaseTokenizer
-from molformer_kd.tokenization.collators import GraphCollator
+from molformer_kd.tokenization.collators import GraphCollator, PointCloudCollator
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 
 # Outputs compared across runs: one row per molecule, or one row per token/atom (padded along axis 1).

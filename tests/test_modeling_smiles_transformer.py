@@ -39,7 +39,7 @@ def smiles_batch(smiles_list):
     for smiles in smiles_list:
         mol = Chem.MolFromSmiles(smiles)
         atoms = [a.GetSymbol().lower() if a.GetIsAromatic() else a.GetSymbol() for a in mol.GetAtoms()]
-        bonds = [b for b in mol.GetBonds()]
+        bonds = list(mol.GetBonds())
         bond_symbols = [BOND_SYMBOLS[str(b.GetBondType())] for b in bonds]
         ids.append([token_id(token) for token in ["[V]", *atoms, *bond_symbols]])
         types.append([0] + [1] * len(atoms) + [2] * len(bonds))

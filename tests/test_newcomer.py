@@ -45,8 +45,19 @@ def test_own_csv_teacher_on_conformers_ccmd_gin_evaluate_predict(tmp_path):
         assert sorted(row["mol_id"] for row in csv.DictReader(handle)) == sorted(row["Name"] for row in tests)
 
     predicted = molformer_kd(
-        "predict", "--model", tmp_path / "run" / "distill", "--input", DATA, "--output", tmp_path / "logS.csv",
-        "--smiles-column", "SMILES", "--keep-columns", "Name", "--quiet", cwd=tmp_path,
+        "predict",
+        "--model",
+        tmp_path / "run" / "distill",
+        "--input",
+        DATA,
+        "--output",
+        tmp_path / "logS.csv",
+        "--smiles-column",
+        "SMILES",
+        "--keep-columns",
+        "Name",
+        "--quiet",
+        cwd=tmp_path,
     )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "Traceback" not in predicted.stderr and "LOAD REPORT" not in predicted.stderr

@@ -178,8 +178,9 @@ def test_bucketed_batches_give_each_molecule_its_own_prediction_in_input_order(s
         assert [r["error"] is None for r in results] == [r["error"] is None for r in one_at_a_time]
         assert [r["error"] for r in results] == [r["error"] for r in one_at_a_time]
         valid = [i for i, r in enumerate(one_at_a_time) if r["error"] is None]
-        np.testing.assert_allclose(as_matrix([results[i] for i in valid]),
-                                   as_matrix([one_at_a_time[i] for i in valid]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            as_matrix([results[i] for i in valid]), as_matrix([one_at_a_time[i] for i in valid]), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_gin_pipeline_skips_the_graphormer_encodings_and_predicts_the_same(student_dir):
@@ -194,8 +195,9 @@ def test_gin_pipeline_skips_the_graphormer_encodings_and_predicts_the_same(stude
 
 
 def test_preprocess_many_keeps_each_failure_on_its_row():
-    pipe = MolecularPropertyPredictionPipeline(model=tiny_gin_student(), feature_extractor=MoleculeFeaturizer(),
-                                               device=-1)
+    pipe = MolecularPropertyPredictionPipeline(
+        model=tiny_gin_student(), feature_extractor=MoleculeFeaturizer(), device=-1
+    )
     mixed = ["CCO", "C1CC", None, "c1ccccc1", "CXc"]
     items = pipe.preprocess_many(mixed)
     assert [item["error"] is None for item in items] == [True, False, False, True, False]
@@ -236,7 +238,8 @@ def test_a_graphormer_needs_a_featurizer_with_graph_encodings():
 
     model = GraphormerForMolecularPropertyPrediction(GraphormerConfig.from_preset("tiny", num_labels=1))
     with pytest.raises(ValueError, match="graph_encodings=False"):
-        MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(graph_encodings=False),
-                                            device=-1)
+        MolecularPropertyPredictionPipeline(
+            model=model, feature_extractor=MoleculeFeaturizer(graph_encodings=False), device=-1
+        )
     pipe = MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(), device=-1)
     assert pipe.feature_extractor.graph_encodings and all(r["error"] is None for r in pipe(SMILES))

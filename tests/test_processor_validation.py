@@ -31,15 +31,18 @@ def _one_line_error(call, *words):
     return message
 
 
-@pytest.mark.parametrize("key, value, problem", [
-    ("multi_hop_max_dist", 1_000_000, "must lie in [1, 64]"),
-    ("max_spatial", 0, "must lie in [1, 1024]"),
-    ("max_spatial", 20.5, "must be an integer"),
-    ("use_3d", "no", "must be true or false"),
-    ("feature_scheme", "dgl", "must be one of ['ogb']"),
-    ("max_atoms", 10**9, "must lie in [1, 4096]"),
-    ("max_atom", 100, "unknown setting"),
-])
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("multi_hop_max_dist", 1_000_000, "must lie in [1, 64]"),
+        ("max_spatial", 0, "must lie in [1, 1024]"),
+        ("max_spatial", 20.5, "must be an integer"),
+        ("use_3d", "no", "must be true or false"),
+        ("feature_scheme", "dgl", "must be one of ['ogb']"),
+        ("max_atoms", 10**9, "must lie in [1, 4096]"),
+        ("max_atom", 100, "unknown setting"),
+    ],
+)
 def test_bad_featurizer_settings_name_the_file_and_key(tmp_path, key, value, problem):
     MoleculeFeaturizer().save_pretrained(tmp_path)
     _edit_json(tmp_path / "preprocessor_config.json", **{key: value})
@@ -55,11 +58,14 @@ def test_featurizer_settings_are_checked_when_built_too():
     assert MoleculeFeaturizer(max_atoms=100).max_atoms == 100
 
 
-@pytest.mark.parametrize("key, value, problem", [
-    ("max_atoms", "many", "must be an integer"),
-    ("max_atoms", 0, "must lie in [1, 4096]"),
-    ("do_lower_case", True, "unknown setting"),
-])
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("max_atoms", "many", "must be an integer"),
+        ("max_atoms", 0, "must lie in [1, 4096]"),
+        ("do_lower_case", True, "unknown setting"),
+    ],
+)
 def test_bad_tokenizer_settings_name_the_file_and_key(tmp_path, key, value, problem):
     SmilesTokenizer().save_pretrained(tmp_path)
     _edit_json(tmp_path / "tokenizer_config.json", **{key: value})
@@ -78,12 +84,15 @@ def _graphormer_checkpoint(directory, featurizer, **config):
     featurizer.save_pretrained(directory)
 
 
-@pytest.mark.parametrize("featurizer, config, words", [
-    (MoleculeFeaturizer(max_spatial=10), {}, ["max_spatial = 10", "max_spatial = 20"]),
-    (MoleculeFeaturizer(multi_hop_max_dist=3), {}, ["multi_hop_max_dist = 3", "multi_hop_max_dist = 5"]),
-    (MoleculeFeaturizer(), {"geometry": "3d"}, ["use_3d = False", "geometry = '3d'"]),
-    (MoleculeFeaturizer(use_3d=True), {}, ["use_3d = True", "geometry = '2d'"]),
-])
+@pytest.mark.parametrize(
+    "featurizer, config, words",
+    [
+        (MoleculeFeaturizer(max_spatial=10), {}, ["max_spatial = 10", "max_spatial = 20"]),
+        (MoleculeFeaturizer(multi_hop_max_dist=3), {}, ["multi_hop_max_dist = 3", "multi_hop_max_dist = 5"]),
+        (MoleculeFeaturizer(), {"geometry": "3d"}, ["use_3d = False", "geometry = '3d'"]),
+        (MoleculeFeaturizer(use_3d=True), {}, ["use_3d = True", "geometry = '2d'"]),
+    ],
+)
 def test_featurizer_must_match_the_graphormer_config(tmp_path, featurizer, config, words):
     _graphormer_checkpoint(tmp_path, featurizer, **config)
     _one_line_error(lambda: load_processor(tmp_path), f"{tmp_path}/preprocessor_config.json", *words)
@@ -100,11 +109,14 @@ def test_matching_processors_load(tmp_path):
     assert isinstance(load_processor(tmp_path / "st"), SmilesTokenizer)
 
 
-@pytest.mark.parametrize("tokenizer, config, words", [
-    (SmilesTokenizer(), {"vocab_size": 20}, ["39 tokens", "vocab_size = 20"]),
-    (StBaseTokenizer(), {}, ["StBaseTokenizer", "'st_kd' reads SmilesTokenizer"]),
-    (SmilesTokenizer(), {"pad_token_id": 3}, ["pad_token_id = 3"]),
-])
+@pytest.mark.parametrize(
+    "tokenizer, config, words",
+    [
+        (SmilesTokenizer(), {"vocab_size": 20}, ["39 tokens", "vocab_size = 20"]),
+        (StBaseTokenizer(), {}, ["StBaseTokenizer", "'st_kd' reads SmilesTokenizer"]),
+        (SmilesTokenizer(), {"pad_token_id": 3}, ["pad_token_id = 3"]),
+    ],
+)
 def test_tokenizer_must_match_the_smiles_transformer_config(tmp_path, tokenizer, config, words):
     SmilesTransformerConfig.from_preset("tiny", **config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
@@ -118,5 +130,6 @@ def test_pipeline_refuses_a_processor_that_does_not_match_its_model():
     mismatched = MoleculeFeaturizer(max_spatial=3)
     _one_line_error(
         lambda: MolecularPropertyPredictionPipeline(model=graphormer, feature_extractor=mismatched),
-        "MoleculeFeaturizer", "max_spatial = 3",
+        "MoleculeFeaturizer",
+        "max_spatial = 3",
     )

@@ -162,16 +162,16 @@ def test_a_fresh_run_clears_checkpoints_of_an_earlier_run(tmp_path, uninterrupte
 
 def test_full_disk_is_reported_with_the_path(tmp_path):
     target = tmp_path / "checkpoint-3"
-    with pytest.raises(RunFileError, match=f"no space left on the device while writing {target}"):
-        with reported_file_errors(target):
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with (
+        pytest.raises(RunFileError, match=f"no space left on the device while writing {target}"),
+        reported_file_errors(target),
+    ):
+        raise OSError(errno.ENOSPC, "No space left on device")
     # torch.save's C++ stream error on a full disk says neither cause nor file.
-    with pytest.raises(RunFileError, match=str(target)):
-        with reported_file_errors(target):
-            raise RuntimeError("basic_ios::clear: iostream error")
-    with pytest.raises(ValueError, match="unrelated"):  # other errors pass through unchanged
-        with reported_file_errors(target):
-            raise ValueError("unrelated")
+    with pytest.raises(RunFileError, match=str(target)), reported_file_errors(target):
+        raise RuntimeError("basic_ios::clear: iostream error")
+    with pytest.raises(ValueError, match="unrelated"), reported_file_errors(target):  # other errors pass unchanged
+        raise ValueError("unrelated")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
@@ -307,7 +307,9 @@ def test_readme_two_process_command_from_an_empty_folder(tmp_path):
         "per_device_train_batch_size": 4,
         "disable_tqdm": True,
     }
-    result = run_distill_cli(write_config(tmp_path, values), launcher=TWO_PROCESSES, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = run_distill_cli(
+        write_config(tmp_path, values), launcher=TWO_PROCESSES, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())
     assert metrics["metrics"]["test"]["gap_count"] == 16

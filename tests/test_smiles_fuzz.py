@@ -24,12 +24,26 @@ SECONDS_PER_CALL = 10.0
 FUZZ = settings(max_examples=800, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 REAL_SMILES = [record["smiles"] for record in read_embedded_qm9()[1][:200]] + [
-    "CC(=O)Oc1ccccc1C(=O)O", "C[C@H](N)C(=O)O", "CC(=O)[O-].[Na+]", "N->[Fe]", "F/C=C/F", "[13CH3]C%10CC%10",
-    "O=C(O)C[C@H](O)C[C@H](O)CCn2c(c(c(c2c1ccc(F)cc1)c3ccccc3)C(=O)Nc4ccccc4)C(C)C", "CC |$;Cl_p$|",
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "C[C@H](N)C(=O)O",
+    "CC(=O)[O-].[Na+]",
+    "N->[Fe]",
+    "F/C=C/F",
+    "[13CH3]C%10CC%10",
+    "O=C(O)C[C@H](O)C[C@H](O)CCn2c(c(c(c2c1ccc(F)cc1)c3ccccc3)C(=O)Nc4ccccc4)C(C)C",
+    "CC |$;Cl_p$|",
 ]
 # SMILES characters plus the kinds of characters hostile files hold.
 MUTATION_ALPHABET = list("CNOSPFIcnosp()[]=#$:/\\@+-.%0123456789H*<>| ") + [
-    "\x00", "\t", "\n", "\ufeff", "\u0661", "\u00b9", "\U0001f600", "\u00e9", "\x7f",
+    "\x00",
+    "\t",
+    "\n",
+    "\ufeff",
+    "\u0661",
+    "\u00b9",
+    "\U0001f600",
+    "\u00e9",
+    "\x7f",
 ]
 
 

@@ -14,8 +14,9 @@ SAMPLE = os.path.join(ROOT, "molformer_kd", "tokenization", "resources", "parity
 
 
 def _load_parity_script():
-    spec = importlib.util.spec_from_file_location("check_parser_parity",
-                                                  os.path.join(ROOT, "scripts", "check_parser_parity.py"))
+    spec = importlib.util.spec_from_file_location(
+        "check_parser_parity", os.path.join(ROOT, "scripts", "check_parser_parity.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -30,6 +31,7 @@ def rdkit_bonds(smiles):
 
 
 # ------------------------------------------------------------------------------------------ grammar features
+
 
 def test_chain_branches_and_implicit_bonds():
     p = parse_smiles("CC(=O)O")
@@ -48,32 +50,59 @@ def test_aromatic_implicit_bonds_are_aromatic_like_rdkit_unsanitized():
     assert parse_smiles("c1cc/cc1").bonds[2] == (2, 3, "AROMATIC")  # '/' between aromatic atoms
 
 
-@pytest.mark.parametrize("smiles", [
-    "C1CC1", "C1CC2CC1C2", "C2CC1CC2C1", "C12CCC2C1", "C1CC11CC1", "C1CC1C1CC1", "C1.C1", "C12.C1.C2",
-    "C3CC2CC1CC1CC2C3", "C(C1)C1", "C(=O)1CC1", "C1CCC1(C)", "c1ccc2ccccc2c1", "N1C2C3C1C23",
-    # dative bonds run from the donor (the arrow's tail) to the acceptor, in chains and ring closures
-    "N->[Fe]", "[Fe]<-N", "C(<-C)C", "[NH3]->[Pt]<-[NH3]", "C[N]1->[Fe]CC1", "[Fe]1CC[N]->1", "C1CC<-1",
-    "C<-1CC1", "C->1CC1", "C->1CC<-1", "N1->[Fe]<-NCC1",
-])
+@pytest.mark.parametrize(
+    "smiles",
+    [
+        "C1CC1",
+        "C1CC2CC1C2",
+        "C2CC1CC2C1",
+        "C12CCC2C1",
+        "C1CC11CC1",
+        "C1CC1C1CC1",
+        "C1.C1",
+        "C12.C1.C2",
+        "C3CC2CC1CC1CC2C3",
+        "C(C1)C1",
+        "C(=O)1CC1",
+        "C1CCC1(C)",
+        "c1ccc2ccccc2c1",
+        "N1C2C3C1C23",
+        # dative bonds run from the donor (the arrow's tail) to the acceptor, in chains and ring closures
+        "N->[Fe]",
+        "[Fe]<-N",
+        "C(<-C)C",
+        "[NH3]->[Pt]<-[NH3]",
+        "C[N]1->[Fe]CC1",
+        "[Fe]1CC[N]->1",
+        "C1CC<-1",
+        "C<-1CC1",
+        "C->1CC1",
+        "C->1CC<-1",
+        "N1->[Fe]<-NCC1",
+    ],
+)
 def test_ring_closure_order_and_direction_match_rdkit(smiles):
     # ring bonds after all chain bonds, by ring number, reused numbers in closing order; (closer, opener)
     assert parse_smiles(smiles, fold_hydrogens=False).bonds == rdkit_bonds(smiles)
 
 
-@pytest.mark.parametrize("smiles, bond", [
-    ("C=1CC1", (0, 2, "DOUBLE")),  # order symbol on the opening side: (opener, closer)
-    ("C1CC=1", (2, 0, "DOUBLE")),
-    ("C=1CC=1", (0, 2, "DOUBLE")),
-    ("C-1CC1", (0, 2, "SINGLE")),
-    ("C/1CC1", (2, 0, "SINGLE")),  # a stereo mark is not an order: (closer, opener)
-    ("C/1CC=1", (2, 0, "DOUBLE")),
-    ("c:1cccc1", (0, 4, "AROMATIC")),
-    ("c-1cccc1", (0, 4, "SINGLE")),
-    ("C%10CC%10", (2, 0, "SINGLE")),
-    ("C%(123)CC%(123)", (2, 0, "SINGLE")),
-    ("C#1CC1", (0, 2, "TRIPLE")),
-    ("C$1CC1", (0, 2, "QUADRUPLE")),
-])
+@pytest.mark.parametrize(
+    "smiles, bond",
+    [
+        ("C=1CC1", (0, 2, "DOUBLE")),  # order symbol on the opening side: (opener, closer)
+        ("C1CC=1", (2, 0, "DOUBLE")),
+        ("C=1CC=1", (0, 2, "DOUBLE")),
+        ("C-1CC1", (0, 2, "SINGLE")),
+        ("C/1CC1", (2, 0, "SINGLE")),  # a stereo mark is not an order: (closer, opener)
+        ("C/1CC=1", (2, 0, "DOUBLE")),
+        ("c:1cccc1", (0, 4, "AROMATIC")),
+        ("c-1cccc1", (0, 4, "SINGLE")),
+        ("C%10CC%10", (2, 0, "SINGLE")),
+        ("C%(123)CC%(123)", (2, 0, "SINGLE")),
+        ("C#1CC1", (0, 2, "TRIPLE")),
+        ("C$1CC1", (0, 2, "QUADRUPLE")),
+    ],
+)
 def test_ring_closure_bond_symbols(smiles, bond):
     assert parse_smiles(smiles).bonds[-1] == bond
     assert rdkit_bonds(smiles)[-1] == bond
@@ -88,8 +117,14 @@ def test_ring_closure_symbol_is_the_bond_token():
 def test_bracket_atom_fields():
     p = parse_smiles("[13CH3:7][C@@H]([O-])[NH3+].[Fe+2].[se]1cccc1.*[*]C[#6]")
     a = p.atoms
-    assert (a[0].symbol, a[0].element, a[0].isotope, a[0].hcount, a[0].atom_class, a[0].bracket) == \
-        ("[13CH3:7]", "C", 13, 3, 7, True)
+    assert (a[0].symbol, a[0].element, a[0].isotope, a[0].hcount, a[0].atom_class, a[0].bracket) == (
+        "[13CH3:7]",
+        "C",
+        13,
+        3,
+        7,
+        True,
+    )
     assert (a[1].chirality, a[1].hcount) == ("@@", 1)
     assert a[2].charge == -1 and a[3].charge == 1 and a[3].hcount == 3
     assert a[4].element == "Fe" and a[4].charge == 2
@@ -107,7 +142,7 @@ def test_bracket_atom_fields():
 def test_atom_spans_point_into_the_string():
     s = "C[C@H](Cl)c1ccccc1Br"
     p = parse_smiles(s)
-    assert [s[a.span[0]:a.span[1]] for a in p.atoms] == p.atom_symbols
+    assert [s[a.span[0] : a.span[1]] for a in p.atoms] == p.atom_symbols
     assert p.atom_starts[:3] == [0, 1, 7]
 
 
@@ -129,6 +164,7 @@ def test_cis_trans_bonds():
 
 # ------------------------------------------------------------------------------------ explicit hydrogens
 
+
 def test_hydrogen_rule():
     methane = parse_smiles("[H]C([H])([H])[H]")
     assert methane.atom_symbols == ["C"] and methane.bonds == [] and methane.atoms[0].folded_hydrogens == 4
@@ -149,13 +185,27 @@ def test_hydrogen_rule():
     assert raw.num_atoms == 4 and raw.bonds == rdkit_bonds("C([H])1CC1")
 
 
-@pytest.mark.parametrize("smiles", ["[H]C([H])([H])[H]", "[2H]C", "[H][H]", "[H+]", "[2H][H]", "[H]C.[H][H]",
-                                    "[BH2]1[H][BH2][H]1", "F/C=C/[H]", "[H]c1ccccc1", "[H][C@@](F)(Cl)Br"])
+@pytest.mark.parametrize(
+    "smiles",
+    [
+        "[H]C([H])([H])[H]",
+        "[2H]C",
+        "[H][H]",
+        "[H+]",
+        "[2H][H]",
+        "[H]C.[H][H]",
+        "[BH2]1[H][BH2][H]1",
+        "F/C=C/[H]",
+        "[H]c1ccccc1",
+        "[H][C@@](F)(Cl)Br",
+    ],
+)
 def test_hydrogen_rule_matches_configured_rdkit_remove_hs(smiles):
     assert parity.compare(smiles) is None
 
 
 # ------------------------------------------------------------------------------------------------ parity
+
 
 def test_parity_with_rdkit_on_committed_sample():
     with open(SAMPLE) as f:
@@ -169,52 +219,56 @@ def test_parity_with_rdkit_on_committed_sample():
 
 # ------------------------------------------------------------------------------------------------ errors
 
-@pytest.mark.parametrize("smiles, position, reason", [
-    ("", 0, "empty input"),
-    ("C1CC", 1, "unclosed ring"),
-    ("C(C", 1, "'(' is never closed"),
-    ("CC)C", 2, "')' without a matching '('"),
-    ("C[Xx]C", 2, "unknown element"),
-    ("CXC", 1, "unknown element 'X'"),
-    ("[C+++]", 4, "bad charge"),
-    ("[C+16]", 2, "bad charge"),
-    ("=CC", 0, "at the start"),
-    ("CC=", 2, "at the end"),
-    ("C(=)C", 3, "dangling bond '=' before ')'"),
-    ("C=.C", 2, "dangling bond '=' before '.'"),
-    ("C11", 2, "to itself"),
-    ("C1C1", 3, "duplicates the bond"),
-    ("C12CC12", 6, "duplicates the bond"),
-    ("C=1CC-1", 6, "conflicting bond symbols"),
-    ("C()C", 2, "empty branch"),
-    ("(C)C", 0, "without a preceding atom"),
-    ("C.", 1, "'.' at the end"),
-    (".C", 0, "'.' without a preceding atom"),
-    ("C..C", 2, "'.' without a preceding atom"),
-    ("C==C", 2, "two bond symbols"),
-    ("C[CH", 1, "unclosed bracket atom"),
-    ("C]", 1, "']' without"),
-    ("C%1C", 1, "'%' must be followed"),
-    ("1CC", 0, "without a preceding atom"),
-    ("C(1)C", 2, "without a preceding atom"),
-    ("C[C@X]", 4, "bad chirality"),
-    ("C[C:]", 3, "atom class without a number"),
-    ("[]", 1, "no element symbol"),
-    ("C C", 1, "whitespace ' '"),
-    ("CCO\x00", 3, "control character"),
-    ("c1ccccc1\U0001f600", 8, "non-ASCII character"),
-    ("\ufeffCCO", 0, "byte order mark"),
-    ("[\u0661\u0663C]", 1, "non-ASCII character"),  # Arabic-Indic digits are not isotope 13
-    ("C%\u0661\u0662CC%12", 2, "non-ASCII character"),
-    ("[\u00b9\u00b3C]", 1, "non-ASCII character"),  # superscript digits
-    ("[1234567890C]", 1, "more than 9 digits"),
-    ("C%(1234567890)CC%(1234567890)", 1, "more than 9 digits"),
-    ("C->1CC->1", 8, "conflicting bond symbols"),
-    ("C-1CC->1", 7, "conflicting bond symbols"),
-    ("C<>C", 1, "unexpected character '<'"),
-    ("C.=C", 2, "right after '.'"),
-    ("C(", 1, "unclosed branch"),
-])
+
+@pytest.mark.parametrize(
+    "smiles, position, reason",
+    [
+        ("", 0, "empty input"),
+        ("C1CC", 1, "unclosed ring"),
+        ("C(C", 1, "'(' is never closed"),
+        ("CC)C", 2, "')' without a matching '('"),
+        ("C[Xx]C", 2, "unknown element"),
+        ("CXC", 1, "unknown element 'X'"),
+        ("[C+++]", 4, "bad charge"),
+        ("[C+16]", 2, "bad charge"),
+        ("=CC", 0, "at the start"),
+        ("CC=", 2, "at the end"),
+        ("C(=)C", 3, "dangling bond '=' before ')'"),
+        ("C=.C", 2, "dangling bond '=' before '.'"),
+        ("C11", 2, "to itself"),
+        ("C1C1", 3, "duplicates the bond"),
+        ("C12CC12", 6, "duplicates the bond"),
+        ("C=1CC-1", 6, "conflicting bond symbols"),
+        ("C()C", 2, "empty branch"),
+        ("(C)C", 0, "without a preceding atom"),
+        ("C.", 1, "'.' at the end"),
+        (".C", 0, "'.' without a preceding atom"),
+        ("C..C", 2, "'.' without a preceding atom"),
+        ("C==C", 2, "two bond symbols"),
+        ("C[CH", 1, "unclosed bracket atom"),
+        ("C]", 1, "']' without"),
+        ("C%1C", 1, "'%' must be followed"),
+        ("1CC", 0, "without a preceding atom"),
+        ("C(1)C", 2, "without a preceding atom"),
+        ("C[C@X]", 4, "bad chirality"),
+        ("C[C:]", 3, "atom class without a number"),
+        ("[]", 1, "no element symbol"),
+        ("C C", 1, "whitespace ' '"),
+        ("CCO\x00", 3, "control character"),
+        ("c1ccccc1\U0001f600", 8, "non-ASCII character"),
+        ("\ufeffCCO", 0, "byte order mark"),
+        ("[\u0661\u0663C]", 1, "non-ASCII character"),  # Arabic-Indic digits are not isotope 13
+        ("C%\u0661\u0662CC%12", 2, "non-ASCII character"),
+        ("[\u00b9\u00b3C]", 1, "non-ASCII character"),  # superscript digits
+        ("[1234567890C]", 1, "more than 9 digits"),
+        ("C%(1234567890)CC%(1234567890)", 1, "more than 9 digits"),
+        ("C->1CC->1", 8, "conflicting bond symbols"),
+        ("C-1CC->1", 7, "conflicting bond symbols"),
+        ("C<>C", 1, "unexpected character '<'"),
+        ("C.=C", 2, "right after '.'"),
+        ("C(", 1, "unclosed branch"),
+    ],
+)
 def test_errors_name_smiles_position_and_reason(smiles, position, reason):
     with pytest.raises(SmilesParseError) as info:
         parse_smiles(smiles)
@@ -245,6 +299,7 @@ def test_error_pickles():
 
 
 # --------------------------------------------------------------------------------------- robustness/speed
+
 
 def test_deep_nesting_and_megabyte_strings_are_linear():
     depth = 20_000

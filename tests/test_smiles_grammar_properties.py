@@ -12,8 +12,9 @@ from molformer_kd.tokenization.smiles_grammar import SmilesParseError, parse_smi
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "molformer_kd", "tokenization", "resources", "parity_sample.smi")
 
-_spec = importlib.util.spec_from_file_location("check_parser_parity",
-                                               os.path.join(ROOT, "scripts", "check_parser_parity.py"))
+_spec = importlib.util.spec_from_file_location(
+    "check_parser_parity", os.path.join(ROOT, "scripts", "check_parser_parity.py")
+)
 parity = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(parity)
 
@@ -30,26 +31,32 @@ def parse_or_reject(smiles):
         return parse_smiles(smiles)
     except SmilesParseError as err:
         assert 0 <= err.position <= max(len(smiles) - 1, 0)
-        assert err.reason and repr(smiles)[:20] in str(err) or len(smiles) > 80
+        assert (err.reason and repr(smiles)[:20] in str(err)) or len(smiles) > 80
         return None
 
 
 @COMMON
-@given(index=st.integers(0, len(MOLS) - 1), seed=st.integers(0, 2**31 - 1), kekule=st.booleans(),
-       explicit_bonds=st.booleans(), explicit_hs=st.booleans(), add_hs=st.booleans())
+@given(
+    index=st.integers(0, len(MOLS) - 1),
+    seed=st.integers(0, 2**31 - 1),
+    kekule=st.booleans(),
+    explicit_bonds=st.booleans(),
+    explicit_hs=st.booleans(),
+    add_hs=st.booleans(),
+)
 def test_random_rdkit_smiles_parse_like_rdkit(index, seed, kekule, explicit_bonds, explicit_hs, add_hs):
     mol = Chem.Mol(MOLS[index])
     if add_hs:
         mol = Chem.AddHs(mol)
     if kekule:
         Chem.Kekulize(mol, clearAromaticFlags=True)
-    smiles = Chem.MolToRandomSmilesVect(mol, 1, randomSeed=seed, kekuleSmiles=kekule,
-                                        allBondsExplicit=explicit_bonds, allHsExplicit=explicit_hs)[0]
+    smiles = Chem.MolToRandomSmilesVect(
+        mol, 1, randomSeed=seed, kekuleSmiles=kekule, allBondsExplicit=explicit_bonds, allHsExplicit=explicit_hs
+    )[0]
     assert parity.compare(smiles) is None, smiles
 
 
-_edit = st.tuples(st.sampled_from(["insert", "delete", "replace"]), st.floats(0, 1),
-                  st.sampled_from(SMILES_CHARS))
+_edit = st.tuples(st.sampled_from(["insert", "delete", "replace"]), st.floats(0, 1), st.sampled_from(SMILES_CHARS))
 
 
 @COMMON

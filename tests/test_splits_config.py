@@ -17,8 +17,12 @@ SMILES = ["CCO", "c1ccccc1", "c1ccccc1C", "CCN", "C1CCCCC1", "C1CCCCC1O", "CC(=O
 
 
 def records(n_splits=2) -> DatasetDict:
-    rows = {"smiles": SMILES, "mol_id": [f"m{i}" for i in range(10)], "gap": [float(i) for i in range(10)],
-            "split": ["train"] * 6 + ["Valid", "val", "TEST", ""]}
+    rows = {
+        "smiles": SMILES,
+        "mol_id": [f"m{i}" for i in range(10)],
+        "gap": [float(i) for i in range(10)],
+        "split": ["train"] * 6 + ["Valid", "val", "TEST", ""],
+    }
     pool = Dataset.from_dict(rows)
     if n_splits == 1:
         return DatasetDict({"train": pool})
@@ -35,13 +39,13 @@ def test_random_counts_below_the_pool_draw_a_seeded_subset_of_all_splits():
     other = resplit(records(), {"kind": "random", "seed": 4, "sizes": [4, 2, 2]})
     assert {name: len(rows) for name, rows in first.items()} == {"train": 4, "validation": 2, "test": 2}
     assert ids(first) == ids(again) and ids(first) != ids(other)
-    chosen = sum(ids(first).values(), [])
+    chosen = [mol_id for split in ids(first).values() for mol_id in split]
     assert len(set(chosen)) == 8  # disjoint, drawn from the pooled train + test rows
 
 
 def test_random_fractions_split_the_whole_pool():
     split = resplit(records(), {"kind": "random", "sizes": [0.6, 0.2, 0.2]})
-    assert sorted(sum(ids(split).values(), [])) == sorted(f"m{i}" for i in range(10))
+    assert sorted(mol_id for rows in ids(split).values() for mol_id in rows) == sorted(f"m{i}" for i in range(10))
 
 
 def test_scaffold_split_keeps_each_scaffold_in_one_split():
@@ -70,7 +74,9 @@ def test_split_column_with_an_unknown_value_names_the_row():
 def test_id_files_by_mol_id_or_smiles(tmp_path):
     (tmp_path / "train.txt").write_text("m0\nm1\nc1ccccc1C\n\n")
     (tmp_path / "test.txt").write_text("OCCO\n")
-    split = resplit(records(), {"kind": "ids", "train": str(tmp_path / "train.txt"), "test": str(tmp_path / "test.txt")})
+    split = resplit(
+        records(), {"kind": "ids", "train": str(tmp_path / "train.txt"), "test": str(tmp_path / "test.txt")}
+    )
     assert ids(split) == {"train": ["m0", "m1", "m2"], "test": ["m9"]}
     (tmp_path / "bad.txt").write_text("m0\nnope\n")
     with pytest.raises(ValueError, match="1 entry of .*bad.txt match no mol_id or SMILES of the data .*'nope'"):
@@ -107,5 +113,7 @@ def test_every_argument_has_help():
 
     from molformer_kd.distillation.arguments import ARGUMENT_CLASSES
 
-    missing = [f"{cls.__name__}.{f.name}" for cls in ARGUMENT_CLASSES for f in fields(cls) if not f.metadata.get("help")]
+    missing = [
+        f"{cls.__name__}.{f.name}" for cls in ARGUMENT_CLASSES for f in fields(cls) if not f.metadata.get("help")
+    ]
     assert missing == []

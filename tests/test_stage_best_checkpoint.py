@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 from test_distill_cli import FAST, log_history, write_config
 from transformers import TrainerCallback
 
-from molformer_kd.data import load_embedded_qm9
 from molformer_kd import distill_command as distill_run
+from molformer_kd.data import load_embedded_qm9
 from molformer_kd.distillation.checkpoints import STAGE_COMPLETE, read_stage_marker
 from molformer_kd.distillation.stages.base import Stage, stage_training_args, train_and_export
 from molformer_kd.distillation.tasks import PropertyTask, build_config, supervised
@@ -51,15 +51,30 @@ def test_load_best_model_at_end_exports_the_best_checkpoint(tmp_path):
     records = {"train": records["train"].select(range(16)), "validation": records["validation"].select(range(8))}
     task = PropertyTask(["gap"])
     stage = SupervisedStage(str(tmp_path / "stage"))
-    training = {"use_cpu": True, "seed": 0, "per_device_train_batch_size": 4, "learning_rate": 1e-3,
-                "logging_steps": 1, "disable_tqdm": True, "report_to": "none"}
+    training = {
+        "use_cpu": True,
+        "seed": 0,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3,
+        "logging_steps": 1,
+        "disable_tqdm": True,
+        "report_to": "none",
+    }
     stage.training_args = stage_training_args(training, PICK_ON_VALIDATION, stage.name, stage.output_dir)
-    config = build_config({"model_type": "molformer_gin", "preset": "tiny"}, "student",
-                          **task.statistics(records["train"]))
+    config = build_config(
+        {"model_type": "molformer_gin", "preset": "tiny"}, "student", **task.statistics(records["train"])
+    )
     student = task.auto_class.from_config(config)
     processor = task.new_processor(config)
-    trainer = train_and_export(stage, supervised(task, student), records, task.collator(processor), processor,
-                               task.compute_metrics(student), callbacks=[WorseAfterStep(3)])
+    trainer = train_and_export(
+        stage,
+        supervised(task, student),
+        records,
+        task.collator(processor),
+        processor,
+        task.compute_metrics(student),
+        callbacks=[WorseAfterStep(3)],
+    )
 
     evaluations = {e["step"]: e["eval_gap_mae"] for e in trainer.state.log_history if "eval_gap_mae" in e}
     assert sorted(evaluations) == [1, 2, 3, 4]
@@ -87,8 +102,9 @@ def test_load_best_model_at_end_exports_the_best_checkpoint(tmp_path):
         training, {**PICK_ON_VALIDATION, "resume_from_checkpoint": "latest"}, stage.name, stage.output_dir
     )
     student = task.auto_class.from_config(config)
-    train_and_export(stage, supervised(task, student), records, task.collator(processor), processor,
-                     task.compute_metrics(student))
+    train_and_export(
+        stage, supervised(task, student), records, task.collator(processor), processor, task.compute_metrics(student)
+    )
     assert_exported_is_best()
     assert read_stage_marker(stage.output_dir)["summary"]["best_checkpoint"]["global_step"] == best_step
 

@@ -29,8 +29,10 @@ def _assert_same_cells(frame, expected):
 
 
 # A name quoted over lines 3-4 (as in B3DB's TSVs), then an invalid SMILES on line 5 (pandas' row k + 2 said 4).
-QUOTED_NAME_CSV = ('smiles,name,y\nCCO,ethanol,1.0\nCCN,"ethyl\namine",2.0\nC1CC,broken ring,3.0\n'
-                   'c1ccccc1,"benzene, ""the"" ring",4.0\n')
+QUOTED_NAME_CSV = (
+    'smiles,name,y\nCCO,ethanol,1.0\nCCN,"ethyl\namine",2.0\nC1CC,broken ring,3.0\n'
+    'c1ccccc1,"benzene, ""the"" ring",4.0\n'
+)
 
 
 def test_load_csv_names_the_true_line_after_a_cell_spanning_two_lines(tmp_path):
@@ -62,8 +64,12 @@ def test_iter_table_rows_yields_header_then_records_with_problems(tmp_path):
     with gzip.open(path, "wt", newline="") as handle:  # gzip, CRLF, byte order mark, blank line, short row
         handle.write('\ufeffSMILES\tname\r\nCCO\t"a\r\nb"\r\n\r\nCCC\r\nCCN\tamine\r\n')
     rows = list(iter_table_rows(path))  # tab sniffed
-    assert rows == [TableRow(1, ["SMILES", "name"]), TableRow(2, ["CCO", "a\r\nb"]),
-                    TableRow(5, None, "1 fields where the header has 2"), TableRow(6, ["CCN", "amine"])]
+    assert rows == [
+        TableRow(1, ["SMILES", "name"]),
+        TableRow(2, ["CCO", "a\r\nb"]),
+        TableRow(5, None, "1 fields where the header has 2"),
+        TableRow(6, ["CCN", "amine"]),
+    ]
     with_blank = list(iter_table_rows(path, "\t", skip_blank_lines=False))
     assert with_blank[2] == TableRow(4, ["", ""])
     with pytest.raises(ValueError, match=r"mols\.tsv\.gz line 5: 1 fields where the header has 2"):
@@ -122,8 +128,7 @@ _CELL_TEXT = st.text(alphabet='ab ,;\t"\n', max_size=6)
 def test_cells_and_lines_agree_with_pandas_and_an_independent_line_count(tmp_path, data, sep, crlf):
     n_columns = data.draw(st.integers(1, 3))
     header = [f"c{k}" for k in range(n_columns)]
-    records = data.draw(st.lists(st.lists(_CELL_TEXT, min_size=n_columns, max_size=n_columns), min_size=1,
-                                 max_size=5))
+    records = data.draw(st.lists(st.lists(_CELL_TEXT, min_size=n_columns, max_size=n_columns), min_size=1, max_size=5))
     newline = "\r\n" if crlf else "\n"
     text = io.StringIO()
     csv.writer(text, delimiter=sep, lineterminator=newline).writerows([header, *records])

@@ -147,8 +147,14 @@ def test_cached_training_logs_the_same_losses(records, tmp_path):
     assert len(files) == 4  # train + validation, each an .arrow file and its .json
 
     def losses(trainer):
-        return [{k: v for k, v in entry.items() if k not in ("epoch", "step") and "runtime" not in k
-                 and "per_second" not in k and k != "grad_norm"} for entry in trainer.state.log_history]
+        return [
+            {
+                k: v
+                for k, v in entry.items()
+                if k not in ("epoch", "step") and "runtime" not in k and "per_second" not in k and k != "grad_norm"
+            }
+            for entry in trainer.state.log_history
+        ]
 
     live_losses, cached_losses = losses(live), losses(cached)
     assert len(live_losses) == len(cached_losses) and any("eval_ccmd_local" in e for e in live_losses)
@@ -168,8 +174,9 @@ def test_attention_objective_with_smiles_student(rows, tmp_path):
     """ST-KD's attention objective (teacher attentions) with a SMILES student: cached and live teacher give the
     same evaluation loss."""
     teacher = teacher_model()
-    config = SmilesTransformerConfig.from_preset("tiny", vocab_size=len(SmilesTokenizer()),
-                                                 **label_statistics(rows, ["gap"]))
+    config = SmilesTransformerConfig.from_preset(
+        "tiny", vocab_size=len(SmilesTokenizer()), **label_statistics(rows, ["gap"])
+    )
     pairs = ((1, config.num_biased_layers),)  # 0-based: the teacher's last layer -> the first unbiased one
     results = []
     for cache_dir in (None, tmp_path / "cache"):
@@ -177,9 +184,14 @@ def test_attention_objective_with_smiles_student(rows, tmp_path):
         student = SmilesTransformerForMolecularPropertyPrediction(config)
         model = DistillationModel(student, {"stkd_attention": STKDAttentionObjective(teacher.config, config, pairs)})
         collator = PairedCollator(MoleculeFeaturizer(use_3d=True), SmilesTokenizer())
-        trainer = DistillationTrainer(model=model, args=training_args(tmp_path / str(cache_dir is None)),
-                                      teacher=teacher, data_collator=collator, eval_dataset=rows,
-                                      teacher_cache_dir=cache_dir)
+        trainer = DistillationTrainer(
+            model=model,
+            args=training_args(tmp_path / str(cache_dir is None)),
+            teacher=teacher,
+            data_collator=collator,
+            eval_dataset=rows,
+            teacher_cache_dir=cache_dir,
+        )
         results.append(trainer.evaluate())
     assert results[0]["eval_stkd_attention"] > 0
     assert results[1]["eval_stkd_attention"] == pytest.approx(results[0]["eval_stkd_attention"], rel=1e-5)
@@ -189,13 +201,23 @@ def test_refusals(rows, tmp_path):
     teacher = teacher_model()
     model = make_model(rows, teacher)
     with pytest.raises(TeacherCacheError, match="SingleModelCollator"):
-        DistillationTrainer(model=model, args=training_args(tmp_path), teacher=teacher, train_dataset=rows,
-                            data_collator=SingleModelCollator(MoleculeFeaturizer(use_3d=True), noise_sigma=0.04),
-                            teacher_cache_dir=tmp_path / "cache")
+        DistillationTrainer(
+            model=model,
+            args=training_args(tmp_path),
+            teacher=teacher,
+            train_dataset=rows,
+            data_collator=SingleModelCollator(MoleculeFeaturizer(use_3d=True), noise_sigma=0.04),
+            teacher_cache_dir=tmp_path / "cache",
+        )
     supervised = DistillationModel(model.student, {"task": TaskObjective()})
     with pytest.raises(ValueError, match="nothing to cache"):
-        DistillationTrainer(model=supervised, args=training_args(tmp_path), data_collator=paired_collator(),
-                            train_dataset=rows, teacher_cache_dir=tmp_path / "cache")
+        DistillationTrainer(
+            model=supervised,
+            args=training_args(tmp_path),
+            data_collator=paired_collator(),
+            train_dataset=rows,
+            teacher_cache_dir=tmp_path / "cache",
+        )
     with pytest.raises(TeacherCacheError, match="pooler_output"):
         cached_fields({"hidden_states", "pooler_output"})
     assert not (tmp_path / "cache").exists()

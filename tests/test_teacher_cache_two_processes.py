@@ -2,7 +2,6 @@
 the other reads it after the barrier, and the logged losses equal one process with the live teacher."""
 
 import os
-import sys
 
 import pytest
 import torch
@@ -36,13 +35,26 @@ def test_two_processes_with_cache_match_one_process_without(tmp_path):
         "eval_steps": 2,
         "save_strategy": "no",
         "disable_tqdm": True,
-        "student_config": {"model_type": "molformer_graphormer", "preset": "tiny", "geometry": "2d",
-                           "hidden_size": 16, "num_attention_heads": 2, "ffn_size": 16},
+        "student_config": {
+            "model_type": "molformer_graphormer",
+            "preset": "tiny",
+            "geometry": "2d",
+            "hidden_size": 16,
+            "num_attention_heads": 2,
+            "ffn_size": 16,
+        },
     }
     base = "ccmd_graphormer3d_to_graphormer2d_tiny.yaml"
     one = write_config(tmp_path, base, name="one.yaml", per_device_train_batch_size=8, **common)
-    two = write_config(tmp_path, base, name="two.yaml", per_device_train_batch_size=4, per_device_eval_batch_size=8,
-                       teacher_cache=True, **common)
+    two = write_config(
+        tmp_path,
+        base,
+        name="two.yaml",
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        teacher_cache=True,
+        **common,
+    )
     two_values = yaml.safe_load(two.read_text())
     two_values["output_dir"] = str(tmp_path / "run_two")
     two.write_text(yaml.safe_dump(two_values))

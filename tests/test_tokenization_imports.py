@@ -20,11 +20,11 @@ def imported_siblings(module: str) -> set[str]:
             if node.level == 1:  # from .x import y / from . import x
                 names = [node.module] if node.module else [alias.name for alias in node.names]
             elif node.level == 0 and (node.module or "").startswith(PACKAGE + "."):
-                names = [node.module[len(PACKAGE) + 1:]]
+                names = [node.module[len(PACKAGE) + 1 :]]
             else:
                 continue
         elif isinstance(node, ast.Import):
-            names = [alias.name[len(PACKAGE) + 1:] for alias in node.names if alias.name.startswith(PACKAGE + ".")]
+            names = [alias.name[len(PACKAGE) + 1 :] for alias in node.names if alias.name.startswith(PACKAGE + ".")]
         else:
             continue
         siblings.update(name.split(".")[0] for name in names)
@@ -38,7 +38,7 @@ def test_tokenization_modules_import_each_other_without_cycles():
 
     def visit(module):
         if module in in_progress:
-            cycle = in_progress[in_progress.index(module):] + [module]
+            cycle = in_progress[in_progress.index(module) :] + [module]
             raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
         if module in finished:
             return
@@ -55,6 +55,16 @@ def test_tokenization_modules_import_each_other_without_cycles():
 def test_public_names_stay_importable_from_the_package():
     for name in molformer_kd.tokenization.__all__:
         assert getattr(molformer_kd.tokenization, name) is not None, name
-    for name in ("GraphCollator", "PairedCollator", "MoleculeFeaturizer", "SmilesTokenizer", "StBaseTokenizer",
-                 "load_processor", "parse_smiles", "register_tokenizers", "register_featurizer", "smiles_to_mol"):
+    for name in (
+        "GraphCollator",
+        "PairedCollator",
+        "MoleculeFeaturizer",
+        "SmilesTokenizer",
+        "StBaseTokenizer",
+        "load_processor",
+        "parse_smiles",
+        "register_tokenizers",
+        "register_featurizer",
+        "smiles_to_mol",
+    ):
         assert name in molformer_kd.tokenization.__all__

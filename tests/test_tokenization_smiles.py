@@ -44,7 +44,7 @@ def test_bond_tokens_follow_rdkit_bond_order_with_ring_closures(tok):
     mol = Chem.MolFromSmiles(smiles, sanitize=False)
     bonds = [[b.GetBeginAtomIdx() + 1, b.GetEndAtomIdx() + 1] for b in mol.GetBonds()]
     n = mol.GetNumAtoms()
-    assert enc["structure_positions"][1 + n:] == bonds
+    assert enc["structure_positions"][1 + n :] == bonds
     assert len(enc["input_ids"]) == 1 + n + mol.GetNumBonds()
 
 
@@ -148,10 +148,22 @@ def test_default_vocab_covers_moses_and_qm9_symbols(tok):
 
 # ------------------------------------------------------------------------------------------------ ST-BASE
 
+
 def test_regex_tokens():
     assert regex_tokenize("CC(=O)Oc1ccccc1C(=O)O")[:6] == ["C", "C", "(", "=", "O", ")"]
-    assert regex_tokenize("C%12CC[C@@H](Br)CCl%12") == ["C", "%12", "C", "C", "[C@@H]", "(", "Br", ")", "C",
-                                                        "Cl", "%12"]
+    assert regex_tokenize("C%12CC[C@@H](Br)CCl%12") == [
+        "C",
+        "%12",
+        "C",
+        "C",
+        "[C@@H]",
+        "(",
+        "Br",
+        ")",
+        "C",
+        "Cl",
+        "%12",
+    ]
     assert "".join(regex_tokenize("[Na+].[Cl-]")) == "[Na+].[Cl-]"
     assert SMILES_REGEX.startswith(r"(\[[^\]]+]")
     with pytest.raises(SmilesParseError, match="position 2"):
@@ -183,8 +195,19 @@ def test_enumerate_random_smiles_is_reproducible_and_same_molecule():
         enumerate_random_smiles("C1CC")
 
 
-@pytest.mark.parametrize("smiles", ["[H]C([H])([H])[H]", "[2H]C(Cl)([2H])[H]", "[H][H]", "[H]c1ccccc1",
-                                    "F/C=C/[H]", "[H]N([H])C(=O)O", "CC[C@@]([H])(O)F", "[13CH3]O"])
+@pytest.mark.parametrize(
+    "smiles",
+    [
+        "[H]C([H])([H])[H]",
+        "[2H]C(Cl)([2H])[H]",
+        "[H][H]",
+        "[H]c1ccccc1",
+        "F/C=C/[H]",
+        "[H]N([H])C(=O)O",
+        "CC[C@@]([H])(O)F",
+        "[13CH3]O",
+    ],
+)
 def test_student_atom_tokens_are_the_featurizer_atoms(smiles, tok):
     features = MoleculeFeaturizer().featurize(smiles)
     parsed = parse_smiles(smiles)

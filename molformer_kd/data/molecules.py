@@ -14,10 +14,10 @@ from rdkit import Chem, rdBase
 
 __all__ = [
     "apply_atom_rule",
-    "token_atom_indices",
     "mol_from_smiles",
     "smiles_and_positions_from_mol",
     "smiles_problem",
+    "token_atom_indices",
     "without_hydrogen_atoms",
 ]
 
@@ -71,7 +71,7 @@ def apply_atom_rule(mol: Chem.Mol, name: str | None = None) -> Chem.Mol:
     return Chem.RemoveHs(mol, _FOLD_HYDROGENS)
 
 
-def smiles_problem(smiles) -> str | None:
+def smiles_problem(smiles: object) -> str | None:
     """Why ``smiles`` is not a usable molecule (a readable sentence), or None when RDKit parses and sanitizes it."""
     if smiles is None or (isinstance(smiles, float) and np.isnan(smiles)):
         return "empty SMILES"

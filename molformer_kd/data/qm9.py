@@ -103,7 +103,9 @@ def qm9_record(row: Mapping) -> dict:
     elements = ast.literal_eval(row["Elements"])
     coords = np.asarray(ast.literal_eval(row["XYZ_Ang"]), dtype=np.float64)
     if coords.shape != (len(elements), 3):
-        raise ValueError(f"{qm9_mol_id(row['Index'])}: {len(elements)} elements but coordinates of shape {coords.shape}")
+        raise ValueError(
+            f"{qm9_mol_id(row['Index'])}: {len(elements)} elements but coordinates of shape {coords.shape}"
+        )
     pos = map_positions_to_smiles(row["SMILES"], elements, coords)
     record = {"smiles": row["SMILES"], "pos": np.round(pos, _POS_DECIMALS).tolist()}
     for column, (label, factor) in _QM9PACK_LABELS.items():
@@ -118,8 +120,13 @@ def _qm9_record_or_error(row: Mapping) -> dict:
         return {**qm9_record(row), "qm9_error": None}
     except ValueError as error:
         labels = {label: float("nan") for label, _ in _QM9PACK_LABELS.values()}
-        return {"smiles": row["SMILES"], "pos": None, **labels, "mol_id": qm9_mol_id(row["Index"]),
-                "qm9_error": str(error)}
+        return {
+            "smiles": row["SMILES"],
+            "pos": None,
+            **labels,
+            "mol_id": qm9_mol_id(row["Index"]),
+            "qm9_error": str(error),
+        }
 
 
 def load_qm9(
@@ -130,7 +137,7 @@ def load_qm9(
     cache_dir: str | os.PathLike | None = None,
     num_proc: int | None = None,
     return_report: bool = False,
-):
+) -> Dataset | DatasetDict | tuple[Dataset | DatasetDict, DataReport]:
     """Full QM9 (130,831 molecules) from the ``qm9pack`` extra, as records with DFT geometries, split and cached.
 
     split: "random" (seeded), "scaffold" (deterministic Bemis-Murcko) or None (all in ``train``).
@@ -145,8 +152,13 @@ def load_qm9(
         frame = read_qm9pack(limit)
         raw = Dataset.from_pandas(frame, preserve_index=False)
         features = record_features(QM9_LABELS, {"qm9_error": Value("string")})
-        converted = raw.map(_qm9_record_or_error, remove_columns=raw.column_names, features=features,
-                            num_proc=num_proc, desc="QM9 XYZ -> SMILES atom order")
+        converted = raw.map(
+            _qm9_record_or_error,
+            remove_columns=raw.column_names,
+            features=features,
+            num_proc=num_proc,
+            desc="QM9 XYZ -> SMILES atom order",
+        )
         errors = converted["qm9_error"]
         report = DataReport("qm9pack QM9", n_records=len(converted))
         report.skipped = [Issue(mol_id, error) for mol_id, error in zip(converted["mol_id"], errors) if error]
@@ -154,8 +166,14 @@ def load_qm9(
         kept = converted.select([i for i, error in enumerate(errors) if not error]).remove_columns("qm9_error")
         return split_dataset(kept.flatten_indices(), split, sizes, seed), report
 
-    key = {"files": [file_sha256(path) for path in files], "split": split, "seed": seed, "sizes": list(sizes),
-           "limit": limit, "bond_tolerance": BOND_TOLERANCE}
+    key = {
+        "files": [file_sha256(path) for path in files],
+        "split": split,
+        "seed": seed,
+        "sizes": list(sizes),
+        "limit": limit,
+        "bond_tolerance": BOND_TOLERANCE,
+    }
     dataset, report = cached_build("qm9", key, build, cache_dir)
     return (dataset, report) if return_report else dataset
 
@@ -186,7 +204,9 @@ def read_embedded_qm9(path: str | os.PathLike = EMBEDDED_QM9_PATH) -> tuple[dict
     return header["metadata"], records
 
 
-def load_embedded_qm9(cache_dir: str | os.PathLike | None = None, return_report: bool = False):
+def load_embedded_qm9(
+    cache_dir: str | os.PathLike | None = None, return_report: bool = False
+) -> DatasetDict | tuple[DatasetDict, DataReport]:
     """The QM9 subset shipped with the package (offline): train/validation/test with DFT geometries.
 
     Columns: smiles, pos ((N_heavy, 3) Angstrom in SMILES atom order), gap, homo, lumo, u0 (eV), mu (Debye),
@@ -202,8 +222,12 @@ def load_embedded_qm9(cache_dir: str | os.PathLike | None = None, return_report:
             rows = [{column: record[column] for column in features} for record in records if record["split"] == name]
             splits[name] = Dataset.from_list(rows, features=features)
         # Molecules skipped when the file was built are provenance (listed in the metadata), not a load problem.
-        report = DataReport(f"embedded QM9 ({path.name})", n_records=len(records), n_kept=len(records),
-                            counts={"skipped_when_built": len(metadata["skipped"])})
+        report = DataReport(
+            f"embedded QM9 ({path.name})",
+            n_records=len(records),
+            n_kept=len(records),
+            counts={"skipped_when_built": len(metadata["skipped"])},
+        )
         return DatasetDict(splits), report
 
     dataset, report = cached_build("embedded_qm9", {"file": file_sha256(path)}, build, cache_dir)
@@ -213,4 +237,3 @@ def load_embedded_qm9(cache_dir: str | os.PathLike | None = None, return_report:
 def embedded_qm9_metadata() -> dict:
     """The provenance stored in the embedded file (source, seed, counts, units, skipped molecules)."""
     return read_embedded_qm9(EMBEDDED_QM9_PATH)[0]
-

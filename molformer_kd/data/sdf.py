@@ -74,7 +74,7 @@ def load_sdf(
     on_invalid: str = "skip",
     cache_dir: str | os.PathLike | None = None,
     return_report: bool = False,
-):
+) -> Dataset | DatasetDict | tuple[Dataset | DatasetDict, DataReport]:
     """Records from an SDF (gzip read transparently): canonical SMILES, 3D heavy-atom coordinates, SD labels.
 
     ``smiles`` is RDKit's canonical SMILES of the record (H atoms folded) and ``pos`` its conformer's heavy atoms
@@ -88,8 +88,14 @@ def load_sdf(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    options = {"file": file_sha256(path), "label_properties": None if label_properties is None else
-               list(label_properties), "split": split, "sizes": list(sizes), "seed": seed, "on_invalid": on_invalid}
+    options = {
+        "file": file_sha256(path),
+        "label_properties": None if label_properties is None else list(label_properties),
+        "split": split,
+        "sizes": list(sizes),
+        "seed": seed,
+        "on_invalid": on_invalid,
+    }
 
     def build():
         if path.stat().st_size == 0:
@@ -158,7 +164,7 @@ def load_pcqm4mv2(
     num_proc: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     return_report: bool = False,
-):
+) -> Dataset | DatasetDict | tuple[Dataset | DatasetDict, DataReport]:
     """PCQM4Mv2 from its official files under ``root``: ``data.csv.gz`` (idx, smiles, homolumogap),
     ``pcqm4m-v2-train.sdf`` (DFT geometries of the training molecules, record k = idx k), ``split_dict.pt``.
 
@@ -178,9 +184,16 @@ def load_pcqm4mv2(
     split_path = _first_existing(root, ["split_dict.pt", "pcqm4m-v2/split_dict.pt", "raw/split_dict.pt"])
     if split == "official" and split_path is None:
         raise FileNotFoundError(f"{root}: split='official' needs split_dict.pt; pass split='random' or 'scaffold'")
-    options = {"csv": file_sha256(csv_path), "sdf": sdf_path and file_sha256(sdf_path),
-               "split_dict": split_path and file_sha256(split_path), "split": split, "sizes": list(sizes),
-               "seed": seed, "limit": limit, "on_invalid": on_invalid}
+    options = {
+        "csv": file_sha256(csv_path),
+        "sdf": sdf_path and file_sha256(sdf_path),
+        "split_dict": split_path and file_sha256(split_path),
+        "split": split,
+        "sizes": list(sizes),
+        "seed": seed,
+        "limit": limit,
+        "on_invalid": on_invalid,
+    }
 
     def build():
         frame = read_table(csv_path, ",")
@@ -192,8 +205,10 @@ def load_pcqm4mv2(
         report = DataReport(str(root), n_records=len(frame))
         idx = [int(value) for value in frame["idx"]]
         smiles = [text.strip() for text in frame["smiles"]]
-        gaps = [parse_label(text, f"{csv_path} line {line}", "homolumogap")
-                for text, line in zip(frame["homolumogap"], frame.index)]  # index: each row's file line
+        gaps = [
+            parse_label(text, f"{csv_path} line {line}", "homolumogap")
+            for text, line in zip(frame["homolumogap"], frame.index)
+        ]  # index: each row's file line
         problems = find_smiles_problems(Dataset.from_dict({"smiles": smiles}), num_proc=num_proc)
         pos: dict[int, list | None] = {}
         if sdf_path is not None:

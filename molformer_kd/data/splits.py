@@ -52,7 +52,7 @@ def random_split(n: int, sizes: Sequence[float | int] = DEFAULT_SIZES, seed: int
     counts = split_counts(n, sizes)
     permutation = np.random.default_rng(seed).permutation(n)
     bounds = np.cumsum((0,) + counts)
-    return {name: np.sort(permutation[bounds[k]:bounds[k + 1]]) for k, name in enumerate(SPLIT_NAMES)}
+    return {name: np.sort(permutation[bounds[k] : bounds[k + 1]]) for k, name in enumerate(SPLIT_NAMES)}
 
 
 def murcko_scaffold(smiles: str) -> str:
@@ -109,15 +109,25 @@ def split_dataset(
 
 
 SPLIT_KINDS = ("random", "scaffold", "column", "ids")
-_SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
-                  "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def _pooled(dataset: Dataset | DatasetDict) -> Dataset:
     if isinstance(dataset, Dataset):
         return dataset
-    return concatenate_datasets([dataset[name] for name in SPLIT_NAMES if name in dataset] +
-                                [rows for name, rows in dataset.items() if name not in SPLIT_NAMES])
+    return concatenate_datasets(
+        [dataset[name] for name in SPLIT_NAMES if name in dataset]
+        + [rows for name, rows in dataset.items() if name not in SPLIT_NAMES]
+    )
 
 
 def _subset_counts(n: int, sizes: Sequence[float | int]) -> tuple[int, int, int]:
@@ -148,8 +158,7 @@ def resplit(dataset: Dataset | DatasetDict, spec: dict) -> DatasetDict:
     if not isinstance(spec, dict) or spec.get("kind") not in SPLIT_KINDS:
         raise ValueError(f"split: kind must be one of {list(SPLIT_KINDS)}, got {spec!r}")
     kind = spec["kind"]
-    allowed = {"random": {"seed", "sizes"}, "scaffold": {"sizes"}, "column": {"column"},
-               "ids": set(SPLIT_NAMES)}[kind]
+    allowed = {"random": {"seed", "sizes"}, "scaffold": {"sizes"}, "column": {"column"}, "ids": set(SPLIT_NAMES)}[kind]
     unknown = sorted(set(spec) - allowed - {"kind"})
     if unknown:
         raise ValueError(f"split: keys {unknown} do not apply to kind {kind!r}; it takes {sorted(allowed)}")
@@ -161,7 +170,7 @@ def resplit(dataset: Dataset | DatasetDict, spec: dict) -> DatasetDict:
         if kind == "random":
             permutation = np.random.default_rng(int(spec.get("seed", 0))).permutation(n)
             bounds = np.cumsum((0,) + counts)
-            indices = {name: np.sort(permutation[bounds[k]:bounds[k + 1]]) for k, name in enumerate(SPLIT_NAMES)}
+            indices = {name: np.sort(permutation[bounds[k] : bounds[k + 1]]) for k, name in enumerate(SPLIT_NAMES)}
         else:
             if sum(counts) < n:  # scaffold groups need the whole pool: scale the counts to it
                 counts = split_counts(n, [count / sum(counts) for count in counts])

@@ -16,7 +16,7 @@ import os
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 from datasets import Dataset, Value
@@ -25,8 +25,21 @@ from .caching import cached_build, file_sha256
 from .records import DataReport, Issue, check_on_invalid, find_smiles_problems, record_features
 from .splits import DEFAULT_SIZES, split_dataset
 
-__all__ = ["MAX_FIELD_CHARS", "MISSING_VALUES", "TableRow", "iter_table_rows", "load_csv", "parse_label",
-           "read_records", "read_table", "read_text_lines", "sniff_delimiter"]
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
+__all__ = [
+    "MAX_FIELD_CHARS",
+    "MISSING_VALUES",
+    "TableRow",
+    "iter_table_rows",
+    "load_csv",
+    "parse_label",
+    "read_records",
+    "read_table",
+    "read_text_lines",
+    "sniff_delimiter",
+]
 
 # Cell texts read as a missing label (NaN), compared case-insensitively after stripping.
 MISSING_VALUES = frozenset({"", "na", "nan", "n/a", "null", "none"})
@@ -83,12 +96,15 @@ def read_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, str | N
             except (EOFError, OSError, zlib.error) as error:  # a truncated or corrupt gzip stream
                 raise ValueError(f"{path} line {number + 1}: cannot decompress ({error})") from None
             if number == 1 and raw.startswith(_UTF8_BOM):
-                raw = raw[len(_UTF8_BOM):]
+                raw = raw[len(_UTF8_BOM) :]
             try:
                 yield number, raw.decode("utf-8"), None
             except UnicodeDecodeError as error:
-                yield (number, raw.decode("utf-8", errors="replace"),
-                       f"bytes that are not UTF-8 ({raw[error.start:error.start + 4]!r} at byte {error.start})")
+                yield (
+                    number,
+                    raw.decode("utf-8", errors="replace"),
+                    f"bytes that are not UTF-8 ({raw[error.start : error.start + 4]!r} at byte {error.start})",
+                )
 
 
 def read_records(path: str | os.PathLike, delimiter: str) -> Iterator[TableRow]:
@@ -285,7 +301,7 @@ def load_csv(
     num_proc: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     return_report: bool = False,
-):
+) -> Dataset | DatasetDict | tuple[Dataset | DatasetDict, DataReport]:
     """Records from a CSV/TSV file (gzip read transparently), split and cached.
 
     label_columns: columns to keep as float labels (empty cells / NA -> NaN); None keeps every numeric column.
@@ -298,10 +314,18 @@ def load_csv(
     """
     check_on_invalid(on_invalid)
     path = Path(path)
-    options = {"file": file_sha256(path) if path.exists() else None, "smiles_column": smiles_column,
-               "label_columns": None if label_columns is None else list(label_columns), "id_column": id_column,
-               "extra_columns": list(extra_columns), "sep": sep,
-               "split": split, "sizes": list(sizes), "seed": seed, "on_invalid": on_invalid}
+    options = {
+        "file": file_sha256(path) if path.exists() else None,
+        "smiles_column": smiles_column,
+        "label_columns": None if label_columns is None else list(label_columns),
+        "id_column": id_column,
+        "extra_columns": list(extra_columns),
+        "sep": sep,
+        "split": split,
+        "sizes": list(sizes),
+        "seed": seed,
+        "on_invalid": on_invalid,
+    }
 
     def build():
         frame = read_table(path, sep)
@@ -319,8 +343,9 @@ def load_csv(
         lines = frame.index.tolist()  # each record's first line in the file
         columns = {"smiles": [text.strip() for text in frame[smiles_column]], "pos": [None] * len(frame)}
         for column in labels:
-            columns[column] = [parse_label(text, f"{path} line {line}", column)
-                               for text, line in zip(frame[column], lines)]
+            columns[column] = [
+                parse_label(text, f"{path} line {line}", column) for text, line in zip(frame[column], lines)
+            ]
         ids = frame[id_column].str.strip() if id_column is not None else [""] * len(frame)
         columns["mol_id"] = [name or f"{path.name}:{line}" for name, line in zip(ids, lines)]
         for column in extra_columns:

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from datasets import Dataset, DatasetDict
 
 from .qm9 import HARTREE_TO_EV, qm9pack_data_dir
@@ -56,7 +54,7 @@ def qm9pack_csv_path(part: int = 1) -> Path:
     return path
 
 
-def xtb_energy_and_forces(atomic_numbers, positions) -> tuple[float, np.ndarray]:
+def xtb_energy_and_forces(atomic_numbers: np.ndarray, positions: np.ndarray) -> tuple[float, np.ndarray]:
     """GFN2-xTB single point: (energy in eV, forces (N, 3) in eV/Angstrom) for positions in Angstrom."""
     try:
         from tblite.interface import Calculator
@@ -188,7 +186,9 @@ def _split_indices(mol_ids: np.ndarray, split_by: str, fractions: tuple[float, f
     num_test = round(fractions[1] * len(unique))
     split_of_group = {}
     for rank, group_index in enumerate(order):
-        split_of_group[unique[group_index]] = 1 if rank < num_validation else 2 if rank < num_validation + num_test else 0
+        split_of_group[unique[group_index]] = (
+            1 if rank < num_validation else 2 if rank < num_validation + num_test else 0
+        )
     assignment = np.array([split_of_group[group] for group in groups])
     return [np.flatnonzero(assignment == split) for split in range(3)]
 

@@ -41,12 +41,18 @@ class ModelArguments:
 class DataArguments:
     dataset: str = field(
         default="qm9_embedded",
-        metadata={"help": "'qm9_embedded' (ships with the package), 'qm9' (qm9pack), a downstream set ('freesolv', 'solubility', 'b3db_regression', 'b3db_classification'; scaffold split), a .csv/.sdf path, or 'qm9_xtb' / a QM9-xTB .npz path (energies and forces)."},
+        metadata={
+            "help": "'qm9_embedded' (ships with the package), 'qm9' (qm9pack), a downstream set ('freesolv', "
+            "'solubility', 'b3db_regression', 'b3db_classification'; scaffold split), a .csv/.sdf path, or 'qm9_xtb' / "
+            "a QM9-xTB .npz path (energies and forces)."
+        },
     )
     validation_file: str | None = field(
         default=None,
-        metadata={"help": "With a .csv/.sdf `dataset`: a file of the same kind holding the validation rows (then "
-                  "`dataset` holds the training rows only)."},
+        metadata={
+            "help": "With a .csv/.sdf `dataset`: a file of the same kind holding the validation rows (then "
+            "`dataset` holds the training rows only)."
+        },
     )
     test_file: str | None = field(
         default=None, metadata={"help": "With a .csv/.sdf `dataset`: a file of the same kind holding the test rows."}
@@ -54,23 +60,29 @@ class DataArguments:
     smiles_column: str = field(default="smiles", metadata={"help": "CSV/TSV column holding the SMILES."})
     id_column: str | None = field(
         default=None,
-        metadata={"help": "CSV/TSV column naming each molecule (its `mol_id`, shown in predictions and errors); "
-                  "default: `<file>:<line>`."},
+        metadata={
+            "help": "CSV/TSV column naming each molecule (its `mol_id`, shown in predictions and errors); "
+            "default: `<file>:<line>`."
+        },
     )
     label_columns: list[str] = field(default_factory=lambda: ["gap"], metadata={"help": "Label columns to learn."})
     split: dict | None = field(
         default=None,
-        metadata={"help": "A new split of all the dataset's rows: {kind: random, seed: 0, sizes: [20000, 2000, 5000]} "
-                  "(counts below the total draw a seeded subset; fractions work too), {kind: scaffold, sizes: [0.8, "
-                  "0.1, 0.1]}, {kind: column, column: split} (train/validation/test named per row) or {kind: ids, "
-                  "train: FILE, validation: FILE, test: FILE} (mol_ids or SMILES, one a line). Default: the "
-                  "dataset's own split (files without one: random 80/10/10 with split_seed)."},
+        metadata={
+            "help": "A new split of all the dataset's rows: {kind: random, seed: 0, sizes: [20000, 2000, 5000]} "
+            "(counts below the total draw a seeded subset; fractions work too), {kind: scaffold, sizes: [0.8, "
+            "0.1, 0.1]}, {kind: column, column: split} (train/validation/test named per row) or {kind: ids, "
+            "train: FILE, validation: FILE, test: FILE} (mol_ids or SMILES, one a line). Default: the "
+            "dataset's own split (files without one: random 80/10/10 with split_seed)."
+        },
     )
     conformers: dict | None = field(
         default=None,
-        metadata={"help": "Generate 3D coordinates for rows without them (SMILES-only data for a 3D teacher): "
-                  "{method: etkdg+mmff} or {method: etkdg}, optional seed. One conformer per molecule, cached; "
-                  "molecules without one are dropped and counted in the log."},
+        metadata={
+            "help": "Generate 3D coordinates for rows without them (SMILES-only data for a 3D teacher): "
+            "{method: etkdg+mmff} or {method: etkdg}, optional seed. One conformer per molecule, cached; "
+            "molecules without one are dropped and counted in the log."
+        },
     )
     problem_type: str = field(
         default="regression",

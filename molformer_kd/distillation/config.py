@@ -18,12 +18,17 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..data.splits import SPLIT_KINDS, SPLIT_NAMES
 from .arguments import ARGUMENT_CLASSES, CONFORMER_METHODS, STAGES
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 __all__ = ["ConfigError", "RunArguments", "check_training_values", "parse_config", "read_config"]
 
@@ -68,7 +73,7 @@ def read_config(path: str | os.PathLike) -> dict:
 # ---------------------------------------------------------------------------------------------- types
 
 
-def _describe(annotation) -> str:
+def _describe(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(annotation))
@@ -84,7 +89,7 @@ def _describe(annotation) -> str:
     )
 
 
-def _matches(value, annotation) -> bool:
+def _matches(value: Any, annotation: Any) -> bool:
     """Whether a YAML/JSON `value` fits a dataclass field's type hint (ints count as numbers, bools do not)."""
     if annotation is typing.Any:
         return True
@@ -114,15 +119,15 @@ def _matches(value, annotation) -> bool:
 # ---------------------------------------------------------------------------------------------- ranges
 
 
-def _positive(value) -> bool:
+def _positive(value: float) -> bool:
     return value > 0
 
 
-def _at_least(bound) -> Callable:
+def _at_least(bound: float) -> Callable:
     return lambda value: value >= bound
 
 
-def _between(low, high) -> Callable:
+def _between(low: float, high: float) -> Callable:
     return lambda value: low <= value <= high
 
 
@@ -159,7 +164,7 @@ RANGES: dict[str, tuple[Callable, str]] = {
 }
 
 
-def _check_range(key: str, value, where: str) -> None:
+def _check_range(key: str, value: Any, where: str) -> None:
     if value is None or key not in RANGES:
         return
     check, rule = RANGES[key]
@@ -167,7 +172,7 @@ def _check_range(key: str, value, where: str) -> None:
         raise ConfigError(f"{where}{key}: {value!r} is out of range; it must be {rule}")
 
 
-def _field_types(classes) -> dict[str, object]:
+def _field_types(classes: Iterable[type]) -> dict[str, object]:
     hints = {}
     for cls in classes:
         cls_hints = typing.get_type_hints(cls)
@@ -234,7 +239,7 @@ def _check_stages(values: dict) -> None:
 _DATA_FILE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".sdf", ".sdf.gz")
 
 
-def _check_file(key: str, path) -> None:
+def _check_file(key: str, path: str | os.PathLike) -> None:
     if not Path(path).is_file():
         raise ConfigError(f"{key}: file {path!r} does not exist")
 
@@ -328,7 +333,7 @@ def _default_text(field: dataclasses.Field) -> str:
     return json.dumps(value) if value is not None else "null"
 
 
-def _type_text(annotation) -> str:
+def _type_text(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 

@@ -18,11 +18,19 @@ molecule's atoms, and channels / vector components) averaged over the molecules 
 The edge convention (`edge_index` rows: centre i, neighbour j; `edge_vectors` = u_ij) is `modeling.gnn3d`'s.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from ..modeling.gnn3d import energy_force_loss, per_atom_mean
 from .objectives import projection
 from .registry import DistillationObjective, register_objective
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+    from transformers.utils import ModelOutput
 
 __all__ = [
     "EdgeToNodeObjective",
@@ -58,13 +66,15 @@ def edges_to_vectors(
 def masked_feature_mse(prediction: torch.Tensor, target: torch.Tensor, atom_mask: torch.Tensor) -> torch.Tensor:
     """MSE over each molecule's real atoms and all trailing dims (channels, vector components), mean over molecules."""
     if prediction.shape != target.shape:
-        raise ValueError(f"student features {tuple(prediction.shape)} do not match teacher features {tuple(target.shape)}")
+        raise ValueError(
+            f"student features {tuple(prediction.shape)} do not match teacher features {tuple(target.shape)}"
+        )
     squared = (prediction - target.to(prediction.dtype)) ** 2
     per_atom = squared.flatten(start_dim=2).mean(dim=-1)
     return per_atom_mean(per_atom, atom_mask).mean()
 
 
-def _field(outputs, name: str, role: str, objective: str) -> torch.Tensor:
+def _field(outputs: ModelOutput, name: str, role: str, objective: str) -> torch.Tensor:
     value = getattr(outputs, name, None) if outputs is not None else None
     if value is None:
         raise ValueError(
@@ -74,22 +84,31 @@ def _field(outputs, name: str, role: str, objective: str) -> torch.Tensor:
     return value
 
 
-def _setting(config, name: str, role: str, objective: str):
+def _setting(config: PretrainedConfig, name: str, role: str, objective: str) -> Any:
     value = getattr(config, name, None)
     if value is None:
         raise ValueError(f"objective {objective!r}: the {role} config {type(config).__name__} has no {name}")
     return value
 
 
-def _loss_settings(student_config, objective: str, energy_weight, force_weight, energy_loss, force_loss) -> dict:
+def _loss_settings(
+    student_config: PretrainedConfig,
+    objective: str,
+    energy_weight: float | None,
+    force_weight: float | None,
+    energy_loss: str | None,
+    force_loss: str | None,
+) -> dict:
     """a_E, a_F and the loss kinds: explicit options, else the student config's task-loss settings."""
     return {
         "energy_weight": float(
-            energy_weight if energy_weight is not None
+            energy_weight
+            if energy_weight is not None
             else _setting(student_config, "energy_loss_weight", "student", objective)
         ),
         "force_weight": float(
-            force_weight if force_weight is not None
+            force_weight
+            if force_weight is not None
             else _setting(student_config, "force_loss_weight", "student", objective)
         ),
         "energy_loss": energy_loss or _setting(student_config, "energy_loss", "student", objective),
@@ -105,22 +124,32 @@ class EnergyForcesObjective(DistillationObjective):
     needs_teacher = False
 
     def __init__(
-        self, teacher_config=None, student_config=None,
-        energy_weight=None, force_weight=None, energy_loss=None, force_loss=None,
-    ):
+        self,
+        teacher_config: PretrainedConfig | None = None,
+        student_config: PretrainedConfig | None = None,
+        energy_weight: float | None = None,
+        force_weight: float | None = None,
+        energy_loss: str | None = None,
+        force_loss: str | None = None,
+    ) -> None:
         super().__init__()
         self.settings = _loss_settings(
             student_config, "energy_forces", energy_weight, force_weight, energy_loss, force_loss
         )
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         labels = batch.get("labels")
         if not isinstance(labels, dict) or not ({"energy", "forces"} & set(labels)):
             raise ValueError("objective 'energy_forces' needs batch['labels'] = {'energy': (B,), 'forces': (B, N, 3)}")
         _, parts = energy_force_loss(
             _field(student_outputs, "energy", "student", "energy_forces"),
             _field(student_outputs, "forces", "student", "energy_forces"),
-            labels.get("energy"), labels.get("forces"), student_outputs.atom_mask, **self.settings,
+            labels.get("energy"),
+            labels.get("forces"),
+            student_outputs.atom_mask,
+            **self.settings,
         )
         return {f"task_{name}": value for name, value in parts.items()}
 
@@ -131,19 +160,27 @@ class VanillaEnergyForcesObjective(DistillationObjective):
     loss kinds (options override them); components `vanilla1_energy`, `vanilla1_forces`."""
 
     def __init__(
-        self, teacher_config, student_config,
-        energy_weight=None, force_weight=None, energy_loss=None, force_loss=None,
-    ):
+        self,
+        teacher_config: PretrainedConfig,
+        student_config: PretrainedConfig,
+        energy_weight: float | None = None,
+        force_weight: float | None = None,
+        energy_loss: str | None = None,
+        force_loss: str | None = None,
+    ) -> None:
         super().__init__()
         self.settings = _loss_settings(student_config, "vanilla1", energy_weight, force_weight, energy_loss, force_loss)
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         _, parts = energy_force_loss(
             _field(student_outputs, "energy", "student", "vanilla1"),
             _field(student_outputs, "forces", "student", "vanilla1"),
             _field(teacher_outputs, "energy", "teacher", "vanilla1"),
             _field(teacher_outputs, "forces", "teacher", "vanilla1"),
-            student_outputs.atom_mask, **self.settings,
+            student_outputs.atom_mask,
+            **self.settings,
         )
         return {f"vanilla1_{name}": value for name, value in parts.items()}
 
@@ -153,13 +190,17 @@ class VanillaAtomEnergyObjective(DistillationObjective):
     """Vanilla KD (2), eq. 8: `1/N sum_i L_E(E_i,s, E_i,t)` on per-atom energy contributions (L_E = the task's
     energy loss kind unless `energy_loss` is given); component `vanilla2`."""
 
-    def __init__(self, teacher_config, student_config, energy_loss=None):
+    def __init__(
+        self, teacher_config: PretrainedConfig, student_config: PretrainedConfig, energy_loss: str | None = None
+    ) -> None:
         super().__init__()
         self.energy_loss = energy_loss or _setting(student_config, "energy_loss", "student", "vanilla2")
         if self.energy_loss not in ("mae", "mse"):
             raise ValueError(f"objective 'vanilla2': energy_loss must be 'mae' or 'mse', got {self.energy_loss!r}")
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         student = _field(student_outputs, "atom_energies", "student", "vanilla2")
         teacher = _field(teacher_outputs, "atom_energies", "teacher", "vanilla2").to(student.dtype)
         difference = student - teacher
@@ -171,14 +212,16 @@ class VanillaAtomEnergyObjective(DistillationObjective):
 class NodeToNodeObjective(DistillationObjective):
     """Node-to-node, eq. 4: `MSE(P s_i, t_i)` on the last layer's scalar node features; component `n2n`."""
 
-    def __init__(self, teacher_config, student_config):
+    def __init__(self, teacher_config: PretrainedConfig, student_config: PretrainedConfig) -> None:
         super().__init__()
         self.projection = projection(
             _setting(student_config, "hidden_size", "student", "n2n"),
             _setting(teacher_config, "hidden_size", "teacher", "n2n"),
         )
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         student = _field(student_outputs, "node_features", "student", "n2n")
         teacher = _field(teacher_outputs, "node_features", "teacher", "n2n")
         return {"n2n": masked_feature_mse(self.projection(student), teacher, student_outputs.atom_mask)}
@@ -189,14 +232,16 @@ class EdgeToNodeObjective(DistillationObjective):
     """Edge-to-node, eq. 5: `MSE(P s_i, sum_j H_edge,(i,j))` with the teacher's last-layer edge features summed into
     their centre atoms; component `e2n`."""
 
-    def __init__(self, teacher_config, student_config):
+    def __init__(self, teacher_config: PretrainedConfig, student_config: PretrainedConfig) -> None:
         super().__init__()
         self.projection = projection(
             _setting(student_config, "hidden_size", "student", "e2n"),
             _setting(teacher_config, "edge_feature_size", "teacher", "e2n"),
         )
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         student = _field(student_outputs, "node_features", "student", "e2n")
         mask = student_outputs.atom_mask
         target = edges_to_nodes(
@@ -216,7 +261,9 @@ class VectorToVectorObjective(DistillationObjective):
     them. P has no bias: a bias would not rotate with the molecule.
     """
 
-    def __init__(self, teacher_config, student_config, source="auto"):
+    def __init__(
+        self, teacher_config: PretrainedConfig, student_config: PretrainedConfig, source: str = "auto"
+    ) -> None:
         super().__init__()
         if not getattr(student_config, "has_vector_features", False):
             raise ValueError(
@@ -228,14 +275,20 @@ class VectorToVectorObjective(DistillationObjective):
         if source not in ("vectors", "edges"):
             raise ValueError(f"objective 'v2v': source must be 'auto', 'vectors' or 'edges', got {source!r}")
         if source == "vectors" and not teacher_has_vectors:
-            raise ValueError(f"objective 'v2v': source='vectors' but the teacher ({type(teacher_config).__name__}) has none")
+            raise ValueError(
+                f"objective 'v2v': source='vectors' but the teacher ({type(teacher_config).__name__}) has none"
+            )
         self.source = source
         teacher_width = _setting(
             teacher_config, "hidden_size" if source == "vectors" else "edge_feature_size", "teacher", "v2v"
         )
-        self.projection = projection(_setting(student_config, "hidden_size", "student", "v2v"), teacher_width, bias=False)
+        self.projection = projection(
+            _setting(student_config, "hidden_size", "student", "v2v"), teacher_width, bias=False
+        )
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         student = _field(student_outputs, "vector_features", "student", "v2v")
         mask = student_outputs.atom_mask
         if self.source == "vectors":

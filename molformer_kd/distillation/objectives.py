@@ -17,15 +17,24 @@ Why one long module: the three property-distillation methods (CCMD, ST-KD, D&D) 
 projections and the token alignment above; the 3D-GNN objectives live in `gnn_objectives.py`.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .registry import DistillationObjective, register_objective
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def num_layers(config, role: str) -> int:
+    from transformers import PretrainedConfig
+    from transformers.utils import ModelOutput
+
+
+def num_layers(config: PretrainedConfig, role: str) -> int:
     """Depth of a model from its config (`num_hidden_layers`, or `num_layers` for GNN configs)."""
     for name in ("num_hidden_layers", "num_layers"):
         value = getattr(config, name, None)
@@ -34,7 +43,7 @@ def num_layers(config, role: str) -> int:
     raise ValueError(f"{role} config {type(config).__name__} has no num_hidden_layers/num_layers: cannot pair layers")
 
 
-def hidden_width(config, role: str) -> int:
+def hidden_width(config: PretrainedConfig, role: str) -> int:
     value = getattr(config, "hidden_size", None)
     if value is None:
         raise ValueError(f"{role} config {type(config).__name__} has no hidden_size")
@@ -49,7 +58,7 @@ def pair_layers(teacher_layers: int, student_layers: int) -> list[tuple[int, int
     """
     if teacher_layers < 1 or student_layers < 1:
         raise ValueError(f"cannot pair layers of a {teacher_layers}-layer teacher and a {student_layers}-layer student")
-    return [(math.floor(l * teacher_layers / student_layers + 0.5), l) for l in range(1, student_layers + 1)]
+    return [(math.floor(s * teacher_layers / student_layers + 0.5), s) for s in range(1, student_layers + 1)]
 
 
 def projection(student_width: int, teacher_width: int, bias: bool = True) -> nn.Module:
@@ -59,7 +68,7 @@ def projection(student_width: int, teacher_width: int, bias: bool = True) -> nn.
     return nn.Linear(student_width, teacher_width, bias=bias)
 
 
-def teacher_atom_mask(batch) -> torch.Tensor:
+def teacher_atom_mask(batch: dict[str, Any]) -> torch.Tensor:
     """(B, N) bool of real atoms, in teacher atom order."""
     teacher_inputs = batch.get("teacher_inputs") or {}
     student_inputs = batch.get("student_inputs") or {}
@@ -69,7 +78,7 @@ def teacher_atom_mask(batch) -> torch.Tensor:
     raise ValueError("batch has neither teacher_inputs['attention_mask'] nor student_inputs['atom_mask']: no atom mask")
 
 
-def student_atom_states(hidden: torch.Tensor, batch, num_atoms: int) -> torch.Tensor:
+def student_atom_states(hidden: torch.Tensor, batch: dict[str, Any], num_atoms: int) -> torch.Tensor:
     """(B, N, D) student states of atom tokens in teacher atom order (padding rows are arbitrary, mask them)."""
     index = (batch.get("student_inputs") or {}).get("atom_token_index")
     if index is None:
@@ -84,14 +93,14 @@ def student_atom_states(hidden: torch.Tensor, batch, num_atoms: int) -> torch.Te
     return torch.gather(hidden, 1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 
-def _require(outputs, field: str, role: str, objective: str):
+def _require(outputs: ModelOutput, field: str, role: str, objective: str) -> Any:
     value = getattr(outputs, field, None)
     if value is None:
         raise ValueError(f"objective {objective!r} needs the {role}'s {field}, but its output has none")
     return value
 
 
-def _check_layer_count(hidden_states, expected: int, role: str, objective: str):
+def _check_layer_count(hidden_states: Sequence[torch.Tensor], expected: int, role: str, objective: str) -> None:
     if len(hidden_states) != expected + 1:
         raise ValueError(
             f"objective {objective!r}: the {role} returned {len(hidden_states)} hidden states, expected "
@@ -105,10 +114,14 @@ class TaskObjective(DistillationObjective):
 
     needs_teacher = False
 
-    def __init__(self, teacher_config=None, student_config=None):
+    def __init__(
+        self, teacher_config: PretrainedConfig | None = None, student_config: PretrainedConfig | None = None
+    ) -> None:
         super().__init__()
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput | None, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         loss = getattr(student_outputs, "loss", None)
         if loss is None:
             raise ValueError(
@@ -145,13 +158,13 @@ class CCMDObjective(DistillationObjective):
 
     def __init__(
         self,
-        teacher_config,
-        student_config,
+        teacher_config: PretrainedConfig,
+        student_config: PretrainedConfig,
         layers: str = "all",
         variant: str = "coordinated",
         student_kind: str | None = None,
         search_weight: float | None = None,
-    ):
+    ) -> None:
         super().__init__()
         if layers not in ("all", "last"):
             raise ValueError(f"objective 'ccmd': layers must be 'all' or 'last', got {layers!r}")
@@ -187,7 +200,9 @@ class CCMDObjective(DistillationObjective):
         n_atoms = n_atoms.clamp(min=1)
         return 1.0 / n_atoms**2 if self.student_kind == "transformer" else 1.0 / n_atoms
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         teacher_hidden = _require(teacher_outputs, "hidden_states", "teacher", "ccmd")
         student_hidden = _require(student_outputs, "hidden_states", "student", "ccmd")
         _check_layer_count(teacher_hidden, self.teacher_layers, "teacher", "ccmd")
@@ -218,7 +233,13 @@ class CCMDObjective(DistillationObjective):
         return components
 
 
-def _validate_stkd_pairs(pairs, teacher_layers, student_layers, objective, student_first_layer=0):
+def _validate_stkd_pairs(
+    pairs: Sequence[Sequence[int]],
+    teacher_layers: int,
+    student_layers: int,
+    objective: str,
+    student_first_layer: int = 0,
+) -> list[tuple[int, int]]:
     """ST-KD pairs are 0-based layer indices (p, q) as in the paper ({(9,3),(10,4),(11,5)} for 12 + 3+3 layers)."""
     checked = []
     for pair in pairs:
@@ -227,7 +248,8 @@ def _validate_stkd_pairs(pairs, teacher_layers, student_layers, objective, stude
         p, q = int(pair[0]), int(pair[1])
         if not 0 <= p < teacher_layers:
             raise ValueError(
-                f"objective {objective!r}: pair {(p, q)} needs teacher layer {p}, the teacher has layers 0..{teacher_layers - 1}"
+                f"objective {objective!r}: pair {(p, q)} needs teacher layer {p}, the teacher has layers "
+                f"0..{teacher_layers - 1}"
             )
         if not student_first_layer <= q < student_layers:
             raise ValueError(
@@ -256,7 +278,12 @@ class STKDFeatureObjective(DistillationObjective):
     teacher_outputs_needed = frozenset({"hidden_states"})
     student_outputs_needed = frozenset({"hidden_states"})
 
-    def __init__(self, teacher_config, student_config, pairs=STKD_PAIRS):
+    def __init__(
+        self,
+        teacher_config: PretrainedConfig,
+        student_config: PretrainedConfig,
+        pairs: Sequence[Sequence[int]] = STKD_PAIRS,
+    ) -> None:
         super().__init__()
         self.teacher_layers = num_layers(teacher_config, "teacher")
         self.student_layers = num_layers(student_config, "student")
@@ -266,7 +293,9 @@ class STKDFeatureObjective(DistillationObjective):
             for _ in self.pairs
         )
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         teacher_hidden = _require(teacher_outputs, "hidden_states", "teacher", "stkd_feature")
         student_hidden = _require(student_outputs, "hidden_states", "student", "stkd_feature")
         _check_layer_count(teacher_hidden, self.teacher_layers, "teacher", "stkd_feature")
@@ -296,7 +325,13 @@ class STKDAttentionObjective(DistillationObjective):
     teacher_outputs_needed = frozenset({"attentions"})
     student_outputs_needed = frozenset({"attentions"})
 
-    def __init__(self, teacher_config, student_config, pairs=STKD_PAIRS, head_mixing: bool | None = None):
+    def __init__(
+        self,
+        teacher_config: PretrainedConfig,
+        student_config: PretrainedConfig,
+        pairs: Sequence[Sequence[int]] = STKD_PAIRS,
+        head_mixing: bool | None = None,
+    ) -> None:
         super().__init__()
         self.teacher_layers = num_layers(teacher_config, "teacher")
         self.student_layers = num_layers(student_config, "student")
@@ -347,7 +382,9 @@ class STKDAttentionObjective(DistillationObjective):
             f"{self.num_biased_layers} (biased layers) or {self.student_layers} (all layers)"
         )
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         teacher_attentions = _require(teacher_outputs, "attentions", "teacher", "stkd_attention")
         student_biases = _require(student_outputs, "attention_biases", "student", "stkd_attention")
         if len(teacher_attentions) != self.teacher_layers:
@@ -398,14 +435,16 @@ class DenoiseAndDistillObjective(DistillationObjective):
     teacher_outputs_needed = frozenset()
     student_outputs_needed = frozenset()
 
-    def __init__(self, teacher_config, student_config, mode: str = "node"):
+    def __init__(self, teacher_config: PretrainedConfig, student_config: PretrainedConfig, mode: str = "node") -> None:
         super().__init__()
         if mode not in ("graph", "node"):
             raise ValueError(f"objective 'dnd': mode must be 'graph' or 'node', got {mode!r}")
         self.mode = mode
         self.projection = projection(hidden_width(student_config, "student"), hidden_width(teacher_config, "teacher"))
 
-    def forward(self, teacher_outputs, student_outputs, batch):
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
         teacher = _require(teacher_outputs, "last_hidden_state", "teacher", "dnd")
         student = self.projection(_require(student_outputs, "last_hidden_state", "student", "dnd"))
         atom_mask = teacher_atom_mask(batch)

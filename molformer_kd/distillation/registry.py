@@ -12,13 +12,22 @@ Reduction rule shared by every objective (it makes gradient accumulation exact, 
 each component is the mean over the molecules of the micro-batch of a per-molecule loss.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from torch import nn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from transformers import PretrainedConfig
 
 OBJECTIVES: dict[str, type] = {}
 
 
-def register_objective(name: str):
-    def decorator(cls):
+def register_objective(name: str) -> Callable[[type], type]:
+    def decorator(cls: type) -> type:
         if name in OBJECTIVES:
             raise ValueError(f"objective {name!r} is already registered by {OBJECTIVES[name].__name__}")
         OBJECTIVES[name] = cls
@@ -34,7 +43,9 @@ def get_objective(name: str) -> type:
     return OBJECTIVES[name]
 
 
-def build_objective(name: str, teacher_config, student_config, **options) -> nn.Module:
+def build_objective(
+    name: str, teacher_config: PretrainedConfig | None, student_config: PretrainedConfig, **options
+) -> nn.Module:
     """`get_objective(name)(teacher_config, student_config, **options)`, with unknown options reported by name."""
     cls = get_objective(name)
     try:

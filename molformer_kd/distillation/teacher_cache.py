@@ -31,7 +31,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +44,9 @@ from torch import nn
 from ..tokenization.collators import GraphCollator, PairedCollator, collect_labels
 from ..tokenization.featurization import MoleculeFeaturizer
 from .checkpoints import atomic_write_text, reported_file_errors
+
+if TYPE_CHECKING:
+    from transformers.utils import ModelOutput
 
 __all__ = [
     "CACHEABLE_OUTPUTS",
@@ -81,8 +84,10 @@ def cached_fields(teacher_outputs_needed: Iterable[str]) -> tuple[str, ...]:
     needed = set(teacher_outputs_needed)
     unknown = sorted(needed - set(CACHEABLE_OUTPUTS))
     if unknown:
-        raise TeacherCacheError(f"teacher_cache: the objectives read teacher outputs {unknown}; a cache holds only "
-                                f"{list(CACHEABLE_OUTPUTS)} and last_hidden_state")
+        raise TeacherCacheError(
+            f"teacher_cache: the objectives read teacher outputs {unknown}; a cache holds only "
+            f"{list(CACHEABLE_OUTPUTS)} and last_hidden_state"
+        )
     return ("last_hidden_state", *sorted(needed))
 
 
@@ -183,7 +188,7 @@ def build_teacher_cache(
     atomic_write_text(f"{path}.json", json.dumps(meta, indent=1))
 
 
-def _unpadded_table(outputs, fields: Sequence[str], meta: dict) -> pa.Table:
+def _unpadded_table(outputs: ModelOutput, fields: Sequence[str], meta: dict) -> pa.Table:
     """One Arrow row per molecule: its token count and each field's values over its real tokens, flattened."""
     token_mask = outputs.token_mask.bool().cpu()
     tokens = token_mask.sum(dim=1)
@@ -214,7 +219,7 @@ class TeacherCache:
     """Written cache files, memory-mapped and read as one table: `padded(indices)` re-pads the cached outputs of
     those rows into a batch. Row i is the i-th row over all files, in order."""
 
-    def __init__(self, paths: Sequence[str | os.PathLike]):
+    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
         self.paths = [str(p) for p in paths]
         metas = [json.loads(Path(f"{p}.json").read_text()) for p in self.paths]
         shape = {k: v for k, v in metas[0].items() if k != "rows"}
@@ -281,7 +286,7 @@ class CachedTeacherCollator:
     so the trainer runs the live teacher on them.
     """
 
-    def __init__(self, paired: PairedCollator, cache: TeacherCache):
+    def __init__(self, paired: PairedCollator, cache: TeacherCache) -> None:
         self.paired = paired
         self.cache = cache
 

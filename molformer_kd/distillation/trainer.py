@@ -18,9 +18,12 @@ process group's timeout) and batches then carry them as `teacher_outputs`: `teac
 running the teacher, and every loss is the same as with the live teacher.
 """
 
+from __future__ import annotations
+
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -41,6 +44,14 @@ from .teacher_cache import (
     teacher_cache_key,
     teacher_fingerprint,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
+
+    from torch.utils.data import DataLoader
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_utils import EvalLoopOutput
 
 logger = logging.get_logger(__name__)
 
@@ -65,7 +76,9 @@ class DistillationModel(nn.Module):
     `weights` maps objective name -> weight; each objective's components are summed with its weight.
     """
 
-    def __init__(self, student: nn.Module, objectives: dict[str, nn.Module], weights: dict[str, float] | None = None):
+    def __init__(
+        self, student: nn.Module, objectives: dict[str, nn.Module], weights: dict[str, float] | None = None
+    ) -> None:
         super().__init__()
         if not objectives:
             raise ValueError("DistillationModel needs at least one objective")
@@ -88,7 +101,13 @@ class DistillationModel(nn.Module):
     def teacher_outputs_needed(self) -> frozenset:
         return frozenset().union(*(getattr(o, "teacher_outputs_needed", frozenset()) for o in self.objectives.values()))
 
-    def forward(self, student_inputs, teacher_outputs=None, labels=None, batch=None):
+    def forward(
+        self,
+        student_inputs: dict[str, Any],
+        teacher_outputs: ModelOutput | None = None,
+        labels: torch.Tensor | dict[str, torch.Tensor] | None = None,
+        batch: dict[str, Any] | None = None,
+    ) -> DistillationOutput:
         student_outputs = self.student(
             **student_inputs,
             **_output_flags(self.student_outputs_needed),
@@ -105,7 +124,7 @@ class DistillationModel(nn.Module):
         return DistillationOutput(loss=loss, logits=getattr(student_outputs, "logits", None), components=components)
 
 
-def _output_flags(needed) -> dict:
+def _output_flags(needed: Iterable[str]) -> dict:
     flags = {}
     if "hidden_states" in needed:
         flags["output_hidden_states"] = True
@@ -121,12 +140,19 @@ class InitialStageCallback(TrainerCallback):
     resumed from a checkpoint gets the right weights too. `epochs` may be fractional.
     """
 
-    def __init__(self, epochs: float, initial_weights: dict[str, float], weights: dict[str, float]):
+    def __init__(self, epochs: float, initial_weights: dict[str, float], weights: dict[str, float]) -> None:
         self.epochs = float(epochs)
         self.initial_weights = {**weights, **{k: float(v) for k, v in initial_weights.items()}}
         self.weights = dict(weights)
 
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
+    def on_step_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: nn.Module | None = None,
+        **kwargs,
+    ) -> None:
         in_initial_stage = (state.epoch or 0.0) < self.epochs
         model.weights = dict(self.initial_weights if in_initial_stage else self.weights)
 
@@ -154,13 +180,13 @@ class DistillationTrainer(Trainer):
     def __init__(
         self,
         model: DistillationModel,
-        args=None,
+        args: TrainingArguments | None = None,
         teacher: nn.Module | None = None,
         initial_stage_epochs: float = 0.0,
         initial_stage_weights: dict[str, float] | None = None,
         teacher_cache_dir: str | os.PathLike | None = None,
         **kwargs,
-    ):
+    ) -> None:
         if not isinstance(model, DistillationModel):
             raise TypeError(f"DistillationTrainer trains a DistillationModel, got {type(model).__name__}")
         if model.needs_teacher and teacher is None:
@@ -192,7 +218,7 @@ class DistillationTrainer(Trainer):
     # ---- batches -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def count_molecules(inputs) -> int:
+    def count_molecules(inputs: dict[str, Any]) -> int:
         """Molecules in a batch: rows of `labels`, else the first dimension of a batch-first student input."""
         labels = inputs.get("labels")
         if torch.is_tensor(labels):
@@ -207,7 +233,9 @@ class DistillationTrainer(Trainer):
             f"give it 'labels' or one of {_BATCH_FIRST_KEYS}"
         )
 
-    def get_batch_samples(self, epoch_iterator, num_batches, device):
+    def get_batch_samples(
+        self, epoch_iterator: Iterator[dict[str, Any]], num_batches: int, device: torch.device
+    ) -> tuple[list[dict[str, Any]], torch.Tensor]:
         """The next accumulation window and its molecule count over all processes (our `num_items_in_batch`)."""
         batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
         count = torch.tensor([sum(self.count_molecules(batch) for batch in batch_samples)], device=device)
@@ -250,13 +278,13 @@ class DistillationTrainer(Trainer):
             self.eval_dataset = indexed[-1]
         self.data_collator = CachedTeacherCollator(self.data_collator, self.teacher_cache)
 
-    def _cache_teacher_forward(self, batch):
+    def _cache_teacher_forward(self, batch: dict[str, Any]):
         with self.compute_loss_context_manager():
             return self.teacher_forward(self._prepare_inputs(batch))
 
     # ---- loss ----------------------------------------------------------------------------------------------
 
-    def teacher_forward(self, inputs):
+    def teacher_forward(self, inputs: dict[str, Any]) -> ModelOutput | None:
         """The teacher's outputs for a batch: read from the batch when it carries cached ones, else a forward."""
         cached = inputs.get("teacher_outputs")
         if cached is not None:
@@ -271,7 +299,13 @@ class DistillationTrainer(Trainer):
         with torch.no_grad():
             return self.teacher(**inputs["teacher_inputs"], **flags)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, DistillationOutput]:
         if "student_inputs" not in inputs:
             raise ValueError(f"batch has keys {sorted(inputs)}; DistillationTrainer needs 'student_inputs'")
         teacher_outputs = self.teacher_forward(inputs)
@@ -312,7 +346,9 @@ class DistillationTrainer(Trainer):
             self._components_logged_step = self.state.global_step
         super().log(logs, start_time)
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+    def prediction_step(
+        self, model: nn.Module, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys: list[str] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | dict[str, torch.Tensor] | None]:
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
@@ -327,8 +363,13 @@ class DistillationTrainer(Trainer):
         return loss, logits, inputs.get("labels")
 
     def evaluation_loop(
-        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
-    ):
+        self,
+        dataloader: DataLoader,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> EvalLoopOutput:
         """Adds `{prefix}_{component}` (molecule-weighted means over the whole evaluation set) to the metrics."""
         self._eval_components = defaultdict(float)
         self._eval_molecules = 0
@@ -342,7 +383,7 @@ class DistillationTrainer(Trainer):
 
     # ---- checkpoints and export ----------------------------------------------------------------------------
 
-    def _save_checkpoint(self, model, trial) -> None:
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         """The Trainer's checkpoint, then (once every process wrote its part) the marker that makes it complete.
 
         A checkpoint interrupted by a kill or a full disk has no marker, so resuming never picks it

@@ -4,11 +4,17 @@ After `import molformer_kd`, `AutoModel.from_pretrained(dir)` returns the backbo
 `AutoModelForMolecularPropertyPrediction.from_pretrained(dir)` the property head, with no `trust_remote_code`.
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from transformers import AutoConfig, AutoModel
 from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING, CONFIG_MAPPING_NAMES
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
 
 
 class AutoModelForMolecularPropertyPrediction(_BaseAutoModelClass):
@@ -24,11 +30,11 @@ class AutoModelForEnergyAndForces(_BaseAutoModelClass):
 
 
 def register_family(
-    config_class,
-    model_class,
-    property_class=None,
-    denoising_class=None,
-    energy_class=None,
+    config_class: type[PretrainedConfig],
+    model_class: type[PreTrainedModel],
+    property_class: type[PreTrainedModel] | None = None,
+    denoising_class: type[PreTrainedModel] | None = None,
+    energy_class: type[PreTrainedModel] | None = None,
     legacy_model_types: tuple[str, ...] = (),
 ) -> None:
     """Register a family's config, backbone and heads with the Auto classes (idempotent on re-import).

@@ -1,8 +1,15 @@
 """Configuration of the GIN / GIN-virtual 2D student (Xu et al. 2019 with OGB's bond-aware GINE convolution)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from transformers import PretrainedConfig
 
 from ..tokenization.featurization import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 POOLINGS = ("virtual", "mean", "sum")
 NORMS = ("batch", "layer")
@@ -45,17 +52,17 @@ class GINConfig(PretrainedConfig):
 
     def __init__(
         self,
-        hidden_size=600,
-        num_hidden_layers=5,
-        virtual_node=True,
-        pooling=None,
-        norm="batch",
-        dropout=0.0,
-        train_eps=True,
-        atom_feature_dims=ATOM_FEATURE_DIMS,
-        bond_feature_dims=BOND_FEATURE_DIMS,
+        hidden_size: int = 600,
+        num_hidden_layers: int = 5,
+        virtual_node: bool = True,
+        pooling: str | None = None,
+        norm: str = "batch",
+        dropout: float = 0.0,
+        train_eps: bool = True,
+        atom_feature_dims: Sequence[int] = ATOM_FEATURE_DIMS,
+        bond_feature_dims: Sequence[int] = BOND_FEATURE_DIMS,
         **kwargs,
-    ):
+    ) -> None:
         if pooling is None:
             pooling = "virtual" if virtual_node else "mean"
         if pooling not in POOLINGS:
@@ -78,7 +85,7 @@ class GINConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     @classmethod
-    def from_preset(cls, name, **kwargs):
+    def from_preset(cls, name: str, **kwargs) -> GINConfig:
         """`GINConfig.from_preset("ogb_virtual" | "ogb" | "ccmd" | "tiny", num_labels=1, ...)`."""
         if name not in _PRESETS:
             raise ValueError(f"unknown GIN preset {name!r}; choose one of {sorted(_PRESETS)}")

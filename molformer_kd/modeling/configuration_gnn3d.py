@@ -43,7 +43,7 @@ class AtomisticConfig(PreTrainedConfig):
 
     PRESETS: ClassVar[dict] = {}
 
-    def __post_init__(self, **kwargs):
+    def __post_init__(self, **kwargs) -> None:
         if self.hidden_size < 2 or self.hidden_size % 2:
             raise ValueError(f"hidden_size must be an even number >= 2, got {self.hidden_size}")
         if self.num_layers < 1 or self.num_rbf < 2:

@@ -1,8 +1,15 @@
 """Configuration of the Graphormer teacher/student (CCMD §III, ST-KD §4.1; 3D encodings as in Graphormer-3D)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from transformers import PretrainedConfig
 
 from ..tokenization.featurization import ATOM_FEATURE_DIMS, BOND_FEATURE_DIMS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # Sizes only; every other setting keeps its `GraphormerConfig` default unless overridden in `from_preset`.
 _PRESETS = {
@@ -61,26 +68,26 @@ class GraphormerConfig(PretrainedConfig):
 
     def __init__(
         self,
-        geometry="2d",
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=32,
-        ffn_size=768,
-        dropout=0.0,
-        attention_dropout=0.1,
-        activation_dropout=0.1,
-        embedding_dropout=0.0,
-        max_degree=64,
-        max_spatial=20,
-        multi_hop_max_dist=5,
-        num_gaussians=128,
-        num_atom_types=ATOM_FEATURE_DIMS[0] + 1,
-        atom_feature_dims=ATOM_FEATURE_DIMS,
-        bond_feature_dims=BOND_FEATURE_DIMS,
-        attn_implementation="sdpa",
-        initializer_range=0.02,
+        geometry: str = "2d",
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 32,
+        ffn_size: int = 768,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.1,
+        activation_dropout: float = 0.1,
+        embedding_dropout: float = 0.0,
+        max_degree: int = 64,
+        max_spatial: int = 20,
+        multi_hop_max_dist: int = 5,
+        num_gaussians: int = 128,
+        num_atom_types: int = ATOM_FEATURE_DIMS[0] + 1,
+        atom_feature_dims: Sequence[int] = ATOM_FEATURE_DIMS,
+        bond_feature_dims: Sequence[int] = BOND_FEATURE_DIMS,
+        attn_implementation: str = "sdpa",
+        initializer_range: float = 0.02,
         **kwargs,
-    ):
+    ) -> None:
         # A saved config stores the choice as `attention_implementation` (see below); it wins over the default.
         attn_implementation = kwargs.pop("attention_implementation", attn_implementation)
         if geometry not in ("2d", "3d"):
@@ -119,7 +126,7 @@ class GraphormerConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     @classmethod
-    def from_preset(cls, name, **kwargs):
+    def from_preset(cls, name: str, **kwargs) -> GraphormerConfig:
         """`GraphormerConfig.from_preset("paper" | "small" | "tiny", geometry="3d", num_labels=1, ...)`."""
         if name not in _PRESETS:
             raise ValueError(f"unknown Graphormer preset {name!r}; choose one of {sorted(_PRESETS)}")

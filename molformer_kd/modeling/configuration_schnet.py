@@ -35,7 +35,7 @@ class SchNetConfig(AtomisticConfig):
     def edge_feature_size(self) -> int:
         return self.num_filters
 
-    def __post_init__(self, **kwargs):
+    def __post_init__(self, **kwargs) -> None:
         if self.num_filters < 1:
             raise ValueError(f"num_filters must be positive, got {self.num_filters}")
         super().__post_init__(**kwargs)

@@ -1,5 +1,7 @@
 """Configuration of the SMILES Transformer students: ST-KD (ST-KD §3) and the ST-BASE baseline (ST-KD §4.1)."""
 
+from __future__ import annotations
+
 from transformers import PretrainedConfig
 
 VARIANTS = ("st_kd", "st_base")
@@ -75,23 +77,23 @@ class SmilesTransformerConfig(PretrainedConfig):
 
     def __init__(
         self,
-        variant="st_kd",
-        vocab_size=128,
-        pad_token_id=0,
-        hidden_size=512,
-        num_attention_heads=16,
-        head_dim=None,
-        intermediate_size=2048,
-        num_plain_layers=3,
-        num_biased_layers=3,
-        max_atoms=128,
-        dropout=0.1,
-        attention_dropout=0.1,
-        activation_dropout=0.0,
-        attn_implementation="sdpa",
-        initializer_range=0.02,
+        variant: str = "st_kd",
+        vocab_size: int = 128,
+        pad_token_id: int = 0,
+        hidden_size: int = 512,
+        num_attention_heads: int = 16,
+        head_dim: int | None = None,
+        intermediate_size: int = 2048,
+        num_plain_layers: int = 3,
+        num_biased_layers: int = 3,
+        max_atoms: int = 128,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        activation_dropout: float = 0.0,
+        attn_implementation: str = "sdpa",
+        initializer_range: float = 0.02,
         **kwargs,
-    ):
+    ) -> None:
         # A saved config stores the choice as `attention_implementation` (see below); it wins over the default.
         attn_implementation = kwargs.pop("attention_implementation", attn_implementation)
         if variant not in VARIANTS:
@@ -137,12 +139,12 @@ class SmilesTransformerConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     @property
-    def num_hidden_layers(self):
+    def num_hidden_layers(self) -> int:
         """All layers, plain then biased (the depth distillation layer pairing counts in)."""
         return self.num_plain_layers + self.num_biased_layers
 
     @classmethod
-    def from_preset(cls, name, **kwargs):
+    def from_preset(cls, name: str, **kwargs) -> SmilesTransformerConfig:
         """`SmilesTransformerConfig.from_preset("paper" | "base_paper" | "tiny", vocab_size=len(tok), ...)`."""
         if name not in _PRESETS:
             raise ValueError(f"unknown SMILES Transformer preset {name!r}; choose one of {sorted(_PRESETS)}")

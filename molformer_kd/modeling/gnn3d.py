@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ from transformers import initialization as init
 from .layers import ConstantBuffers
 from .modeling_utils import MolecularPreTrainedModel
 from .outputs import AtomisticModelOutput, EnergyAndForcesOutput
+
+if TYPE_CHECKING:
+    from .configuration_gnn3d import AtomisticConfig
 
 __all__ = [
     "AtomEnergyReadout",
@@ -46,7 +50,7 @@ __all__ = [
 class RadiusGraph:
     """Real atoms of a padded batch, packed, and the directed pairs of the same molecule within `cutoff`."""
 
-    def __init__(self, atomic_numbers: torch.Tensor, pos: torch.Tensor, atom_mask: torch.Tensor, cutoff: float):
+    def __init__(self, atomic_numbers: torch.Tensor, pos: torch.Tensor, atom_mask: torch.Tensor, cutoff: float) -> None:
         if pos.shape != (*atomic_numbers.shape, 3):
             raise ValueError(
                 f"pos must be (B, N, 3) for atomic_numbers {tuple(atomic_numbers.shape)}, got {tuple(pos.shape)}"
@@ -116,7 +120,7 @@ def cosine_cutoff(distances: torch.Tensor, cutoff: float) -> torch.Tensor:
 class ShiftedSoftplus(nn.Module):
     """SchNet's activation ln(0.5 e^x + 0.5) = softplus(x) - ln 2 (zero at zero)."""
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.softplus(x) - math.log(2.0)
 
 
@@ -127,7 +131,7 @@ class AtomEnergyReadout(ConstantBuffers):
     normalized remainder.
     """
 
-    def __init__(self, config, activation: nn.Module):
+    def __init__(self, config: AtomisticConfig, activation: nn.Module) -> None:
         super().__init__()
         hidden = config.hidden_size
         self.mlp = nn.Sequential(nn.Linear(hidden, hidden // 2), activation, nn.Linear(hidden // 2, 1))
@@ -144,7 +148,7 @@ class AtomEnergyReadout(ConstantBuffers):
         return energies
 
 
-def _per_molecule_energy_error(pred, target, kind):
+def _per_molecule_energy_error(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "mae":
         return (pred - target).abs()
     if kind == "mse":
@@ -158,7 +162,9 @@ def per_atom_mean(values: torch.Tensor, atom_mask: torch.Tensor) -> torch.Tensor
     return (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
-def _per_molecule_force_error(pred, target, atom_mask, kind):
+def _per_molecule_force_error(
+    pred: torch.Tensor, target: torch.Tensor, atom_mask: torch.Tensor, kind: str
+) -> torch.Tensor:
     """(B,) mean over each molecule's atoms of |dF| (mean over components, 'mae'), dF^2 ('mse') or the error norm
     ('l2mae', the OC20 code's force loss)."""
     difference = pred - target
@@ -175,9 +181,16 @@ def _per_molecule_force_error(pred, target, atom_mask, kind):
 
 
 def energy_force_loss(
-    pred_energy, pred_forces, energy, forces, atom_mask,
-    energy_weight=1.0, force_weight=100.0, energy_loss="mae", force_loss="l2mae",
-):
+    pred_energy: torch.Tensor,
+    pred_forces: torch.Tensor,
+    energy: torch.Tensor,
+    forces: torch.Tensor,
+    atom_mask: torch.Tensor,
+    energy_weight: float = 1.0,
+    force_weight: float = 100.0,
+    energy_loss: str = "mae",
+    force_loss: str = "l2mae",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """KD-GNN eq. (1): `a_E L_E(E_hat, E) + a_F L_F(F_hat, F)`; also the vanilla-KD (1) loss with teacher targets.
 
     Each term is a per-molecule error averaged over the molecules of the batch (forces: mean over the molecule's
@@ -285,9 +298,15 @@ class EnergyAndForcesMixin:
         loss = None
         if labels is not None:
             loss, _ = energy_force_loss(
-                total_energy, predicted_forces, labels.get("energy"), labels.get("forces"), outputs.atom_mask,
-                energy_weight=self.config.energy_loss_weight, force_weight=self.config.force_loss_weight,
-                energy_loss=self.config.energy_loss, force_loss=self.config.force_loss,
+                total_energy,
+                predicted_forces,
+                labels.get("energy"),
+                labels.get("forces"),
+                outputs.atom_mask,
+                energy_weight=self.config.energy_loss_weight,
+                force_weight=self.config.force_loss_weight,
+                energy_loss=self.config.energy_loss,
+                force_loss=self.config.force_loss,
             )
         result = EnergyAndForcesOutput(
             loss=loss,

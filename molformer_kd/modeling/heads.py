@@ -14,9 +14,11 @@ learned normalized and `logits` are returned de-normalized, in the original unit
 `head_hidden_size` (default: `hidden_size`).
 """
 
+from __future__ import annotations
+
 import itertools
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -26,6 +28,11 @@ from torch import nn
 from ..data.metrics import per_label_classification_metrics, per_label_metrics
 from .layers import ConstantBuffers
 from .outputs import MolecularPropertyOutput
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from transformers import PretrainedConfig
 
 REGRESSION_LOSSES = ("l1", "mse")
 
@@ -49,7 +56,7 @@ class PropertyPredictor(ConstantBuffers, ABC):
     prediction_suffix: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
 
-    def __init__(self, config):
+    def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         hidden = getattr(config, "head_hidden_size", None) or config.hidden_size
         self.dense = nn.Linear(config.hidden_size, hidden)
@@ -75,7 +82,9 @@ class PropertyPredictor(ConstantBuffers, ABC):
         return logits
 
     @abstractmethod
-    def metrics(self, predictions, targets, label_names=None) -> dict[str, float]:
+    def metrics(
+        self, predictions: np.ndarray, targets: np.ndarray, label_names: Sequence[str] | None = None
+    ) -> dict[str, float]:
         """`{"<label>_<metric>": value, "<label>_count": n}` of `transform`ed predictions (B, T) against targets
         (default names: the config's `label_names`)."""
 
@@ -89,7 +98,7 @@ class RegressionPredictor(PropertyPredictor):
     prediction_suffix = "_pred"
     metric_names = ("mae", "rmse")
 
-    def __init__(self, config):
+    def __init__(self, config: PretrainedConfig) -> None:
         super().__init__(config)
         num = config.num_labels
         self.regression_loss = getattr(config, "regression_loss", None) or "l1"
@@ -124,7 +133,9 @@ class RegressionPredictor(PropertyPredictor):
             per_value = F.mse_loss(raw.float(), target, reduction="none")
         return masked_mean(per_value, observed)
 
-    def metrics(self, predictions, targets, label_names=None) -> dict[str, float]:
+    def metrics(
+        self, predictions: np.ndarray, targets: np.ndarray, label_names: Sequence[str] | None = None
+    ) -> dict[str, float]:
         return per_label_metrics(predictions, targets, label_names or self.label_names)
 
 
@@ -146,7 +157,9 @@ class BinaryClassificationPredictor(PropertyPredictor):
     def transform(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)
 
-    def metrics(self, predictions, targets, label_names=None) -> dict[str, float]:
+    def metrics(
+        self, predictions: np.ndarray, targets: np.ndarray, label_names: Sequence[str] | None = None
+    ) -> dict[str, float]:
         return per_label_classification_metrics(predictions, targets, label_names or self.label_names)
 
 
@@ -159,7 +172,7 @@ class MulticlassClassificationPredictor(PropertyPredictor):
     prediction_suffix = "_prob"
     metric_names = ("accuracy",)
 
-    def __init__(self, config):
+    def __init__(self, config: PretrainedConfig) -> None:
         super().__init__(config)
         self.label_names = [str(config.id2label[i]) for i in range(config.num_labels)]
 
@@ -172,7 +185,9 @@ class MulticlassClassificationPredictor(PropertyPredictor):
     def transform(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)
 
-    def metrics(self, predictions, targets, label_names=None) -> dict[str, float]:
+    def metrics(
+        self, predictions: np.ndarray, targets: np.ndarray, label_names: Sequence[str] | None = None
+    ) -> dict[str, float]:
         """`{"accuracy", "count"}` of the most probable class against the class ids (B,) or (B, 1)."""
         probabilities = np.asarray(predictions, dtype=np.float64)
         targets = np.asarray(targets, dtype=np.float64).reshape(-1)
@@ -199,7 +214,7 @@ def predictor_class(problem_type: str | None) -> type[PropertyPredictor]:
     raise ValueError(f"unknown problem_type {problem_type!r}; use one of {sorted(PREDICTORS)}")
 
 
-def build_predictor(config) -> PropertyPredictor:
+def build_predictor(config: PretrainedConfig) -> PropertyPredictor:
     """The property head of `config`, chosen once from `config.problem_type`."""
     return predictor_class(getattr(config, "problem_type", None))(config)
 

@@ -5,6 +5,8 @@ runs through PyTorch SDPA unless attention probabilities are requested or `attn_
 paths compute the same function (tested).
 """
 
+from __future__ import annotations
+
 import math
 
 import torch
@@ -21,7 +23,7 @@ class ConstantBuffers(nn.Module):
     transformers re-initialises non-persistent buffers after loading a checkpoint.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self._constants: dict[str, list] = {}
 
@@ -48,7 +50,7 @@ class CategoricalFeatureEmbedding(ConstantBuffers):
     every call); the featurizer produces ids within `feature_dims`, and `validate_ids` checks them on request.
     """
 
-    def __init__(self, feature_dims: list[int], embedding_dim: int, what: str = "features"):
+    def __init__(self, feature_dims: list[int], embedding_dim: int, what: str = "features") -> None:
         super().__init__()
         self.what = what
         self.feature_dims = list(feature_dims)
@@ -106,7 +108,14 @@ class CategoricalFeatureEmbedding(ConstantBuffers):
 class MultiheadSelfAttention(nn.Module):
     """Multi-head self-attention with an additive bias (B, heads, T, T) and a key padding mask (B, T)."""
 
-    def __init__(self, hidden_size, num_heads, head_dim=None, attention_dropout=0.0, attn_implementation="sdpa"):
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        head_dim: int | None = None,
+        attention_dropout: float = 0.0,
+        attn_implementation: str = "sdpa",
+    ) -> None:
         super().__init__()
         if head_dim is None:
             if hidden_size % num_heads:
@@ -124,7 +133,7 @@ class MultiheadSelfAttention(nn.Module):
         self.v_proj = nn.Linear(hidden_size, inner)
         self.out_proj = nn.Linear(inner, hidden_size)
 
-    def _split_heads(self, x):
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
@@ -167,15 +176,15 @@ class PreLNTransformerLayer(GradientCheckpointingLayer):
 
     def __init__(
         self,
-        hidden_size,
-        num_heads,
-        ffn_size,
-        dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        head_dim=None,
-        attn_implementation="sdpa",
-    ):
+        hidden_size: int,
+        num_heads: int,
+        ffn_size: int,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        head_dim: int | None = None,
+        attn_implementation: str = "sdpa",
+    ) -> None:
         super().__init__()
         self.attn_norm = nn.LayerNorm(hidden_size)
         self.attention = MultiheadSelfAttention(
@@ -197,15 +206,13 @@ class PreLNTransformerLayer(GradientCheckpointingLayer):
         attn_bias: torch.Tensor | None = None,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attention(
-            self.attn_norm(hidden_states), key_padding_mask, attn_bias, output_attentions
-        )
+        attended, probs = self.attention(self.attn_norm(hidden_states), key_padding_mask, attn_bias, output_attentions)
         hidden_states = hidden_states + self.dropout(attended)
         hidden_states = hidden_states + self.dropout(self.ffn(self.ffn_norm(hidden_states)))
         return hidden_states, probs
 
 
-def init_transformer_weights(module, std=0.02):
+def init_transformer_weights(module: nn.Module, std: float = 0.02) -> None:
     """BERT-style init used by every transformer family's `_init_weights`."""
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, mean=0.0, std=std)

@@ -11,6 +11,8 @@ can neither receive messages nor enter BatchNorm statistics; outputs are scatter
 packing needs the number of real atoms on the host: one `nonzero` per forward, the only synchronisation.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
 
 import torch
@@ -26,14 +28,14 @@ from .modeling_utils import MolecularPreTrainedModel
 from .outputs import MolecularModelOutput
 
 
-def _norm(kind, width):
+def _norm(kind: str, width: int) -> nn.Module:
     return nn.BatchNorm1d(width) if kind == "batch" else nn.LayerNorm(width)
 
 
 class GINEConv(nn.Module):
     """One GINE convolution on packed atoms: MLP((1 + eps) x_i + sum_{j -> i} ReLU(x_j + e_ji))."""
 
-    def __init__(self, config: GINConfig):
+    def __init__(self, config: GINConfig) -> None:
         super().__init__()
         width = config.hidden_size
         self.bond_embedding = CategoricalFeatureEmbedding(config.bond_feature_dims, width, "edge_attr")
@@ -58,7 +60,7 @@ class GINPreTrainedModel(MolecularPreTrainedModel):
     main_input_name = "input_nodes"
     input_modality = "graph"
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module):
         super()._init_weights(module)
         # PyTorch-Geometric/OGB practice: Glorot for linear maps and feature embeddings, zero virtual node and eps.
         if isinstance(module, nn.Linear):
@@ -85,7 +87,7 @@ class GINPreTrainedModel(MolecularPreTrainedModel):
 class GINModel(GINPreTrainedModel):
     """GIN backbone; `last_hidden_state` (B, 1+N, D) has the virtual node (or the atom mean) as token 0."""
 
-    def __init__(self, config: GINConfig):
+    def __init__(self, config: GINConfig) -> None:
         super().__init__(config)
         width = config.hidden_size
         self.atom_embedding = CategoricalFeatureEmbedding(config.atom_feature_dims, width, "input_nodes")
@@ -164,13 +166,13 @@ class GINModel(GINPreTrainedModel):
         atom_positions, graph_of_atom, source, target = self._pack(attention_mask, edge_index)
         atom_counts = attention_mask.sum(dim=1, keepdim=True)
 
-        def sum_pool(atoms):
+        def sum_pool(atoms: torch.Tensor) -> torch.Tensor:
             return atoms.new_zeros(batch, atoms.shape[-1]).index_add_(0, graph_of_atom, atoms)
 
-        def mean_pool(atoms):
+        def mean_pool(atoms: torch.Tensor) -> torch.Tensor:
             return sum_pool(atoms) / atom_counts.clamp(min=1).to(atoms.dtype)
 
-        def padded_states(atoms, virtual):
+        def padded_states(atoms: torch.Tensor, virtual: torch.Tensor) -> torch.Tensor:
             grid = atoms.new_zeros(batch * max_atoms, atoms.shape[-1])
             grid[atom_positions] = atoms
             global_token = virtual if virtual is not None else mean_pool(atoms)
@@ -210,7 +212,7 @@ class GINModel(GINPreTrainedModel):
 class GINForMolecularPropertyPrediction(PropertyPredictionMixin, GINPreTrainedModel):
     """GIN / GIN-virtual with a property head on `pooler_output` (regression or classification, NaN-masked)."""
 
-    def __init__(self, config: GINConfig):
+    def __init__(self, config: GINConfig) -> None:
         super().__init__(config)
         self.gin = GINModel(config)
         self.head = build_predictor(config)

@@ -17,6 +17,8 @@ Why one long module: one family per `modeling_*.py` (the transformers convention
 backbone and its property and denoising heads share the layers above and are read together.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Mapping
 
@@ -34,7 +36,7 @@ from .outputs import DenoisingOutput, MolecularModelOutput
 _GRAPH_INPUTS_2D = ("in_degree", "out_degree", "spatial_pos", "attn_edge_type", "edge_input")
 
 
-def _ape_mlp(in_features, hidden_size):
+def _ape_mlp(in_features: int, hidden_size: int) -> nn.Sequential:
     """The MLP of CCMD eq. (2) applied to the summed edge information of each atom."""
     return nn.Sequential(nn.Linear(in_features, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size))
 
@@ -42,7 +44,7 @@ def _ape_mlp(in_features, hidden_size):
 class GraphStructureEncoding(nn.Module):
     """2D encodings: per-atom (degree embeddings + bond-feature APE) and per-pair attention bias (B, heads, N, N)."""
 
-    def __init__(self, config):
+    def __init__(self, config: GraphormerConfig) -> None:
         super().__init__()
         heads = config.num_attention_heads
         self.max_degree = config.max_degree
@@ -99,7 +101,7 @@ class GraphStructureEncoding(nn.Module):
 class GaussianDistanceBasis(nn.Module):
     """Graphormer-3D Gaussian basis: psi_ij^k = N(a_t d_ij + b_t; mu_k, |sigma_k|), t = ordered pair type of (i, j)."""
 
-    def __init__(self, num_gaussians, num_atom_types):
+    def __init__(self, num_gaussians: int, num_atom_types: int) -> None:
         super().__init__()
         self.num_atom_types = num_atom_types
         self.means = nn.Parameter(torch.empty(num_gaussians))
@@ -107,7 +109,7 @@ class GaussianDistanceBasis(nn.Module):
         self.pair_scale = nn.Parameter(torch.empty(num_atom_types * num_atom_types))
         self.pair_shift = nn.Parameter(torch.empty(num_atom_types * num_atom_types))
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         # Graphormer-3D: centres and widths uniform in [0, 3] Angstrom, identity affine map per pair type.
         nn.init.uniform_(self.means, 0.0, 3.0)
         nn.init.uniform_(self.stds, 0.0, 3.0)
@@ -123,7 +125,7 @@ class GaussianDistanceBasis(nn.Module):
         return torch.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * std)
 
 
-def pairwise_geometry(pos):
+def pairwise_geometry(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Distances (B, N, N) and unit vectors (r_i - r_j)/|r_i - r_j| (B, N, N, 3), both 0 where i and j coincide
     (no NaN gradient at zero distance)."""
     delta = pos.unsqueeze(2) - pos.unsqueeze(1)
@@ -137,7 +139,7 @@ def pairwise_geometry(pos):
 class GeometryEncoding(nn.Module):
     """3D encodings: per-atom distance APE and per-pair attention bias (B, heads, N, N) from the Gaussian basis."""
 
-    def __init__(self, config):
+    def __init__(self, config: GraphormerConfig) -> None:
         super().__init__()
         self.basis = GaussianDistanceBasis(config.num_gaussians, config.num_atom_types)
         self.bias_mlp = nn.Sequential(
@@ -170,7 +172,7 @@ class GraphormerPreTrainedModel(MolecularPreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ("PreLNTransformerLayer",)
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module):
         super()._init_weights(module)
         init_transformer_weights(module, std=self.config.initializer_range)
         if isinstance(module, GaussianDistanceBasis):
@@ -194,7 +196,7 @@ class GraphormerModel(GraphormerPreTrainedModel):
     applied to `last_hidden_state` only); `attentions` the post-softmax probabilities of each layer.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: GraphormerConfig) -> None:
         super().__init__(config)
         self.geometry = config.geometry
         self.num_heads = config.num_attention_heads
@@ -221,7 +223,7 @@ class GraphormerModel(GraphormerPreTrainedModel):
         self.final_layer_norm = nn.LayerNorm(config.hidden_size)
         self.post_init()
 
-    def set_attention_implementation(self, implementation):
+    def set_attention_implementation(self, implementation: str) -> None:
         """Switch every layer between "sdpa" and "eager" (same function, eager also returns probabilities)."""
         if implementation not in ("sdpa", "eager"):
             raise ValueError(f"attention implementation must be 'sdpa' or 'eager', got {implementation!r}")
@@ -229,7 +231,13 @@ class GraphormerModel(GraphormerPreTrainedModel):
         for layer in self.layers:
             layer.attention.attn_implementation = implementation
 
-    def _encode_structure(self, input_nodes, atom_mask, pos, graph_inputs):
+    def _encode_structure(
+        self,
+        input_nodes: torch.Tensor,
+        atom_mask: torch.Tensor,
+        pos: torch.Tensor | None,
+        graph_inputs: Mapping[str, torch.Tensor],
+    ):
         """Per-atom structural embedding (B, N, D) and per-pair attention bias (B, heads, N, N) of the configured
         view."""
         if self.geometry == "2d":
@@ -256,7 +264,7 @@ class GraphormerModel(GraphormerPreTrainedModel):
                 f"{self.config.num_atom_types}"
             )
 
-    def _with_virtual_token(self, atom_bias):
+    def _with_virtual_token(self, atom_bias: torch.Tensor) -> torch.Tensor:
         """Pad the atom-pair bias with token 0's row and column, both set to the learned virtual distance."""
         bias = F.pad(atom_bias, (1, 0, 1, 0))
         length = bias.shape[-1]
@@ -356,7 +364,7 @@ class GraphormerModel(GraphormerPreTrainedModel):
 class GraphormerForMolecularPropertyPrediction(PropertyPredictionMixin, GraphormerPreTrainedModel):
     """Graphormer + MLP on the virtual token (CCMD eq. 5); L1 loss by default (eq. 6-7)."""
 
-    def __init__(self, config):
+    def __init__(self, config: GraphormerConfig) -> None:
         super().__init__(config)
         self.graphormer = GraphormerModel(config)
         self.head = build_predictor(config)
@@ -368,7 +376,7 @@ class EquivariantNoiseHead(nn.Module):
     `w_ij = sum_h softmax_j(q_i.k_j / sqrt(d) + bias_hij) s_hj` (Graphormer-3D's node head with one projection
     shared by the three axes, which makes it rotation-equivariant and translation-invariant)."""
 
-    def __init__(self, config):
+    def __init__(self, config: GraphormerConfig) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
@@ -399,7 +407,7 @@ class GraphormerForDenoising(GraphormerPreTrainedModel):
     (`add_coordinate_noise`), `noise` the true eps; loss = mean over real atoms of ||eps_hat_i - eps_i||^2 (eq. 5).
     """
 
-    def __init__(self, config):
+    def __init__(self, config: GraphormerConfig) -> None:
         if config.geometry != "3d":
             raise ValueError(f"GraphormerForDenoising needs a 3D config (geometry='3d'), got {config.geometry!r}")
         super().__init__(config)

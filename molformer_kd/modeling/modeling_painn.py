@@ -5,6 +5,8 @@ or as -dE/dx. Distillation features: `node_features` (scalars s), `vector_featur
 `edge_features` (the last layer's scalar messages phi_s(s_j) * W_s(r_ij), (E, F)).
 """
 
+from __future__ import annotations
+
 import torch
 from torch import nn
 
@@ -32,7 +34,7 @@ def _vector_norm(vectors: torch.Tensor) -> torch.Tensor:
 class PaiNNMessage(nn.Module):
     """Message block: continuous-filter messages from neighbours j to centre i for scalars and vectors (eq. 7-8)."""
 
-    def __init__(self, hidden_size: int, num_rbf: int):
+    def __init__(self, hidden_size: int, num_rbf: int) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.scalar_network = nn.Sequential(
@@ -40,21 +42,27 @@ class PaiNNMessage(nn.Module):
         )
         self.filter = nn.Linear(num_rbf, 3 * hidden_size)
 
-    def forward(self, scalars, vectors, graph: RadiusGraph, rbf, envelope):
+    def forward(
+        self,
+        scalars: torch.Tensor,
+        vectors: torch.Tensor,
+        graph: RadiusGraph,
+        rbf: torch.Tensor,
+        envelope: torch.Tensor,
+    ):
         weights = self.filter(rbf) * envelope.unsqueeze(-1)
         split = self.scalar_network(scalars)[graph.neighbor] * weights
         vector_gate, scalar_message, direction_gate = split.split(self.hidden_size, dim=-1)
-        vector_message = (
-            vectors[graph.neighbor] * vector_gate.unsqueeze(1)
-            + direction_gate.unsqueeze(1) * graph.unit_vectors.unsqueeze(-1)
-        )
+        vector_message = vectors[graph.neighbor] * vector_gate.unsqueeze(1) + direction_gate.unsqueeze(
+            1
+        ) * graph.unit_vectors.unsqueeze(-1)
         return scalars + graph.aggregate(scalar_message), vectors + graph.aggregate(vector_message), scalar_message
 
 
 class PaiNNUpdate(nn.Module):
     """Update block: per-atom mixing of scalars and vector channels (eq. 9-11)."""
 
-    def __init__(self, hidden_size: int):
+    def __init__(self, hidden_size: int) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.vector_u = nn.Linear(hidden_size, hidden_size, bias=False)
@@ -63,7 +71,7 @@ class PaiNNUpdate(nn.Module):
             nn.Linear(2 * hidden_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, 3 * hidden_size)
         )
 
-    def forward(self, scalars, vectors):
+    def forward(self, scalars: torch.Tensor, vectors: torch.Tensor):
         u_vectors = self.vector_u(vectors)
         v_vectors = self.vector_v(vectors)
         a = self.mlp(torch.cat([scalars, _vector_norm(v_vectors)], dim=-1))
@@ -76,7 +84,7 @@ class PaiNNUpdate(nn.Module):
 class GatedEquivariantBlock(nn.Module):
     """PaiNN's gated equivariant block: (scalars, vectors) -> (scalars, vectors) of width `out_size`."""
 
-    def __init__(self, hidden_size: int, out_size: int, scalar_activation: bool):
+    def __init__(self, hidden_size: int, out_size: int, scalar_activation: bool) -> None:
         super().__init__()
         self.out_size = out_size
         self.norm_projection = nn.Linear(hidden_size, hidden_size, bias=False)
@@ -86,7 +94,7 @@ class GatedEquivariantBlock(nn.Module):
         )
         self.scalar_activation = nn.SiLU() if scalar_activation else nn.Identity()
 
-    def forward(self, scalars, vectors):
+    def forward(self, scalars: torch.Tensor, vectors: torch.Tensor):
         context = torch.cat([scalars, _vector_norm(self.norm_projection(vectors))], dim=-1)
         scalar_out, gate = self.mlp(context).split(self.out_size, dim=-1)
         return self.scalar_activation(scalar_out), gate.unsqueeze(-2) * self.vector_projection(vectors)
@@ -95,14 +103,14 @@ class GatedEquivariantBlock(nn.Module):
 class PaiNNForceHead(nn.Module):
     """Direct forces: two gated equivariant blocks down to one vector channel per atom, times `energy_scale`."""
 
-    def __init__(self, config: PaiNNConfig):
+    def __init__(self, config: PaiNNConfig) -> None:
         super().__init__()
         half = config.hidden_size // 2
         self.block1 = GatedEquivariantBlock(config.hidden_size, half, scalar_activation=True)
         self.block2 = GatedEquivariantBlock(half, 1, scalar_activation=False)
         self.energy_scale = float(config.energy_scale)
 
-    def forward(self, node_features, vector_features):
+    def forward(self, node_features: torch.Tensor, vector_features: torch.Tensor):
         scalars, vectors = self.block1(node_features, vector_features)
         _, vectors = self.block2(scalars, vectors)
         return self.energy_scale * vectors.squeeze(-1)
@@ -116,7 +124,7 @@ class PaiNNPreTrainedModel(AtomisticPreTrainedModel):
 class PaiNNModel(PaiNNPreTrainedModel):
     """PaiNN backbone: atom embeddings, then `num_layers` x (message, update); returns `AtomisticModelOutput`."""
 
-    def __init__(self, config: PaiNNConfig):
+    def __init__(self, config: PaiNNConfig) -> None:
         super().__init__(config)
         self.embedding = nn.Embedding(config.max_atomic_number + 1, config.hidden_size, padding_idx=0)
         self.messages = nn.ModuleList(
@@ -175,7 +183,7 @@ class PaiNNModel(PaiNNPreTrainedModel):
 class PaiNNForEnergyAndForces(EnergyAndForcesMixin, PaiNNPreTrainedModel):
     """PaiNN with a per-atom energy readout (E = sum of atom energies) and direct or autograd forces."""
 
-    def __init__(self, config: PaiNNConfig):
+    def __init__(self, config: PaiNNConfig) -> None:
         super().__init__(config)
         self.painn = PaiNNModel(config)
         self.energy_head = AtomEnergyReadout(config, nn.SiLU())

@@ -4,6 +4,8 @@ Forces are always -dE/dx. Distillation features: `node_features` (last interacti
 `edge_features` (the last interaction's filtered messages W(r_ij) * (W_in h_j), (E, num_filters)).
 """
 
+from __future__ import annotations
+
 import torch
 from torch import nn
 
@@ -24,7 +26,7 @@ from .gnn3d import (
 class SchNetInteraction(nn.Module):
     """Interaction block: cfconv (filter network on the RBF expansion, cosine envelope) + atom-wise layers, residual."""
 
-    def __init__(self, config: SchNetConfig):
+    def __init__(self, config: SchNetConfig) -> None:
         super().__init__()
         self.filter_network = nn.Sequential(
             nn.Linear(config.num_rbf, config.num_filters),
@@ -38,7 +40,7 @@ class SchNetInteraction(nn.Module):
             nn.Linear(config.hidden_size, config.hidden_size),
         )
 
-    def forward(self, features, graph: RadiusGraph, rbf, envelope):
+    def forward(self, features: torch.Tensor, graph: RadiusGraph, rbf: torch.Tensor, envelope: torch.Tensor):
         filters = self.filter_network(rbf) * envelope.unsqueeze(-1)
         messages = self.in_projection(features)[graph.neighbor] * filters
         return features + self.out_network(graph.aggregate(messages)), messages
@@ -52,7 +54,7 @@ class SchNetPreTrainedModel(AtomisticPreTrainedModel):
 class SchNetModel(SchNetPreTrainedModel):
     """SchNet backbone: atom embeddings, then `num_layers` interaction blocks; returns `AtomisticModelOutput`."""
 
-    def __init__(self, config: SchNetConfig):
+    def __init__(self, config: SchNetConfig) -> None:
         super().__init__(config)
         self.embedding = nn.Embedding(config.max_atomic_number + 1, config.hidden_size, padding_idx=0)
         self.interactions = nn.ModuleList(SchNetInteraction(config) for _ in range(config.num_layers))
@@ -105,7 +107,7 @@ class SchNetModel(SchNetPreTrainedModel):
 class SchNetForEnergyAndForces(EnergyAndForcesMixin, SchNetPreTrainedModel):
     """SchNet with a per-atom energy readout (E = sum of atom energies) and forces = -dE/dx."""
 
-    def __init__(self, config: SchNetConfig):
+    def __init__(self, config: SchNetConfig) -> None:
         super().__init__(config)
         self.schnet = SchNetModel(config)
         self.energy_head = AtomEnergyReadout(config, ShiftedSoftplus())

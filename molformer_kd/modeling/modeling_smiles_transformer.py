@@ -14,6 +14,8 @@ Hidden states are the residual stream after the embeddings and after each layer;
 pooled token 0) additionally passes the final LayerNorm a pre-LN stack needs before any head.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Mapping
 
@@ -53,7 +55,7 @@ def sinusoidal_position_encoding(positions: torch.Tensor, dim: int) -> torch.Ten
 class AttentionBiasProjection(nn.Module):
     """Per-head bias projections of one biased layer: returns B (B, heads, L, L), B_i = (H Wq_i)(H Wk_i)^T."""
 
-    def __init__(self, hidden_size, num_heads, head_dim):
+    def __init__(self, hidden_size: int, num_heads: int, head_dim: int) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = head_dim
@@ -76,7 +78,7 @@ class SmilesTransformerPreTrainedModel(MolecularPreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ("PreLNTransformerLayer",)
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module):
         super()._init_weights(module)
         init_transformer_weights(module, self.config.initializer_range)
 
@@ -84,7 +86,7 @@ class SmilesTransformerPreTrainedModel(MolecularPreTrainedModel):
 class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
     """ST-KD / ST-BASE backbone; returns a `MolecularModelOutput` whose token 0 is the global ([V]/first) token."""
 
-    def __init__(self, config: SmilesTransformerConfig):
+    def __init__(self, config: SmilesTransformerConfig) -> None:
         super().__init__(config)
         self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         if config.variant == "st_kd":
@@ -112,10 +114,10 @@ class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
         self.final_layer_norm = nn.LayerNorm(config.hidden_size)
         self.post_init()
 
-    def get_input_embeddings(self):
+    def get_input_embeddings(self) -> nn.Embedding:
         return self.token_embedding
 
-    def set_input_embeddings(self, value):
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.token_embedding = value
 
     def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
@@ -221,7 +223,7 @@ class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
 class SmilesTransformerForMolecularPropertyPrediction(PropertyPredictionMixin, SmilesTransformerPreTrainedModel):
     """ST-KD / ST-BASE with a property head on the global token (regression or classification, NaN-masked)."""
 
-    def __init__(self, config: SmilesTransformerConfig):
+    def __init__(self, config: SmilesTransformerConfig) -> None:
         super().__init__(config)
         self.smiles_transformer = SmilesTransformerModel(config)
         self.head = build_predictor(config)

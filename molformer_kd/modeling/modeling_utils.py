@@ -50,7 +50,7 @@ class MolecularPreTrainedModel(PreTrainedModel):
     input_modality: ClassVar[str]
     # A backbone loaded out of a head checkpoint (a teacher for distillation, `AutoModel` on a student) drops the
     # head on purpose: no "UNEXPECTED head.*" load report for it.
-    _keys_to_ignore_on_load_unexpected = [r"^head\."]
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^head\."]
 
     def check_unused_batch_keys(self, unused_batch_keys: Mapping[str, object]) -> None:
         """Accept the keys of this model's batch modality that `forward` does not read; reject any other."""

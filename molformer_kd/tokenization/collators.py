@@ -47,7 +47,7 @@ class GraphCollator:
     (when the features carry coordinates) and `labels`.
     """
 
-    def __init__(self, featurizer: MoleculeFeaturizer | None = None, label_columns: Sequence[str] = ()):
+    def __init__(self, featurizer: MoleculeFeaturizer | None = None, label_columns: Sequence[str] = ()) -> None:
         if isinstance(label_columns, str):
             label_columns = [label_columns]
         self.featurizer = featurizer
@@ -118,7 +118,7 @@ class PairedCollator:
         teacher_featurizer: MoleculeFeaturizer,
         student_encoder: MoleculeFeaturizer | Callable,
         label_columns: Sequence[str] = (),
-    ):
+    ) -> None:
         if not _is_featurizer(teacher_featurizer):
             raise TypeError(f"teacher_featurizer must be a MoleculeFeaturizer, got {type(teacher_featurizer)}")
         if isinstance(label_columns, str):
@@ -197,7 +197,7 @@ class SingleModelCollator:
     label_columns: list[str] = field(default_factory=list)
     noise_sigma: float | None = None
 
-    def __call__(self, rows):
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if isinstance(self.processor, MoleculeFeaturizer):
             inputs = GraphCollator(self.processor)(rows)
             inputs.pop("labels", None)
@@ -220,7 +220,7 @@ class PointCloudCollator:
     inputs: `{"teacher_inputs": inputs, "student_inputs": inputs, "labels": {"energy", "forces"}}`.
     """
 
-    def __init__(self, paired: bool = False, dtype: torch.dtype = torch.float32):
+    def __init__(self, paired: bool = False, dtype: torch.dtype = torch.float32) -> None:
         self.paired = paired
         self.dtype = dtype
 
@@ -263,10 +263,10 @@ class SingleModelPointCloudCollator:
     """Point-cloud rows -> `{"student_inputs": inputs, "labels": {"energy", "forces"}}`: the `DistillationTrainer`
     batch of the stages that train one model without a teacher (teacher, finetune)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pad = PointCloudCollator()
 
-    def __call__(self, rows) -> dict:
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict:
         inputs = self.pad(rows)
         labels = inputs.pop("labels", None)
         return {"student_inputs": inputs} if labels is None else {"student_inputs": inputs, "labels": labels}

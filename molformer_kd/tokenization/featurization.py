@@ -27,7 +27,7 @@ import copy
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -45,6 +45,11 @@ from .shortest_paths import (
 )
 from .smiles_grammar import shorten_smiles
 from .validation import DEFAULT_MAX_ATOMS, MAX_ATOMS_CEILING, Setting, check_settings, check_smiles
+
+if TYPE_CHECKING:
+    import os
+
+    from transformers import PretrainedConfig
 
 # OGB (ogb.utils.features) allowable feature lists, in OGB's order. The last entry of each list is the "misc"
 # bucket that every value outside the list falls into; chirality and bond stereo have no "misc" in OGB, so values
@@ -115,7 +120,7 @@ def _listed_index(allowed: list) -> callable:
     return lambda value: allowed.index(value) if value in allowed[:-1] else len(allowed) - 1
 
 
-def _enum_index(enum_type, allowed: list) -> callable:
+def _enum_index(enum_type: Any, allowed: list) -> callable:
     names = {value: member.name for value, member in enum_type.values.items()}
     return lambda value: allowed.index(names[value]) if names.get(value) in allowed else len(allowed) - 1
 
@@ -293,10 +298,15 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         max_atoms: int = DEFAULT_MAX_ATOMS,
         graph_encodings: bool = True,
         **kwargs,
-    ):
-        settings = {"multi_hop_max_dist": multi_hop_max_dist, "max_spatial": max_spatial,
-                    "feature_scheme": feature_scheme, "use_3d": use_3d, "max_atoms": max_atoms,
-                    "graph_encodings": graph_encodings}
+    ) -> None:
+        settings = {
+            "multi_hop_max_dist": multi_hop_max_dist,
+            "max_spatial": max_spatial,
+            "feature_scheme": feature_scheme,
+            "use_3d": use_3d,
+            "max_atoms": max_atoms,
+            "graph_encodings": graph_encodings,
+        }
         check_settings({**settings, **kwargs}, FEATURIZER_SETTINGS, type(self).__name__, _FEATURIZER_FILE_KEYS)
         edge_input_bytes = max_atoms**2 * multi_hop_max_dist * 3 * 8
         if edge_input_bytes > _MAX_EDGE_INPUT_BYTES:
@@ -314,7 +324,7 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         self.graph_encodings = bool(graph_encodings)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> MoleculeFeaturizer:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> MoleculeFeaturizer:
         """Load a saved featurizer; a bad or unknown setting is a `ValueError` naming the file and the key."""
         settings, unused = cls.get_feature_extractor_dict(pretrained_model_name_or_path, **kwargs)
         source = f"{pretrained_model_name_or_path}/{FEATURE_EXTRACTOR_NAME}"
@@ -378,8 +388,10 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         if isinstance(source, Chem.Mol):
             mol = apply_atom_rule(source)
             if mol.GetNumAtoms() > self.max_atoms:
-                raise ValueError(f"molecule {_describe(source)} has {mol.GetNumAtoms()} atoms, more than the limit of "
-                                 f"{self.max_atoms} (the featurizer's max_atoms)")
+                raise ValueError(
+                    f"molecule {_describe(source)} has {mol.GetNumAtoms()} atoms, more than the limit of "
+                    f"{self.max_atoms} (the featurizer's max_atoms)"
+                )
             read_enums = read_radicals = True
             if pos is None and self.use_3d and mol.GetNumConformers() > 0:
                 pos = mol.GetConformer().GetPositions()
@@ -489,7 +501,12 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
                     results.append(err)
             return results
 
-    def __call__(self, molecules, return_tensors: str | None = None, **kwargs):
+    def __call__(
+        self,
+        molecules: str | Chem.Mol | Mapping[str, Any] | Sequence[str | Chem.Mol | Mapping[str, Any]],
+        return_tensors: str | None = None,
+        **kwargs,
+    ) -> list[dict[str, np.ndarray]] | BatchFeature:
         """Featurize a SMILES / Mol / record or a list of them (with `featurize_many`).
 
         Returns a list of per-molecule feature dicts, or with `return_tensors="pt"` the padded graph batch
@@ -594,7 +611,14 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
             features.append(molecule)
         if self.graph_encodings:
             self._add_graph_encodings(
-                features, sizes, atom_start, pair_start, edge_molecule, edge_source, edge_target, edge_bond_id,
+                features,
+                sizes,
+                atom_start,
+                pair_start,
+                edge_molecule,
+                edge_source,
+                edge_target,
+                edge_bond_id,
                 bond_table,
             )
         return features
@@ -654,8 +678,10 @@ def pad_graph_features(features: Sequence[Mapping[str, Any]]) -> dict[str, torch
     has_encodings = ["edge_input" in f for f in features]
     if any(has_encodings) and not all(has_encodings):
         missing = [b for b, has in enumerate(has_encodings) if not has]
-        raise ValueError(f"some molecules of the batch carry the Graphormer encodings and others (rows {missing}) "
-                         "do not (featurizers with different graph_encodings)")
+        raise ValueError(
+            f"some molecules of the batch carry the Graphormer encodings and others (rows {missing}) "
+            "do not (featurizers with different graph_encodings)"
+        )
     if has_encodings[0]:
         edge_inputs = [_as_int_array(f["edge_input"]) for f in features]
         max_hops = {x.shape[2] for x in edge_inputs}
@@ -705,7 +731,7 @@ def pad_graph_features(features: Sequence[Mapping[str, Any]]) -> dict[str, torch
     return batch
 
 
-def register_featurizer(config_class) -> None:
+def register_featurizer(config_class: type[PretrainedConfig]) -> None:
     """Register `MoleculeFeaturizer` with `AutoFeatureExtractor` for a model config class.
 
     transformers resolves `feature_extractor_type` of a preprocessor_config.json by class name among the built-in

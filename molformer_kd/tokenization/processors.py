@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import AutoFeatureExtractor, AutoTokenizer
 from transformers.models.auto import tokenization_auto
@@ -22,6 +22,11 @@ from .featurization import MoleculeFeaturizer
 from .tokenization_smiles import SmilesTokenizer
 from .tokenization_st_base import StBaseTokenizer
 
+if TYPE_CHECKING:
+    import os
+
+    from transformers import PretrainedConfig
+
 __all__ = ["MOLECULAR_TOKENIZERS", "check_processor_matches_model", "load_processor", "register_tokenizers"]
 
 # Tokenizer classes by the `tokenizer_class` name saved in tokenizer_config.json.
@@ -30,7 +35,7 @@ MOLECULAR_TOKENIZERS = {cls.__name__: cls for cls in (SmilesTokenizer, StBaseTok
 _TOKENIZER_OF_VARIANT = {"st_kd": SmilesTokenizer, "st_base": StBaseTokenizer}
 
 
-def register_tokenizers(config_class=None) -> None:
+def register_tokenizers(config_class: type[PretrainedConfig] | None = None) -> None:
     """Make `AutoTokenizer.from_pretrained(dir)` resolve `"tokenizer_class": "SmilesTokenizer"` (and
     `StBaseTokenizer`) from `tokenizer_config.json`; with `config_class`, also map that model config to
     `SmilesTokenizer` so a model directory without a tokenizer_class entry resolves too."""
@@ -42,7 +47,7 @@ def register_tokenizers(config_class=None) -> None:
         AutoTokenizer.register(config_class, tokenizer_class=SmilesTokenizer, exist_ok=True)
 
 
-def _json_file(model_id, filename, **hub_kwargs) -> dict | None:
+def _json_file(model_id: str | os.PathLike, filename: str, **hub_kwargs) -> dict | None:
     """A JSON file of a checkpoint directory or Hub repo, or None when the checkpoint has no such file."""
     path = cached_file(str(model_id), filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
     if path is None:
@@ -51,7 +56,9 @@ def _json_file(model_id, filename, **hub_kwargs) -> dict | None:
         return json.load(handle)
 
 
-def load_processor(model_id, revision: str | None = None, token: str | None = None):
+def load_processor(
+    model_id: str | os.PathLike, revision: str | None = None, token: str | None = None
+) -> MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer:
     """The processor saved with a student: its `MoleculeFeaturizer` (preprocessor_config.json, graph students) or
     its SMILES tokenizer (tokenizer_config.json, SMILES students), checked against the checkpoint's config.json when
     it has one (`check_processor_matches_model`)."""

@@ -15,6 +15,7 @@ __all__ = ["UNREACHABLE", "chunk_distances", "chunk_shortest_path_bond_ids", "sh
 # Distance of unreachable pairs (other fragments), larger than any molecule.
 UNREACHABLE = 10**8
 
+
 def chunk_distances(
     sizes: np.ndarray,
     atom_start: np.ndarray,

@@ -50,7 +50,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "BOND_SYMBOLS",
@@ -63,16 +66,159 @@ __all__ = [
 ]
 
 # Periodic table in atomic-number order; index = atomic number.
-ELEMENTS = ["*", "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe", "Cs", "Ba", "La", "Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu", "Am", "Cm", "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr", "Rf", "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh", "Fl", "Mc", "Lv", "Ts", "Og"]
+ELEMENTS = [
+    "*",
+    "H",
+    "He",
+    "Li",
+    "Be",
+    "B",
+    "C",
+    "N",
+    "O",
+    "F",
+    "Ne",
+    "Na",
+    "Mg",
+    "Al",
+    "Si",
+    "P",
+    "S",
+    "Cl",
+    "Ar",
+    "K",
+    "Ca",
+    "Sc",
+    "Ti",
+    "V",
+    "Cr",
+    "Mn",
+    "Fe",
+    "Co",
+    "Ni",
+    "Cu",
+    "Zn",
+    "Ga",
+    "Ge",
+    "As",
+    "Se",
+    "Br",
+    "Kr",
+    "Rb",
+    "Sr",
+    "Y",
+    "Zr",
+    "Nb",
+    "Mo",
+    "Tc",
+    "Ru",
+    "Rh",
+    "Pd",
+    "Ag",
+    "Cd",
+    "In",
+    "Sn",
+    "Sb",
+    "Te",
+    "I",
+    "Xe",
+    "Cs",
+    "Ba",
+    "La",
+    "Ce",
+    "Pr",
+    "Nd",
+    "Pm",
+    "Sm",
+    "Eu",
+    "Gd",
+    "Tb",
+    "Dy",
+    "Ho",
+    "Er",
+    "Tm",
+    "Yb",
+    "Lu",
+    "Hf",
+    "Ta",
+    "W",
+    "Re",
+    "Os",
+    "Ir",
+    "Pt",
+    "Au",
+    "Hg",
+    "Tl",
+    "Pb",
+    "Bi",
+    "Po",
+    "At",
+    "Rn",
+    "Fr",
+    "Ra",
+    "Ac",
+    "Th",
+    "Pa",
+    "U",
+    "Np",
+    "Pu",
+    "Am",
+    "Cm",
+    "Bk",
+    "Cf",
+    "Es",
+    "Fm",
+    "Md",
+    "No",
+    "Lr",
+    "Rf",
+    "Db",
+    "Sg",
+    "Bh",
+    "Hs",
+    "Mt",
+    "Ds",
+    "Rg",
+    "Cn",
+    "Nh",
+    "Fl",
+    "Mc",
+    "Lv",
+    "Ts",
+    "Og",
+]
 _ELEMENT_SET = frozenset(ELEMENTS[1:])
 # Aromatic symbols allowed inside brackets (OpenSMILES plus RDKit's te/si); the organic subset is b c n o p s.
-_AROMATIC_BRACKET = {"b": "B", "c": "C", "n": "N", "o": "O", "p": "P", "s": "S", "se": "Se", "as": "As",
-                     "te": "Te", "si": "Si"}
+_AROMATIC_BRACKET = {
+    "b": "B",
+    "c": "C",
+    "n": "N",
+    "o": "O",
+    "p": "P",
+    "s": "S",
+    "se": "Se",
+    "as": "As",
+    "te": "Te",
+    "si": "Si",
+}
 # Organic-subset atoms written without brackets: symbol -> (element, aromatic).
 _ORGANIC = {
-    "B": ("B", False), "C": ("C", False), "N": ("N", False), "O": ("O", False), "P": ("P", False),
-    "S": ("S", False), "F": ("F", False), "Cl": ("Cl", False), "Br": ("Br", False), "I": ("I", False),
-    "b": ("B", True), "c": ("C", True), "n": ("N", True), "o": ("O", True), "p": ("P", True), "s": ("S", True),
+    "B": ("B", False),
+    "C": ("C", False),
+    "N": ("N", False),
+    "O": ("O", False),
+    "P": ("P", False),
+    "S": ("S", False),
+    "F": ("F", False),
+    "Cl": ("Cl", False),
+    "Br": ("Br", False),
+    "I": ("I", False),
+    "b": ("B", True),
+    "c": ("C", True),
+    "n": ("N", True),
+    "o": ("O", True),
+    "p": ("P", True),
+    "s": ("S", True),
     "*": ("*", False),
 }
 
@@ -93,7 +239,7 @@ _MAX_DIGITS = 9  # longer numbers are typos or attacks; int() of thousands of di
 # Token kinds for the dispatch in the main loop.
 _ALIPHATIC_ATOM, _AROMATIC_ATOM, _BOND, _RING, _OPEN, _CLOSE, _DOT = range(7)  # atom kinds are aromatic flags
 _KIND = {sym: int(arom) for sym, (_, arom) in _ORGANIC.items()}
-_KIND.update({sym: _BOND for sym in BOND_SYMBOLS})
+_KIND.update(dict.fromkeys(BOND_SYMBOLS, _BOND))
 _KIND.update({str(d): _RING for d in range(10)})
 _KIND.update({"(": _OPEN, ")": _CLOSE, ".": _DOT})
 
@@ -112,13 +258,15 @@ _MAX_SHOWN_SMILES = 80
 class SmilesParseError(ValueError):
     """Invalid SMILES: `.smiles` (the input), `.position` (0-based character index) and `.reason`."""
 
-    def __init__(self, smiles: str, position: int, reason: str):
+    def __init__(self, smiles: str, position: int, reason: str) -> None:
         self.smiles = smiles
         self.position = position
         self.reason = reason
         super().__init__(f"invalid SMILES {shorten_smiles(smiles, position)} at position {position}: {reason}")
 
-    def __reduce__(self):  # picklable across `datasets.map(num_proc=...)` workers
+    def __reduce__(
+        self,
+    ) -> tuple[type[SmilesParseError], tuple[str, int, str]]:  # picklable across `datasets.map(num_proc=...)` workers
         return (type(self), (self.smiles, self.position, self.reason))
 
 
@@ -131,9 +279,11 @@ def shorten_smiles(smiles: object, position: int = 0) -> str:
         return repr(smiles)
     half = _MAX_SHOWN_SMILES // 2
     start = max(0, min(position - half, len(smiles) - _MAX_SHOWN_SMILES))
-    window = smiles[start:start + _MAX_SHOWN_SMILES]
-    return (f"{'...' if start else ''}{window!r}{'...' if start + _MAX_SHOWN_SMILES < len(smiles) else ''}"
-            f" (length {len(smiles)})")
+    window = smiles[start : start + _MAX_SHOWN_SMILES]
+    return (
+        f"{'...' if start else ''}{window!r}{'...' if start + _MAX_SHOWN_SMILES < len(smiles) else ''}"
+        f" (length {len(smiles)})"
+    )
 
 
 class Atom(NamedTuple):
@@ -163,7 +313,7 @@ _ORGANIC_INFO = {sym: (el, arom, 0, None, None, None, None) for sym, (el, arom) 
 class _BracketError(Exception):
     """A bad bracket atom: `offset` is the character offset of the problem inside the brackets' contents."""
 
-    def __init__(self, offset: int, reason: str):
+    def __init__(self, offset: int, reason: str) -> None:
         super().__init__(reason)
         self.offset = offset
         self.reason = reason
@@ -205,7 +355,7 @@ def _parse_bracket(token: str) -> tuple:
     aromatic = False
     if body[i] == "#":  # RDKit's atomic-number form [#6]
         j = digits_end(i + 1)
-        number = int(body[i + 1:j]) if j > i + 1 else 0
+        number = int(body[i + 1 : j]) if j > i + 1 else 0
         if not 0 < number < len(ELEMENTS):
             fail(i, f"bad atomic number in bracket atom {token}")
         element = ELEMENTS[number]
@@ -213,11 +363,11 @@ def _parse_bracket(token: str) -> tuple:
     elif body[i] == "*":
         element = "*"
         i += 1
-    elif body[i:i + 2] in _ELEMENT_SET:
-        element = body[i:i + 2]
+    elif body[i : i + 2] in _ELEMENT_SET:
+        element = body[i : i + 2]
         i += 2
-    elif body[i:i + 2] in _AROMATIC_BRACKET:
-        element = _AROMATIC_BRACKET[body[i:i + 2]]
+    elif body[i : i + 2] in _AROMATIC_BRACKET:
+        element = _AROMATIC_BRACKET[body[i : i + 2]]
         aromatic = True
         i += 2
     elif body[i] in _ELEMENT_SET:
@@ -234,19 +384,19 @@ def _parse_bracket(token: str) -> tuple:
         m = _CHIRAL_RE.match(body, i)
         chirality = m.group()
         i = m.end()
-        if i < n and (body[i] in _DIGITS or body[i].isalpha() and body[i] != "H"):  # "@TH3", "@X"
+        if i < n and (body[i] in _DIGITS or (body[i].isalpha() and body[i] != "H")):  # "@TH3", "@X"
             fail(i, f"bad chirality in bracket atom {token}")
     hcount = 0
     if i < n and body[i] == "H":
         j = digits_end(i + 1)
-        hcount = int(body[i + 1:j]) if j > i + 1 else 1
+        hcount = int(body[i + 1 : j]) if j > i + 1 else 1
         i = j
     charge = 0
     if i < n and body[i] in "+-":
         sign = 1 if body[i] == "+" else -1
         j = digits_end(i + 1)
         if j > i + 1:
-            charge = sign * int(body[i + 1:j])
+            charge = sign * int(body[i + 1 : j])
         elif i + 1 < n and body[i + 1] == body[i]:  # "++" / "--"
             charge = 2 * sign
             j = i + 2
@@ -260,7 +410,7 @@ def _parse_bracket(token: str) -> tuple:
         j = digits_end(i + 1)
         if j == i + 1:
             fail(i, f"atom class without a number in bracket atom {token}")
-        atom_class = int(body[i + 1:j])
+        atom_class = int(body[i + 1 : j])
         i = j
     if i < n:
         what = {"+": "bad charge", "-": "bad charge", "@": "bad chirality"}.get(body[i], "unexpected character")
@@ -292,7 +442,16 @@ class ParsedSmiles:
         "smiles",
     )
 
-    def __init__(self, smiles, atom_symbols, bonds, bond_symbols, tokens, atom_tokens=None, folded=None):
+    def __init__(
+        self,
+        smiles: str,
+        atom_symbols: list[str],
+        bonds: list[tuple[int, int, str]],
+        bond_symbols: list[str],
+        tokens: list[str],
+        atom_tokens: list[int] | None = None,
+        folded: dict[int, int] | None = None,
+    ) -> None:
         self.smiles = smiles
         self.atom_symbols = atom_symbols
         self.bonds = bonds
@@ -322,7 +481,7 @@ class ParsedSmiles:
         """Index of each atom in the token list (atoms are the organic-subset and bracket tokens)."""
         if self._atom_tokens is not None:
             return self._atom_tokens
-        return [k for k, tok in enumerate(self._tokens) if tok in _ORGANIC or tok[0] == "[" and len(tok) > 1]
+        return [k for k, tok in enumerate(self._tokens) if tok in _ORGANIC or (tok[0] == "[" and len(tok) > 1)]
 
     @property
     def atoms(self) -> list[Atom]:
@@ -335,8 +494,21 @@ class ParsedSmiles:
                 if bracket:
                     info = _parse_bracket(symbol)
                 element, aromatic, charge, isotope, hcount, chirality, atom_class = info
-                atoms.append(Atom(symbol, element, aromatic, charge, isotope, hcount, chirality, atom_class,
-                                  bracket, (start, start + len(symbol)), folded.get(j, 0)))
+                atoms.append(
+                    Atom(
+                        symbol,
+                        element,
+                        aromatic,
+                        charge,
+                        isotope,
+                        hcount,
+                        chirality,
+                        atom_class,
+                        bracket,
+                        (start, start + len(symbol)),
+                        folded.get(j, 0),
+                    )
+                )
             self._atoms = atoms
         return self._atoms
 
@@ -411,8 +583,7 @@ def parse_smiles(smiles: str, fold_hydrogens: bool = True) -> ParsedSmiles:
             if state != _AFTER_ATOM and state != _BOND_AFTER_ATOM:
                 raise SmilesParseError(smiles, _position(tokens, k), f"ring-closure {tok!r} without a preceding atom")
             if len(tok) > _MAX_DIGITS + 3:  # '%(' + digits + ')'
-                raise SmilesParseError(smiles, _position(tokens, k),
-                                       f"ring number of more than {_MAX_DIGITS} digits")
+                raise SmilesParseError(smiles, _position(tokens, k), f"ring number of more than {_MAX_DIGITS} digits")
             number = int(tok) if len(tok) == 1 else int(tok[1:3] if tok[1] != "(" else tok[2:-1])
             opened = ring_open.pop(number, None)
             if opened is None:
@@ -420,49 +591,70 @@ def parse_smiles(smiles: str, fold_hydrogens: bool = True) -> ParsedSmiles:
             else:
                 other, other_bond, _ = opened
                 if other == prev:
-                    raise SmilesParseError(smiles, _position(tokens, k),
-                                           f"ring closure {tok!r} bonds atom {prev} to itself")
+                    raise SmilesParseError(
+                        smiles, _position(tokens, k), f"ring closure {tok!r} bonds atom {prev} to itself"
+                    )
                 pair = (other, prev) if other < prev else (prev, other)
                 if parent[prev] == other or parent[other] == prev or pair in ring_pairs:
-                    raise SmilesParseError(smiles, _position(tokens, k),
-                                           f"ring closure {tok!r} duplicates the bond between atoms {other} and {prev}")
+                    raise SmilesParseError(
+                        smiles,
+                        _position(tokens, k),
+                        f"ring closure {tok!r} duplicates the bond between atoms {other} and {prev}",
+                    )
                 ring_pairs.add(pair)
                 ring_bonds.append((number,) + _ring_bond(smiles, tokens, k, other, other_bond, prev, bond, aromatic))
             bond = None
             state = _AFTER_ATOM
         elif kind == _OPEN:
             if state != _AFTER_ATOM:
-                raise SmilesParseError(smiles, _position(tokens, k), "branch '(' without a preceding atom"
-                                       if bond is None else f"branch '(' after bond {bond!r}")
+                raise SmilesParseError(
+                    smiles,
+                    _position(tokens, k),
+                    "branch '(' without a preceding atom" if bond is None else f"branch '(' after bond {bond!r}",
+                )
             branch_stack.append((prev, k))
             state = _BRANCH
         elif kind == _CLOSE:
             if state == _AFTER_ATOM:
                 if not branch_stack:
-                    raise SmilesParseError(smiles, _position(tokens, k),
-                                           "unbalanced parenthesis: ')' without a matching '('")
+                    raise SmilesParseError(
+                        smiles, _position(tokens, k), "unbalanced parenthesis: ')' without a matching '('"
+                    )
                 prev = branch_stack.pop()[0]
             else:
-                raise SmilesParseError(smiles, _position(tokens, k), {
-                    _BRANCH: "empty branch '()'", _START: "')' without a preceding atom",
-                }.get(state, f"dangling bond {bond!r} before ')'"))
+                raise SmilesParseError(
+                    smiles,
+                    _position(tokens, k),
+                    {
+                        _BRANCH: "empty branch '()'",
+                        _START: "')' without a preceding atom",
+                    }.get(state, f"dangling bond {bond!r} before ')'"),
+                )
         elif kind == _BOND:
             if state == _AFTER_ATOM:
                 state = _BOND_AFTER_ATOM
             elif state == _BRANCH:
                 state = _BOND_IN_BRANCH
             elif state == _START:
-                raise SmilesParseError(smiles, _position(tokens, k), f"bond {tok!r} " + (
-                    "at the start of the SMILES" if k == 0 else "right after '.' (no atom to bond from)"))
+                raise SmilesParseError(
+                    smiles,
+                    _position(tokens, k),
+                    f"bond {tok!r} "
+                    + ("at the start of the SMILES" if k == 0 else "right after '.' (no atom to bond from)"),
+                )
             else:
-                raise SmilesParseError(smiles, _position(tokens, k),
-                                       f"two bond symbols in a row ({bond!r} then {tok!r})")
+                raise SmilesParseError(
+                    smiles, _position(tokens, k), f"two bond symbols in a row ({bond!r} then {tok!r})"
+                )
             bond = tok
             bond_k = k
         else:  # '.'
             if state != _AFTER_ATOM:
-                raise SmilesParseError(smiles, _position(tokens, k), "'.' without a preceding atom"
-                                       if bond is None else f"dangling bond {bond!r} before '.'")
+                raise SmilesParseError(
+                    smiles,
+                    _position(tokens, k),
+                    "'.' without a preceding atom" if bond is None else f"dangling bond {bond!r} before '.'",
+                )
             prev = -1
             state = _START
     if state != _AFTER_ATOM:
@@ -470,15 +662,18 @@ def parse_smiles(smiles: str, fold_hydrogens: bool = True) -> ParsedSmiles:
             raise SmilesParseError(smiles, len(smiles) - 1, "'.' at the end of the SMILES")
         if state == _BRANCH:
             raise SmilesParseError(smiles, len(smiles) - 1, "unclosed branch: '(' at the end of the SMILES")
-        raise SmilesParseError(smiles, _position(tokens, bond_k),
-                               f"bond {bond!r} at the end of the SMILES (no atom follows)")
+        raise SmilesParseError(
+            smiles, _position(tokens, bond_k), f"bond {bond!r} at the end of the SMILES (no atom follows)"
+        )
     if branch_stack:
-        raise SmilesParseError(smiles, _position(tokens, branch_stack[-1][1]),
-                               "unbalanced parenthesis: '(' is never closed")
+        raise SmilesParseError(
+            smiles, _position(tokens, branch_stack[-1][1]), "unbalanced parenthesis: '(' is never closed"
+        )
     if ring_open:
         number, (_, _, digit_k) = min(ring_open.items(), key=lambda item: item[1][2])
-        raise SmilesParseError(smiles, _position(tokens, digit_k),
-                               f"unclosed ring: ring bond {number} is opened but never closed")
+        raise SmilesParseError(
+            smiles, _position(tokens, digit_k), f"unclosed ring: ring bond {number} is opened but never closed"
+        )
     if ring_bonds:
         ring_bonds.sort(key=_ring_number)  # stable: a reused number keeps its closing order
         for _, begin, end, btype, symbol in ring_bonds:
@@ -499,17 +694,26 @@ def _position(tokens: list[str], k: int) -> int:
     return sum(map(len, tokens[:k]))
 
 
-def _ring_bond(smiles, tokens, k, opener, open_bond, closer, close_bond, aromatic):
+def _ring_bond(
+    smiles: str,
+    tokens: list[str],
+    k: int,
+    opener: int,
+    open_bond: str | None,
+    closer: int,
+    close_bond: str | None,
+    aromatic: Sequence[bool],
+) -> tuple[int, int, str, str]:
     """(begin, end, type, symbol) of a ring-closure bond, following RDKit's begin/end convention."""
     open_type = _ORDER_SYMBOLS.get(open_bond)
     close_type = _ORDER_SYMBOLS.get(close_bond)
     # A dative arrow points from the donor to the acceptor on the side it is written on.
     open_arrow = {"->": (opener, closer), "<-": (closer, opener)}.get(open_bond)
     close_arrow = {"->": (closer, opener), "<-": (opener, closer)}.get(close_bond)
-    if open_type is not None and close_type is not None and (
-            open_type != close_type or open_arrow != close_arrow):
-        raise SmilesParseError(smiles, _position(tokens, k),
-                               f"ring closure with conflicting bond symbols {open_bond!r} and {close_bond!r}")
+    if open_type is not None and close_type is not None and (open_type != close_type or open_arrow != close_arrow):
+        raise SmilesParseError(
+            smiles, _position(tokens, k), f"ring closure with conflicting bond symbols {open_bond!r} and {close_bond!r}"
+        )
     if open_arrow or close_arrow:
         return *(open_arrow or close_arrow), DATIVE, open_bond if open_arrow else close_bond
     if open_type is not None:

@@ -22,6 +22,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rdkit import rdBase
 from transformers import BatchEncoding, PreTrainedTokenizer
@@ -30,6 +31,11 @@ from transformers.utils import PaddingStrategy, cached_file
 
 from .smiles_grammar import BOND_SYMBOLS, parse_smiles
 from .validation import DEFAULT_MAX_ATOMS, MAX_ATOMS_CEILING, Setting, check_settings, check_smiles
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from transformers.utils import TensorType
 
 __all__ = ["DEFAULT_SMILES_VOCAB_FILE", "TOKENIZER_SETTINGS", "JsonVocabTokenizer", "SmilesTokenizer"]
 
@@ -48,16 +54,36 @@ BASE_SYMBOLS = ORGANIC_SYMBOLS + STEREO_CARBON_SYMBOLS + BOND_SYMBOLS
 # (special tokens are checked against the vocabulary by the constructor).
 TOKENIZER_SETTINGS = {"max_atoms": Setting(int, 1, MAX_ATOMS_CEILING)}
 _TRANSFORMERS_TOKENIZER_KEYS = (
-    "added_tokens_decoder", "additional_special_tokens", "auto_map", "backend", "bos_token", "chat_template",
-    "clean_up_tokenization_spaces", "cls_token", "eos_token", "extra_special_tokens", "mask_token",
-    "model_input_names", "model_max_length", "name_or_path", "pad_token", "padding_side", "processor_class",
-    "sep_token", "split_special_tokens", "tokenizer_class", "tokenizer_file", "truncation_side", "unk_token",
+    "added_tokens_decoder",
+    "additional_special_tokens",
+    "auto_map",
+    "backend",
+    "bos_token",
+    "chat_template",
+    "clean_up_tokenization_spaces",
+    "cls_token",
+    "eos_token",
+    "extra_special_tokens",
+    "mask_token",
+    "model_input_names",
+    "model_max_length",
+    "name_or_path",
+    "pad_token",
+    "padding_side",
+    "processor_class",
+    "sep_token",
+    "split_special_tokens",
+    "tokenizer_class",
+    "tokenizer_file",
+    "truncation_side",
+    "unk_token",
     "vocab_file",
 )
 
 
-def _padded_length(length: int, padding_strategy: PaddingStrategy, max_length: int | None,
-                   pad_to_multiple_of: int | None) -> int:
+def _padded_length(
+    length: int, padding_strategy: PaddingStrategy, max_length: int | None, pad_to_multiple_of: int | None
+) -> int:
     if padding_strategy == PaddingStrategy.MAX_LENGTH and max_length is not None:
         length = max(length, max_length)
     if pad_to_multiple_of:
@@ -79,7 +105,7 @@ class JsonVocabTokenizer(PreTrainedTokenizer):
     special_tokens_order: tuple[str, ...] = ()
     base_symbols: tuple[str, ...] = ()
 
-    def __init__(self, vocab_file: str | None = None, max_atoms: int = DEFAULT_MAX_ATOMS, **kwargs):
+    def __init__(self, vocab_file: str | None = None, max_atoms: int = DEFAULT_MAX_ATOMS, **kwargs) -> None:
         check_settings({"max_atoms": max_atoms}, TOKENIZER_SETTINGS, type(self).__name__)
         self.max_atoms = int(max_atoms)
         vocab_file = vocab_file or self.default_vocab_file
@@ -95,17 +121,25 @@ class JsonVocabTokenizer(PreTrainedTokenizer):
         super().__init__(max_atoms=self.max_atoms, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
         """Load a saved tokenizer; a bad or unknown setting in its tokenizer_config.json is a `ValueError` naming the
         file and the key."""
         hub_kwargs = {key: kwargs[key] for key in ("revision", "token", "cache_dir", "subfolder") if key in kwargs}
-        path = cached_file(str(pretrained_model_name_or_path), TOKENIZER_CONFIG_FILE,
-                           _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        path = cached_file(
+            str(pretrained_model_name_or_path),
+            TOKENIZER_CONFIG_FILE,
+            _raise_exceptions_for_missing_entries=False,
+            **hub_kwargs,
+        )
         if path is not None:
             with open(path, encoding="utf-8") as handle:
                 settings = json.load(handle)
-            check_settings(settings, TOKENIZER_SETTINGS, f"{pretrained_model_name_or_path}/{TOKENIZER_CONFIG_FILE}",
-                           _TRANSFORMERS_TOKENIZER_KEYS)
+            check_settings(
+                settings,
+                TOKENIZER_SETTINGS,
+                f"{pretrained_model_name_or_path}/{TOKENIZER_CONFIG_FILE}",
+                _TRANSFORMERS_TOKENIZER_KEYS,
+            )
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
@@ -159,8 +193,9 @@ class JsonVocabTokenizer(PreTrainedTokenizer):
         return " ".join(tokens)
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
-        path = os.path.join(save_directory, (filename_prefix + "-" if filename_prefix else "")
-                            + VOCAB_FILES_NAMES["vocab_file"])
+        path = os.path.join(
+            save_directory, (filename_prefix + "-" if filename_prefix else "") + VOCAB_FILES_NAMES["vocab_file"]
+        )
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.vocab, f, indent=0, ensure_ascii=False)
         return (path,)
@@ -177,15 +212,27 @@ class SmilesTokenizer(JsonVocabTokenizer):
     """
 
     model_input_names = [  # noqa: RUF012  (transformers class attribute)
-        "input_ids", "attention_mask", "token_type_ids", "structure_positions", "atom_token_index", "atom_mask"]
+        "input_ids",
+        "attention_mask",
+        "token_type_ids",
+        "structure_positions",
+        "atom_token_index",
+        "atom_mask",
+    ]
     default_vocab_file = DEFAULT_SMILES_VOCAB_FILE
     special_tokens_order = ("[PAD]", "[UNK]", "[V]")
     base_symbols = BASE_SYMBOLS
 
-    def __init__(self, vocab_file: str | None = None, pad_token: str = "[PAD]", unk_token: str = "[UNK]",
-                 cls_token: str = "[V]", max_atoms: int = DEFAULT_MAX_ATOMS, **kwargs):
-        super().__init__(vocab_file, max_atoms, pad_token=pad_token, unk_token=unk_token, cls_token=cls_token,
-                         **kwargs)
+    def __init__(
+        self,
+        vocab_file: str | None = None,
+        pad_token: str = "[PAD]",
+        unk_token: str = "[UNK]",
+        cls_token: str = "[V]",
+        max_atoms: int = DEFAULT_MAX_ATOMS,
+        **kwargs,
+    ) -> None:
+        super().__init__(vocab_file, max_atoms, pad_token=pad_token, unk_token=unk_token, cls_token=cls_token, **kwargs)
         if self.padding_side != "right":
             raise ValueError("SmilesTokenizer pads on the right only (atom j must stay at token 1 + j)")
 
@@ -231,16 +278,28 @@ class SmilesTokenizer(JsonVocabTokenizer):
             "atom_mask": [1] * n,
         }
 
-    def _encode_plus(self, text, text_pair=None, add_special_tokens: bool = True,
-                     padding_strategy: PaddingStrategy = PaddingStrategy.DO_NOT_PAD, truncation_strategy=None,
-                     max_length: int | None = None, pad_to_multiple_of: int | None = None,
-                     padding_side: str | None = None, return_tensors=None, return_attention_mask=None,
-                     return_token_type_ids=None, **kwargs) -> BatchEncoding:
+    def _encode_plus(
+        self,
+        text: str | list[str] | tuple[str, ...],
+        text_pair: str | list[str] | None = None,
+        add_special_tokens: bool = True,
+        padding_strategy: PaddingStrategy = PaddingStrategy.DO_NOT_PAD,
+        truncation_strategy: TruncationStrategy | None = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | TensorType | None = None,
+        return_attention_mask: bool | None = None,
+        return_token_type_ids: bool | None = None,
+        **kwargs,
+    ) -> BatchEncoding:
         if text_pair is not None:
             raise ValueError("SmilesTokenizer encodes single molecules; pairs of SMILES are not supported")
         if not add_special_tokens:
-            raise ValueError("SmilesTokenizer always puts the virtual token [V] first (add_special_tokens=False "
-                             "would shift atom j away from token 1 + j)")
+            raise ValueError(
+                "SmilesTokenizer always puts the virtual token [V] first (add_special_tokens=False "
+                "would shift atom j away from token 1 + j)"
+            )
         if padding_side not in (None, "right"):
             raise ValueError("SmilesTokenizer pads on the right only")
         batched = isinstance(text, (list, tuple))
@@ -250,12 +309,17 @@ class SmilesTokenizer(JsonVocabTokenizer):
                 raise TypeError(f"SmilesTokenizer expects SMILES strings, got {type(s).__name__}: {s!r:.80}")
         with rdBase.BlockLogs():  # once for the batch: entering the block costs as much as a parse
             encoded = [self._encode_checked(s, self.max_atoms) for s in texts]
-        if max_length is not None and truncation_strategy is not None and \
-                TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE:
+        if (
+            max_length is not None
+            and truncation_strategy is not None
+            and TruncationStrategy(truncation_strategy) != TruncationStrategy.DO_NOT_TRUNCATE
+        ):
             for s, enc in zip(texts, encoded):
                 if len(enc["input_ids"]) > max_length:
-                    raise ValueError(f"SMILES {s!r:.200} needs {len(enc['input_ids'])} tokens > max_length="
-                                     f"{max_length}; truncating would cut atoms or bonds away")
+                    raise ValueError(
+                        f"SMILES {s!r:.200} needs {len(enc['input_ids'])} tokens > max_length="
+                        f"{max_length}; truncating would cut atoms or bonds away"
+                    )
         drop = set()
         if return_attention_mask is False:
             drop.add("attention_mask")
@@ -269,13 +333,19 @@ class SmilesTokenizer(JsonVocabTokenizer):
             batch.pop(key)
         if not batched:
             batch = {k: v[0] for k, v in batch.items()}
-        return BatchEncoding(batch, tensor_type=return_tensors, prepend_batch_axis=not batched and
-                             return_tensors is not None)
+        return BatchEncoding(
+            batch, tensor_type=return_tensors, prepend_batch_axis=not batched and return_tensors is not None
+        )
 
     # ------------------------------------------------------------------------------------------- padding
 
-    def _pad_encodings(self, encoded: list[dict], padding_strategy: PaddingStrategy, max_length: int | None,
-                       pad_to_multiple_of: int | None) -> dict[str, list]:
+    def _pad_encodings(
+        self,
+        encoded: list[dict],
+        padding_strategy: PaddingStrategy,
+        max_length: int | None,
+        pad_to_multiple_of: int | None,
+    ) -> dict[str, list]:
         """Right-pad token keys to a common L and atom keys to a common N (lists of python lists)."""
         lengths = [len(e["input_ids"]) for e in encoded]
         atoms = [len(e["atom_token_index"]) for e in encoded]
@@ -297,9 +367,17 @@ class SmilesTokenizer(JsonVocabTokenizer):
                 batch[key] = [e[key] + [fill] * (seq_len - len(e[key])) for e in encoded]
         return batch
 
-    def pad(self, encoded_inputs, padding=True, max_length: int | None = None, pad_to_multiple_of: int | None = None,
-            padding_side: str | None = None, return_attention_mask: bool | None = None, return_tensors=None,
-            verbose: bool = True) -> BatchEncoding:
+    def pad(
+        self,
+        encoded_inputs: BatchEncoding | list[dict[str, Any]] | dict[str, list],
+        padding: bool | str | PaddingStrategy = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | TensorType | None = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
         """Pad encodings made by this tokenizer (a list of per-molecule dicts, e.g. rows of a `datasets.Dataset`
         mapped with it, or a dict of lists) to the "SMILES batch" contract; used by `DataCollatorWithPadding`."""
         if padding_side not in (None, "right"):
@@ -316,7 +394,8 @@ class SmilesTokenizer(JsonVocabTokenizer):
                 row.setdefault("atom_mask", [1] * len(row["atom_token_index"]))
             rows.append(row)
         padding_strategy, _, max_length, _ = self._get_padding_truncation_strategies(
-            padding=padding, max_length=max_length, verbose=verbose)
+            padding=padding, max_length=max_length, verbose=verbose
+        )
         if padding_strategy == PaddingStrategy.DO_NOT_PAD:
             padding_strategy = PaddingStrategy.LONGEST  # tensors need a common length
         batch = self._pad_encodings(rows, padding_strategy, max_length, pad_to_multiple_of)

@@ -26,8 +26,10 @@ DEFAULT_ST_BASE_VOCAB_FILE = os.path.join(RESOURCES, "st_base_vocab.json")
 # The regular expression of the Molecular Transformer, with `%(nnn)` ring closures and the `<` of dative bonds
 # (`[Fe]<-N`) added; a final `.` catches characters it does not know so that they are reported instead of silently
 # dropped.
-SMILES_REGEX = (r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|<|\*|\$|"
-                r"%\([0-9]+\)|%[0-9]{2}|[0-9])")
+SMILES_REGEX = (
+    r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|<|\*|\$|"
+    r"%\([0-9]+\)|%[0-9]{2}|[0-9])"
+)
 _REGEX_WITH_CATCH_ALL = re.compile(SMILES_REGEX[:-1] + r"|(.))", re.DOTALL)
 
 
@@ -43,8 +45,26 @@ def regex_tokenize(smiles: str) -> list[str]:
     return tokens
 
 
-BASE_REGEX_SYMBOLS = (*ORGANIC_SYMBOLS, *STEREO_CARBON_SYMBOLS, "(", ")", ".", "=", "#", "-", "+", "\\", "/", ":",
-                      "~", "@", "?", ">", "$", *map(str, range(10)))
+BASE_REGEX_SYMBOLS = (
+    *ORGANIC_SYMBOLS,
+    *STEREO_CARBON_SYMBOLS,
+    "(",
+    ")",
+    ".",
+    "=",
+    "#",
+    "-",
+    "+",
+    "\\",
+    "/",
+    ":",
+    "~",
+    "@",
+    "?",
+    ">",
+    "$",
+    *map(str, range(10)),
+)
 
 
 class StBaseTokenizer(JsonVocabTokenizer):
@@ -58,10 +78,25 @@ class StBaseTokenizer(JsonVocabTokenizer):
     special_tokens_order = ("[PAD]", "[UNK]", "[CLS]", "[MASK]")
     base_symbols = BASE_REGEX_SYMBOLS
 
-    def __init__(self, vocab_file: str | None = None, pad_token: str = "[PAD]", unk_token: str = "[UNK]",
-                 cls_token: str = "[CLS]", mask_token: str = "[MASK]", max_atoms: int = DEFAULT_MAX_ATOMS, **kwargs):
-        super().__init__(vocab_file, max_atoms, pad_token=pad_token, unk_token=unk_token, cls_token=cls_token,
-                         mask_token=mask_token, **kwargs)
+    def __init__(
+        self,
+        vocab_file: str | None = None,
+        pad_token: str = "[PAD]",
+        unk_token: str = "[UNK]",
+        cls_token: str = "[CLS]",
+        mask_token: str = "[MASK]",
+        max_atoms: int = DEFAULT_MAX_ATOMS,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            vocab_file,
+            max_atoms,
+            pad_token=pad_token,
+            unk_token=unk_token,
+            cls_token=cls_token,
+            mask_token=mask_token,
+            **kwargs,
+        )
 
     @classmethod
     def corpus_tokens(cls, smiles: str) -> list[str]:
@@ -76,12 +111,16 @@ class StBaseTokenizer(JsonVocabTokenizer):
             core = check_smiles(text, self.max_atoms).parsed.smiles
         return regex_tokenize(core)
 
-    def build_inputs_with_special_tokens(self, token_ids_0: list[int], token_ids_1: list[int] | None = None):
+    def build_inputs_with_special_tokens(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
         if token_ids_1 is not None:
             raise ValueError("StBaseTokenizer encodes single molecules; pairs of SMILES are not supported")
         return [self.cls_token_id] + token_ids_0
 
-    def get_special_tokens_mask(self, token_ids_0, token_ids_1=None, already_has_special_tokens: bool = False):
+    def get_special_tokens_mask(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None, already_has_special_tokens: bool = False
+    ) -> list[int]:
         if already_has_special_tokens:
             special = set(self.all_special_ids)
             return [int(i in special) for i in token_ids_0]

@@ -73,15 +73,17 @@ def check_smiles(smiles: str, max_atoms: int | None = DEFAULT_MAX_ATOMS) -> Chec
     if not isinstance(smiles, str):
         raise TypeError(f"expected a SMILES string, got {type(smiles).__name__}: {smiles!r:.80}")
     extension = _CXSMILES_EXTENSION_RE.search(smiles)
-    core = smiles[:extension.start()] if extension is not None else smiles
+    core = smiles[: extension.start()] if extension is not None else smiles
     try:
         parsed = parse_smiles(core)
     except SmilesParseError as err:
         raise SmilesParseError(smiles, err.position, err.reason) from None
     if max_atoms is not None and parsed.num_atoms > max_atoms:
         raise MoleculeTooLargeError(
-            smiles, parsed.atom_starts[max_atoms],
-            f"{parsed.num_atoms} atoms, more than the limit of {max_atoms} (max_atoms of the processor or model)")
+            smiles,
+            parsed.atom_starts[max_atoms],
+            f"{parsed.num_atoms} atoms, more than the limit of {max_atoms} (max_atoms of the processor or model)",
+        )
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise _chemistry_error(smiles, len(core))

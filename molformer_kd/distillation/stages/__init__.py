@@ -10,6 +10,8 @@ batches, metrics) is the run's task kind (`distillation.tasks`); the stages are 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transformers.utils import logging
 
 from ..config import RunArguments
@@ -20,6 +22,9 @@ from .distill import DistillStage
 from .evaluate import METRICS_FILE, EvaluateStage
 from .finetune import FinetuneStage
 from .teacher import TeacherStage
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 __all__ = ["METRICS_FILE", "STAGE_CLASSES", "RunPlan", "Stage", "plan_run", "run_stages"]
 
@@ -47,7 +52,7 @@ def plan_run(args: RunArguments) -> RunPlan:
     return run
 
 
-def run_stages(run: RunPlan, records) -> list[dict]:
+def run_stages(run: RunPlan, records: DatasetDict) -> list[dict]:
     """Run the planned stages in order; one summary (paths, metrics) per stage."""
     summaries = []
     for stage in run.stages:

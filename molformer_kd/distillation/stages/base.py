@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from safetensors.torch import load_file
 from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
@@ -31,6 +31,15 @@ from ..checkpoints import (
 from ..config import ConfigError, RunArguments, check_training_values
 from ..tasks import TaskKind, build_config, check_model_fits_task, is_checkpoint_dir
 from ..trainer import DistillationModel, DistillationTrainer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from datasets import DatasetDict
+    from transformers import EvalPrediction, PretrainedConfig, PreTrainedModel
+
+    from ..arguments import DataArguments, DistillationArguments, ModelArguments, StageArguments
 
 logger = logging.get_logger(__name__)
 
@@ -67,7 +76,9 @@ class Planner:
             return path
         raise ValueError(f"missing {what} checkpoint {path!r} (no config.json there): {hint}")
 
-    def model_config(self, source: str | None, spec: dict | None, role: str, auto_class=None):
+    def model_config(
+        self, source: str | None, spec: dict | None, role: str, auto_class: type | None = None
+    ) -> PretrainedConfig:
         """The config of a checkpoint (existing now) or of a new model (`spec`), checked against the task."""
         if source is not None and source not in self.produced:
             config = AutoConfig.from_pretrained(source)
@@ -90,7 +101,7 @@ class Stage:
     trains: ClassVar[bool] = True
     writes_student: ClassVar[bool] = False  # a stage whose model is the run's student (what evaluate/push read)
 
-    def __init__(self, output_dir: str):
+    def __init__(self, output_dir: str) -> None:
         self.output_dir = output_dir
         self.training_args: TrainingArguments | None = None
         self.teacher_source: str | None = None
@@ -101,7 +112,7 @@ class Stage:
     def plan(self, planner: Planner) -> None:
         raise NotImplementedError
 
-    def run(self, run: RunPlan, records) -> dict:
+    def run(self, run: RunPlan, records: DatasetDict) -> dict:
         raise NotImplementedError
 
     def summary(self) -> dict:
@@ -110,7 +121,7 @@ class Stage:
             summary["best_checkpoint"] = self.best_checkpoint
         return summary
 
-    def execute(self, run: RunPlan, records) -> dict:
+    def execute(self, run: RunPlan, records: DatasetDict) -> dict:
         """`run`, unless the run resumes and this training stage already finished (then a no-op, said in the log)."""
         if self.training_args is not None:
             if self.training_args.resume_from_checkpoint in RESUME_LATEST:
@@ -136,19 +147,19 @@ class RunPlan:
     stages: list[Stage] = field(default_factory=list)
 
     @property
-    def model_args(self):
+    def model_args(self) -> ModelArguments:
         return self.args.model
 
     @property
-    def data_args(self):
+    def data_args(self) -> DataArguments:
         return self.args.data
 
     @property
-    def distill_args(self):
+    def distill_args(self) -> DistillationArguments:
         return self.args.distill
 
     @property
-    def stage_args(self):
+    def stage_args(self) -> StageArguments:
         return self.args.stage
 
     @property
@@ -192,11 +203,11 @@ def _resume_point(stage: Stage) -> str | None:
 def train_and_export(
     stage: Stage,
     model: DistillationModel,
-    records,
-    collator,
-    processor,
-    compute_metrics=None,
-    teacher=None,
+    records: DatasetDict,
+    collator: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    processor: Any,
+    compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None,
+    teacher: PreTrainedModel | None = None,
     **trainer_kwargs,
 ) -> DistillationTrainer:
     """Train `model` on `records["train"]` (resuming as configured), export the student into the stage folder, then

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...modeling.auto import AutoModelForDenoising
 from ..tasks import supervised
 from .base import Planner, RunPlan, Stage, train_and_export
 from .models import new_model
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 
 class DenoiseStage(Stage):
@@ -13,12 +18,16 @@ class DenoiseStage(Stage):
 
     def plan(self, planner: Planner) -> None:
         config = planner.model_config(None, planner.run.model_args.teacher_config, "teacher")
-        if type(config) not in AutoModelForDenoising._model_mapping or not hasattr(planner.run.kind, "denoising_collator"):
+        if type(config) not in AutoModelForDenoising._model_mapping or not hasattr(
+            planner.run.kind, "denoising_collator"
+        ):
             raise ValueError(f"stage 'denoise': model_type {config.model_type!r} has no denoising head")
         if getattr(config, "geometry", "3d") != "3d":
-            raise ValueError(f"stage 'denoise' denoises 3D coordinates; teacher_config has geometry {config.geometry!r}")
+            raise ValueError(
+                f"stage 'denoise' denoises 3D coordinates; teacher_config has geometry {config.geometry!r}"
+            )
 
-    def run(self, run: RunPlan, records) -> dict:
+    def run(self, run: RunPlan, records: DatasetDict) -> dict:
         kind = run.kind
         model, processor = new_model(
             kind, run.model_args.teacher_config, "teacher", kind.statistics(records["train"]), AutoModelForDenoising

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import copy
 import os
+from typing import TYPE_CHECKING
 
 from ..teacher_cache import cached_fields, check_cacheable_collator
 from ..trainer import DistillationModel
 from .base import Planner, RunPlan, Stage, train_and_export
 from .models import build_objectives, new_model
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+    from transformers import PretrainedConfig
 
 
 class DistillStage(Stage):
@@ -48,7 +53,9 @@ class DistillStage(Stage):
             raise ValueError(f"initial_stage_weights name objectives that are not configured: {unknown_weights}")
 
     @staticmethod
-    def _plan_teacher_cache(run: RunPlan, objectives: dict, teacher_config, student_config) -> str:
+    def _plan_teacher_cache(
+        run: RunPlan, objectives: dict, teacher_config: PretrainedConfig, student_config: PretrainedConfig
+    ) -> str:
         """Refuse at start-up what a teacher cache cannot reproduce: no teacher to cache, outputs a cache does not
         hold, or teacher batches that are not a fixed function of the row (the task's paired collator decides)."""
         if not any(getattr(o, "needs_teacher", True) for o in objectives.values()):
@@ -69,7 +76,7 @@ class DistillStage(Stage):
             "teacher_cache": self.teacher_cache_dir,
         }
 
-    def run(self, run: RunPlan, records) -> dict:
+    def run(self, run: RunPlan, records: DatasetDict) -> dict:
         kind, distill_args = run.kind, run.distill_args
         teacher = kind.teacher_auto_class.from_pretrained(self.teacher_source)
         teacher_processor = kind.load_processor(self.teacher_source)

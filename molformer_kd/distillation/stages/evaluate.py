@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 from ..checkpoints import atomic_write_text, barrier
 from ..tasks import is_checkpoint_dir
 from .base import Planner, RunPlan, Stage
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 METRICS_FILE = "metrics.json"
 
@@ -15,8 +19,10 @@ METRICS_FILE = "metrics.json"
 def metrics_table(model: str, split: str, metrics: dict[str, float]) -> str:
     """The evaluate stage's metrics as a small text table for the terminal."""
     width = max(len(name) for name in metrics)
-    rows = [f"  {name:<{width}}  {value:.4g}" if isinstance(value, float) else f"  {name:<{width}}  {value}"
-            for name, value in sorted(metrics.items())]
+    rows = [
+        f"  {name:<{width}}  {value:.4g}" if isinstance(value, float) else f"  {name:<{width}}  {value}"
+        for name, value in sorted(metrics.items())
+    ]
     return "\n".join([f"evaluate {model} on {split!r}:", *rows])
 
 
@@ -38,7 +44,7 @@ class EvaluateStage(Stage):
         # The evaluate stage only predicts: periodic evaluation settings of the training stages do not apply to it.
         self.prediction_args = run.stage_training_args(self.name, self.output_dir, eval_strategy="no")
 
-    def run(self, run: RunPlan, records) -> dict:
+    def run(self, run: RunPlan, records: DatasetDict) -> dict:
         split = run.stage_args.evaluate_split
         if split not in records:
             raise ValueError(f"evaluate: the dataset has no split {split!r}; it has {list(records)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transformers import AutoConfig
 from transformers.utils import logging
 
@@ -9,10 +11,16 @@ from ..tasks import supervised
 from .base import Planner, RunPlan, Stage, train_and_export
 from .models import new_model
 
+if TYPE_CHECKING:
+    from typing import Any
+
+    from datasets import DatasetDict
+    from transformers import PretrainedConfig, PreTrainedModel
+
 logger = logging.get_logger(__name__)
 
 
-def predicts_same_task(checkpoint_config, statistics: dict) -> bool:
+def predicts_same_task(checkpoint_config: PretrainedConfig, statistics: dict) -> bool:
     """Whether a checkpoint's head already predicts the labels and problem type in `statistics` (the task's head
     config entries). A task whose entries name neither (energies and forces) always keeps its head."""
     checkpoint_task = {
@@ -31,10 +39,7 @@ class FinetuneStage(Stage):
     def plan(self, planner: Planner) -> None:
         run = planner.run
         model_args = run.model_args
-        if "distill" in run.stage_args.stages:
-            source = run.stage_dir("distill")
-        else:
-            source = model_args.student_name_or_path
+        source = run.stage_dir("distill") if "distill" in run.stage_args.stages else model_args.student_name_or_path
         if source is None and model_args.student_config is not None:
             # The student trained alone from scratch: the no-distillation baseline of every comparison.
             planner.model_config(None, model_args.student_config, "student")
@@ -49,7 +54,7 @@ class FinetuneStage(Stage):
     def summary(self) -> dict:
         return {**super().summary(), "initialized_from": self.initialized_from}
 
-    def build_student(self, run: RunPlan, records):
+    def build_student(self, run: RunPlan, records: DatasetDict) -> tuple[PreTrainedModel, Any]:
         """(student, processor) the stage trains: new, or the checkpoint's with a task head for these labels."""
         kind = run.kind
         statistics = kind.statistics(records["train"])
@@ -75,7 +80,7 @@ class FinetuneStage(Stage):
                 )
         return student, processor
 
-    def run(self, run: RunPlan, records) -> dict:
+    def run(self, run: RunPlan, records: DatasetDict) -> dict:
         kind = run.kind
         student, processor = self.build_student(run, records)
         train_and_export(

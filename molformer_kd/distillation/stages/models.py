@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..registry import build_objective
 from ..tasks import TaskKind, build_config
 
+if TYPE_CHECKING:
+    from typing import Any
 
-def new_model(kind: TaskKind, spec: dict, role: str, statistics: dict, auto_class=None):
+    from torch import nn
+    from transformers import PretrainedConfig, PreTrainedModel
+
+
+def new_model(
+    kind: TaskKind, spec: dict, role: str, statistics: dict, auto_class: type | None = None
+) -> tuple[PreTrainedModel, Any]:
     """A freshly initialised model of the task (or of `auto_class`) and its new processor (None for point clouds)."""
     config = build_config(spec, role, **statistics)
     processor = kind.new_processor(config)
     return (auto_class or kind.auto_class).from_config(config), processor
 
 
-def build_objectives(objective_specs: dict, teacher_config, student_config):
+def build_objectives(
+    objective_specs: dict, teacher_config: PretrainedConfig | None, student_config: PretrainedConfig
+) -> tuple[dict[str, nn.Module], dict[str, float]]:
     """Objective modules and weights from `{name: {'weight': w, **options}}` (validated at start-up)."""
     objectives, weights = {}, {}
     for name, options in objective_specs.items():

@@ -6,9 +6,16 @@ takes every dataset no other kind claims. `load_records` reads the run's data, c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import TaskKind, build_config, check_model_fits_task, is_checkpoint_dir, supervised
 from .energy_forces import EnergyForcesTask
 from .property import PropertyTask, label_statistics, new_processor, property_predictions_and_metrics
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
+    from ..arguments import DataArguments
 
 __all__ = [
     "TASK_KINDS",
@@ -16,8 +23,8 @@ __all__ = [
     "PropertyTask",
     "TaskKind",
     "build_config",
-    "dataset_names",
     "check_model_fits_task",
+    "dataset_names",
     "is_checkpoint_dir",
     "label_statistics",
     "load_records",
@@ -35,13 +42,13 @@ def dataset_names() -> list[str]:
     return [name for kind in TASK_KINDS for name in kind.dataset_names]
 
 
-def task_kind(data_args) -> TaskKind:
+def task_kind(data_args: DataArguments) -> TaskKind:
     """The task of a run, chosen by its dataset."""
     kind_class = next(kind for kind in TASK_KINDS if kind.handles(data_args.dataset))
     return kind_class.from_data_args(data_args)
 
 
-def load_records(data_args, kind: TaskKind | None = None):
+def load_records(data_args: DataArguments, kind: TaskKind | None = None) -> DatasetDict:
     """The records of the run's task (`kind`, default: chosen from the dataset), cut to the `max_*_samples`: a
     seeded random draw (`split_seed`), since files are often ordered by size and their first rows are no sample."""
     dataset = (kind or task_kind(data_args)).load_records(data_args)

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from transformers import TrainingArguments
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from ..registry import build_objective
 from ..trainer import DistillationModel
+
+if TYPE_CHECKING:
+    import os
+
+    from datasets import Dataset
+    from transformers import PretrainedConfig, PreTrainedModel
+
+    from ..arguments import DataArguments
 
 __all__ = ["TaskKind", "build_config", "check_model_fits_task", "is_checkpoint_dir", "supervised"]
 
@@ -39,28 +47,30 @@ class TaskKind(Protocol):
     def handles(dataset: str) -> bool: ...
 
     @classmethod
-    def from_data_args(cls, data_args) -> TaskKind: ...
+    def from_data_args(cls, data_args: DataArguments) -> TaskKind: ...
 
-    def load_records(self, data_args): ...
+    def load_records(self, data_args: DataArguments) -> None: ...
 
-    def statistics(self, train_rows) -> dict: ...
+    def statistics(self, train_rows: Dataset) -> dict: ...
 
-    def check_config(self, config, role: str) -> None: ...
+    def check_config(self, config: PretrainedConfig, role: str) -> None: ...
 
-    def new_processor(self, config): ...
+    def new_processor(self, config: PretrainedConfig) -> None: ...
 
-    def load_processor(self, path): ...
+    def load_processor(self, path: str | os.PathLike) -> None: ...
 
-    def collator(self, processor) -> Callable: ...
+    def collator(self, processor: Any) -> Callable: ...
 
-    def paired_collator(self, teacher_processor, student_processor, with_labels: bool) -> Callable: ...
+    def paired_collator(self, teacher_processor: Any, student_processor: Any, with_labels: bool) -> Callable: ...
 
-    def compute_metrics(self, model) -> Callable | None: ...
+    def compute_metrics(self, model: PreTrainedModel) -> Callable | None: ...
 
-    def evaluate(self, model, processor, rows, args: TrainingArguments, split: str) -> dict: ...
+    def evaluate(
+        self, model: PreTrainedModel, processor: Any, rows: Dataset, args: TrainingArguments, split: str
+    ) -> dict: ...
 
 
-def _check_config_values(config_class, kwargs: dict, role: str) -> None:
+def _check_config_values(config_class: type[PretrainedConfig], kwargs: dict, role: str) -> None:
     """Types and ranges of the model settings a config file gives, against the config class's own defaults: a string
     where the default is a number, a negative size or a dropout outside [0, 1) fails here, at start-up."""
     defaults = config_class()
@@ -82,7 +92,7 @@ def _check_config_values(config_class, kwargs: dict, role: str) -> None:
             raise ValueError(f"{role}_config.{key}: {value!r} is not a string")
 
 
-def build_config(spec: dict, role: str, **overrides):
+def build_config(spec: dict, role: str, **overrides) -> PretrainedConfig:
     """A new config from `{'model_type': ..., 'preset': optional, **kwargs}`; bad settings fail naming the key."""
     if not isinstance(spec, dict) or "model_type" not in spec:
         raise ValueError(
@@ -103,11 +113,11 @@ def build_config(spec: dict, role: str, **overrides):
         raise ValueError(f"{role}_config: {error}") from error
 
 
-def is_checkpoint_dir(path) -> bool:
+def is_checkpoint_dir(path: str | os.PathLike | None) -> bool:
     return path is not None and Path(path, "config.json").is_file()
 
 
-def check_model_fits_task(kind: TaskKind, config, role: str, auto_class=None) -> None:
+def check_model_fits_task(kind: TaskKind, config: PretrainedConfig, role: str, auto_class: type | None = None) -> None:
     """A model of `config` must exist in the task's Auto class (a painn student cannot learn `gap` labels)."""
     auto_class = auto_class or kind.auto_class
     if type(config) not in auto_class._model_mapping:
@@ -118,6 +128,6 @@ def check_model_fits_task(kind: TaskKind, config, role: str, auto_class=None) ->
     kind.check_config(config, role)
 
 
-def supervised(kind: TaskKind, model) -> DistillationModel:
+def supervised(kind: TaskKind, model: PreTrainedModel) -> DistillationModel:
     """`model` trained with the task's own supervised objective alone (teacher, denoise and finetune stages)."""
     return DistillationModel(model, {kind.task_objective: build_objective(kind.task_objective, None, model.config)})

@@ -5,17 +5,29 @@ energy statistics (`data.xtb.energy_statistics`), the paired point-cloud collato
 the inference throughput. `EnergyForcesTask` bundles them as the task kind the stages dispatch to (`tasks.TaskKind`).
 """
 
+from __future__ import annotations
+
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader
 
 from ...data.metrics import EnergyForceMetrics
 from ...data.xtb import energy_statistics, load_qm9_xtb
-from ...tokenization.collators import PointCloudCollator, SingleModelPointCloudCollator
 from ...modeling.auto import AutoModelForEnergyAndForces
+from ...tokenization.collators import PointCloudCollator, SingleModelPointCloudCollator
 from .base import build_config
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
+
+    from datasets import Dataset, DatasetDict
+    from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
+
+    from ..arguments import DataArguments
 
 __all__ = [
     "EnergyForcesTask",
@@ -27,7 +39,7 @@ __all__ = [
 _INPUT_KEYS = ("atomic_numbers", "pos", "atom_mask")
 
 
-def build_energy_model(config_spec: dict, statistics: dict, seed: int = 0):
+def build_energy_model(config_spec: dict, statistics: dict, seed: int = 0) -> PreTrainedModel:
     """A freshly initialized `...ForEnergyAndForces` from `{'model_type': ..., 'preset'?: ..., **settings}` with the
     dataset's energy statistics written into its config."""
     config = build_config(config_spec, "energy/force model", **statistics)
@@ -37,11 +49,11 @@ def build_energy_model(config_spec: dict, statistics: dict, seed: int = 0):
     return AutoModelForEnergyAndForces.from_config(config)
 
 
-def _batches(dataset, batch_size):
+def _batches(dataset: Dataset | Iterable[dict], batch_size: int) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=PointCloudCollator())
 
 
-def evaluate_energy_forces(model, dataset, batch_size: int = 64) -> dict[str, float]:
+def evaluate_energy_forces(model: PreTrainedModel, dataset: Dataset, batch_size: int = 64) -> dict[str, float]:
     """Energy MAE (meV), force MAE (meV/Angstrom), force cosine and EFwT (%) of `model` on `dataset` rows."""
     model.eval()
     metrics = EnergyForceMetrics()
@@ -61,7 +73,7 @@ def evaluate_energy_forces(model, dataset, batch_size: int = 64) -> dict[str, fl
     return metrics.compute()
 
 
-def inference_throughput(model, dataset, batch_size: int = 64, repeats: int = 2) -> float:
+def inference_throughput(model: PreTrainedModel, dataset: Dataset, batch_size: int = 64, repeats: int = 2) -> float:
     """Samples per second of energy + forces prediction over `dataset` (best of `repeats` passes after a warm-up
     batch), the paper's inference-throughput measure. Autograd-force models are timed with their gradient pass."""
     model.eval()
@@ -105,7 +117,7 @@ class EnergyForcesTask:
         return dataset == "qm9_xtb" or dataset.endswith(".npz")
 
     @classmethod
-    def from_data_args(cls, data_args) -> "EnergyForcesTask":
+    def from_data_args(cls, data_args: DataArguments) -> EnergyForcesTask:
         if data_args.problem_type != "regression":
             raise ValueError(
                 f"problem_type {data_args.problem_type!r}: dataset {data_args.dataset!r} (energies and forces) is "
@@ -113,32 +125,36 @@ class EnergyForcesTask:
             )
         return cls()
 
-    def load_records(self, data_args):
+    def load_records(self, data_args: DataArguments) -> DatasetDict:
         path = None if data_args.dataset == "qm9_xtb" else Path(data_args.dataset)
         return load_qm9_xtb(path, split_seed=data_args.split_seed)
 
-    def check_config(self, config, role: str) -> None:
+    def check_config(self, config: PretrainedConfig, role: str) -> None:
         """Every energy/force model reads the coordinates every row has."""
 
-    def statistics(self, train_rows) -> dict:
+    def statistics(self, train_rows: Dataset) -> dict:
         return energy_statistics(train_rows)
 
-    def new_processor(self, config):
+    def new_processor(self, config: PretrainedConfig) -> None:
         return None
 
-    def load_processor(self, path):
+    def load_processor(self, path: str | os.PathLike) -> None:
         return None
 
-    def collator(self, processor):
+    def collator(self, processor: None) -> SingleModelPointCloudCollator:
         return SingleModelPointCloudCollator()
 
-    def paired_collator(self, teacher_processor, student_processor, with_labels: bool):
+    def paired_collator(
+        self, teacher_processor: None, student_processor: None, with_labels: bool
+    ) -> PointCloudCollator:
         return PointCloudCollator(paired=True)
 
-    def compute_metrics(self, model):
+    def compute_metrics(self, model: PreTrainedModel) -> None:
         return None  # the head has no logits; `evaluate` reports the KD-GNN metrics
 
-    def evaluate(self, model, processor, rows, args, split: str) -> dict:
+    def evaluate(
+        self, model: PreTrainedModel, processor: None, rows: Dataset, args: TrainingArguments, split: str
+    ) -> dict:
         """KD-GNN metrics (energy MAE meV, force MAE meV/A, force cosine, EFwT %) of `model` on `rows`."""
         model.to(args.device)
         return {"metrics": {split: evaluate_energy_forces(model, rows, batch_size=args.per_device_eval_batch_size)}}

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import AutoModel, TrainingArguments
-
 from datasets import DatasetDict
+from transformers import AutoModel, TrainingArguments
 from transformers.utils import logging
 
 from ...data import generate_conformers, load_csv, load_embedded_qm9, load_qm9, load_sdf
@@ -33,13 +33,22 @@ from ..checkpoints import atomic_write_text
 from ..trainer import DistillationTrainer
 from .base import supervised
 
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Sequence
+
+    from datasets import Dataset
+    from transformers import EvalPrediction, PretrainedConfig, PreTrainedModel
+
+    from ...modeling.heads import PropertyPredictor
+
 logger = logging.get_logger(__name__)
 
 SMILES_MODEL_TYPES = ("molformer_smiles_transformer",)
 PREDICTIONS_FILE = "predictions.csv"
 
 
-def new_processor(config):
+def new_processor(config: PretrainedConfig) -> MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer:
     """A processor for a freshly configured model: the SMILES tokenizer or a graph featurizer matching the config."""
     if config.model_type in SMILES_MODEL_TYPES:
         if getattr(config, "variant", "st_kd") == "st_base":
@@ -54,7 +63,9 @@ def new_processor(config):
     )
 
 
-def processor_config_overrides(config, processor) -> dict:
+def processor_config_overrides(
+    config: PretrainedConfig, processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer
+) -> dict:
     """Config values a fresh model takes from its processor (SMILES vocabulary size and padding id)."""
     if config.model_type in SMILES_MODEL_TYPES:
         return {"vocab_size": len(processor), "pad_token_id": processor.pad_token_id}
@@ -94,9 +105,7 @@ def _read_data_file(path: str, data_args: DataArguments, split_method: str | Non
 def add_conformers(records: DatasetDict, options: dict) -> DatasetDict:
     """3D coordinates for the rows without them (one ETKDGv3 conformer each, MMFF94-optimised by default)."""
     optimize = CONFORMER_METHODS[options.get("method", "etkdg+mmff")]
-    result, report = generate_conformers(
-        records, on_failure="drop", seed=int(options.get("seed", 0)), optimize=optimize, return_report=True
-    )
+    result = generate_conformers(records, on_failure="drop", seed=int(options.get("seed", 0)), optimize=optimize)
     dropped = sum(len(records[split]) - len(result[split]) for split in records)
     logger.warning(
         "conformers: %d molecule(s) without a conformer dropped (%s)",
@@ -106,7 +115,7 @@ def add_conformers(records: DatasetDict, options: dict) -> DatasetDict:
     return result
 
 
-def load_records_by_name(data_args: DataArguments):
+def load_records_by_name(data_args: DataArguments) -> DatasetDict:
     """The DatasetDict of a property dataset named by `data_args.dataset` (split, with conformers as configured),
     with the label columns checked."""
     name = data_args.dataset
@@ -138,7 +147,7 @@ def load_records_by_name(data_args: DataArguments):
     return dataset
 
 
-def check_binary_labels(records, label_columns, dataset_name: str) -> None:
+def check_binary_labels(records: DatasetDict, label_columns: Sequence[str], dataset_name: str) -> None:
     """Classification labels must be 0, 1 or NaN (missing); the first other value is a ValueError naming its row."""
     for split, rows in records.items():
         for column in label_columns:
@@ -153,7 +162,7 @@ def check_binary_labels(records, label_columns, dataset_name: str) -> None:
                 )
 
 
-def label_statistics(train_rows, label_columns, problem_type: str = "regression") -> dict:
+def label_statistics(train_rows: Dataset, label_columns: Sequence[str], problem_type: str = "regression") -> dict:
     """Config entries of a property head for `label_columns`.
 
     Regression: label names and the training mean/std (targets are learned normalized). Classification (binary, one
@@ -182,17 +191,21 @@ def label_statistics(train_rows, label_columns, problem_type: str = "regression"
     }
 
 
-def property_predictions_and_metrics(head, logits, targets, label_names=None):
+def property_predictions_and_metrics(
+    head: PropertyPredictor, logits: np.ndarray, targets: np.ndarray, label_names: Sequence[str] | None = None
+) -> tuple[np.ndarray, dict[str, float]]:
     """(predictions, per-label metrics) of a property model's (B, T) `logits`, through its predictor `head`: the
     values a user sees (original units, or class probabilities) and their metrics against `targets`."""
     predictions = head.transform(torch.as_tensor(np.asarray(logits, dtype=np.float64))).numpy()
     return predictions, head.metrics(predictions, targets, label_names)
 
 
-def label_metrics(head, label_names):
+def label_metrics(
+    head: PropertyPredictor, label_names: Sequence[str] | None
+) -> Callable[[EvalPrediction], dict[str, float]]:
     """A Trainer `compute_metrics`: the predictor's per-label metrics (MAE/RMSE, or ROC-AUC/accuracy/log loss)."""
 
-    def compute_metrics(eval_prediction):
+    def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
         logits = eval_prediction.predictions
         if isinstance(logits, tuple):
             logits = logits[0]
@@ -229,16 +242,16 @@ class PropertyTask:
         plain_table = data_args.dataset.lower().endswith(CSV_SUFFIXES)
         return cls(list(data_args.label_columns), data_args.problem_type, not plain_table or bool(data_args.conformers))
 
-    def load_records(self, data_args: DataArguments):
+    def load_records(self, data_args: DataArguments) -> DatasetDict:
         records = load_records_by_name(data_args)
         if self.problem_type == "classification":
             check_binary_labels(records, self.label_columns, data_args.dataset)
         return records
 
-    def statistics(self, train_rows) -> dict:
+    def statistics(self, train_rows: Dataset) -> dict:
         return label_statistics(train_rows, self.label_columns, self.problem_type)
 
-    def check_config(self, config, role: str) -> None:
+    def check_config(self, config: PretrainedConfig, role: str) -> None:
         """A 3D model needs coordinates: a table of SMILES gets them only from `conformers`."""
         if getattr(config, "geometry", "2d") == "3d" and not self.has_coordinates:
             raise ValueError(
@@ -246,7 +259,7 @@ class PropertyTask:
                 "`conformers: {method: etkdg+mmff}` to generate them, or use an SDF with coordinates"
             )
 
-    def check_model(self, config) -> None:
+    def check_model(self, config: PretrainedConfig) -> None:
         """The model must predict this task's labels, with this task's problem type."""
         model_labels = getattr(config, "label_names", None) or self.label_columns
         if list(model_labels) != list(self.label_columns):
@@ -257,35 +270,49 @@ class PropertyTask:
                 f"the model is a {model_problem_type!r} model, the config asks for problem_type {self.problem_type!r}"
             )
 
-    def new_processor(self, config):
+    def new_processor(self, config: PretrainedConfig) -> MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer:
         """The processor for a freshly configured model; sets the config entries it dictates (SMILES vocabulary)."""
         processor = new_processor(config)
         for key, value in processor_config_overrides(config, processor).items():
             setattr(config, key, value)
         return processor
 
-    def load_processor(self, path):
+    def load_processor(self, path: str | os.PathLike) -> MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer:
         return load_processor(path)
 
-    def collator(self, processor):
+    def collator(self, processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer) -> SingleModelCollator:
         return SingleModelCollator(processor, label_columns=self.label_columns)
 
-    def denoising_collator(self, processor, noise_sigma: float):
+    def denoising_collator(
+        self, processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer, noise_sigma: float
+    ) -> SingleModelCollator:
         """Batches of noised coordinates and their noise (D&D stage 1): no labels, the noise is the target."""
         return SingleModelCollator(processor, noise_sigma=noise_sigma)
 
-    def paired_collator(self, teacher_processor, student_processor, with_labels: bool):
+    def paired_collator(
+        self,
+        teacher_processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer,
+        student_processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer,
+        with_labels: bool,
+    ) -> PairedCollator:
         return PairedCollator(
             teacher_processor, student_processor, label_columns=self.label_columns if with_labels else []
         )
 
-    def compute_metrics(self, model):
+    def compute_metrics(self, model: PreTrainedModel) -> Callable[[EvalPrediction], dict[str, float]] | None:
         if not model.config.num_labels:
             return None
         self.check_model(model.config)
         return label_metrics(model.head, self.label_columns)
 
-    def evaluate(self, model, processor, rows, args: TrainingArguments, split: str) -> dict:
+    def evaluate(
+        self,
+        model: PreTrainedModel,
+        processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer,
+        rows: Dataset,
+        args: TrainingArguments,
+        split: str,
+    ) -> dict:
         """Per-label metrics (Trainer.predict); writes predictions.csv (values, or class-1 probabilities in
         `<label>_prob` columns); returns the metrics and, for regression, a parity dict of the first label."""
         labels = self.label_columns
@@ -310,12 +337,12 @@ class PropertyTask:
                 writer.writerow([row.get("mol_id", index), row["smiles"], *values])
             atomic_write_text(Path(args.output_dir, PREDICTIONS_FILE), table.getvalue())
         results = {"metrics": {split: metrics}}
-        if isinstance(model.head, RegressionPredictor):  # a parity plot (true vs predicted) only means something for values
+        if isinstance(
+            model.head, RegressionPredictor
+        ):  # a parity plot (true vs predicted) only means something for values
             results["parity"] = {
                 "y_true": targets[:, 0].tolist(),
                 "y_pred": predictions[:, 0].tolist(),
                 "label": labels[0],
             }
         return results
-
-
