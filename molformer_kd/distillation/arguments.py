@@ -106,7 +106,7 @@ class DataArguments:
     multi_hop_max_dist: int = field(default=5, metadata={"help": "Graph featurizer: bonds kept per shortest path."})
     max_spatial: int = field(default=20, metadata={"help": "Graph featurizer: cap of the shortest-path distance."})
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type {self.problem_type!r}: use one of {list(PROBLEM_TYPES)}")
 

@@ -19,24 +19,12 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ..tokenization.featurization import MoleculeFeaturizer
 from .layers import ConstantBuffers
 
 # The batches of DESIGN.md, by the modality a model reads. `labels` belongs to every batch: backbones ignore it.
-GRAPH_BATCH_KEYS = frozenset(
-    {
-        "input_nodes",
-        "attention_mask",
-        "in_degree",
-        "out_degree",
-        "spatial_pos",
-        "attn_edge_type",
-        "edge_input",
-        "edge_index",
-        "edge_attr",
-        "pos",
-        "labels",
-    }
-)
+# The graph batch is the featurizer's model inputs (DESIGN.md "Graph batch"), plus the labels of a training batch.
+GRAPH_BATCH_KEYS = frozenset(MoleculeFeaturizer.model_input_names) | {"labels"}
 SMILES_BATCH_KEYS = frozenset(
     {"input_ids", "attention_mask", "token_type_ids", "structure_positions", "atom_token_index", "atom_mask", "labels"}
 )
