@@ -15,9 +15,20 @@ LATEST_VENV := .venv-latest
 PYTEST_ARGS ?= tests
 
 # What ruff lints and formats (its rules are in pyproject.toml; ruff itself is pinned in setup.py's dev extra).
-LINT_PATHS := molformer_kd tests benchmarks scripts distill.py setup.py
+LINT_PATHS := molformer_kd tests benchmarks scripts distill.py molformer_kd_launcher.py setup.py
 
-.PHONY: demo test install lint format test-latest constraints clean
+# `make pretrained`: rebuild the students that ship in molformer_kd/pretrained/ (hours on a CPU). The configs of
+# configs/pretrained/ run with distill.py in this order; an entry CONFIG is trained only (the teacher the students
+# distil from, the baselines), CONFIG:NAME is trained, then shipped as NAME by scripts/ship_pretrained.py (test
+# metrics, card, parity plot, applicability domain, test sample, provenance). Each shipped card compares with the
+# PRETRAINED_COMPARE metrics files that exist (LABEL=FILE: the teacher's evaluate stage, chemprop on the same split,
+# from benchmarks/chemprop_qm9.py) and with its CONFIG_alone run (the same student trained without a teacher).
+PRETRAINED ?= qm9_teacher qm9_gin_alone qm9_gin:qm9-gin qm9_smiles_transformer_alone \
+	qm9_smiles_transformer:qm9-smiles-transformer
+PRETRAINED_COMPARE ?= teacher=runs/pretrained/teacher/evaluate/metrics.json \
+	chemprop=benchmarks/results/chemprop_qm9_pretrained.json
+
+.PHONY: demo test install lint format test-latest constraints clean pretrained
 
 $(VENV)/.installed: setup.py $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +44,21 @@ test: install
 
 demo: install
 	$(PY) scripts/demo.py
+
+pretrained: install
+	set -e; for entry in $(PRETRAINED); do \
+		config=configs/pretrained/$${entry%%:*}.yaml; name=$${entry#*:}; \
+		$(PY) distill.py --config $$config; \
+		if [ "$$name" != "$$entry" ]; then \
+			compare=""; \
+			for spec in $(PRETRAINED_COMPARE) trained-alone=runs/pretrained/$${entry%%:*}_alone/evaluate/metrics.json; do \
+				if [ -f "$${spec#*=}" ]; then compare="$$compare --compare $$spec"; \
+				else echo "$$name: no $${spec#*=}, its card leaves out $${spec%%=*}"; fi; \
+			done; \
+			$(PY) scripts/ship_pretrained.py --config $$config --name $$name $$compare; \
+		fi; \
+	done
+	$(PY) -m pytest -q tests/test_pretrained.py -k each_shipped_model
 
 # `.ci/run` runs this before the tests: any finding fails CI. `make format` applies the safe fixes and the formatter.
 lint: install

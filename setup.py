@@ -9,7 +9,13 @@ setup(
     long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["molformer_kd", "molformer_kd.*"]),
-    package_data={"molformer_kd": ["data/resources/*", "tokenization/resources/*"]},
+    # The console script's launcher, outside the package so that `--help` / `--version` need not import torch.
+    py_modules=["molformer_kd_launcher"],
+    # pretrained/<name>/*: the shipped students (weights, config, processor, card, provenance, test sample).
+    # command_help.json: what the launcher answers to `--help` / `--version` (molformer_kd_launcher.py).
+    package_data={
+        "molformer_kd": ["command_help.json", "data/resources/*", "tokenization/resources/*", "pretrained/*/*"]
+    },
     python_requires=">=3.10",
     # Ranges for users: lower bounds are releases that exist, upper bounds stop at the next major release (for 0.x
     # packages, 1.0). rdkit (calendar versions) and pyarrow (a new major every few months) are capped by nothing:
@@ -49,5 +55,5 @@ setup(
             "ase>=3.23,<4",
         ],
     },
-    entry_points={"console_scripts": ["molformer-kd=molformer_kd.cli:main"]},
+    entry_points={"console_scripts": ["molformer-kd=molformer_kd_launcher:main"]},
 )

@@ -455,16 +455,19 @@ def chemprop_config(preset: dict, seed: int, directory: Path, task: RowTask) -> 
     }
 
 
-def run_chemprop(chemprop: str, config: dict, directory: Path, records) -> None:
-    """Train chemprop's default model with its CLI on our train/validation/test split, score its test predictions.
-
-    chemprop tests the checkpoint with the best validation loss (its default); the MAE is computed here, on the
-    original units, from its test_predictions.csv, in the order of our test split.
-    """
-    labels = config["label_columns"]
-    paths = [directory / f"{split}.csv" for split in ("train", "validation", "test")]
-    for split, path in zip(("train", "validation", "test"), paths):
-        split_to_csv(records[split], path, labels)
+def chemprop_train_command(
+    chemprop: str,
+    paths,
+    labels,
+    output_dir,
+    epochs: int | None = None,
+    pytorch_seed: int | None = None,
+    metrics=(),
+    accelerator: str | None = None,
+) -> list[str]:
+    """`chemprop train` on our train/validation/test CSVs, in that order (three files: chemprop takes them as its
+    split as they are); chemprop's defaults for everything not given (its default: 50 epochs). `accelerator` None
+    runs on the CPU unless this process sees CUDA."""
     command = [
         chemprop,
         "train",
@@ -476,32 +479,57 @@ def run_chemprop(chemprop: str, config: dict, directory: Path, records) -> None:
         *labels,
         "--task-type",
         "regression",
-        "--epochs",
-        str(config["epochs"]),
-        "--pytorch-seed",
-        str(config["pytorch_seed"]),
-        "--num-workers",
-        "0",
-        "--metrics",
-        "mae",
-        "rmse",
-        "--output-dir",
-        config["output_dir"],
     ]
-    if not torch.cuda.is_available():
-        command += ["--accelerator", "cpu", "--devices", "1"]
+    if epochs is not None:
+        command += ["--epochs", str(epochs)]
+    if pytorch_seed is not None:
+        command += ["--pytorch-seed", str(pytorch_seed)]
+    command += ["--num-workers", "0"]
+    if metrics:
+        command += ["--metrics", *metrics]
+    command += ["--output-dir", str(output_dir)]
+    if accelerator is None:
+        accelerator = "auto" if torch.cuda.is_available() else "cpu"
+    if accelerator != "auto":
+        command += ["--accelerator", accelerator, "--devices", "1"]
+    return command
+
+
+def score_chemprop_predictions(predictions_file: Path, test_records, labels) -> dict:
+    """Per-label MAE/RMSE (original units) of a chemprop predictions CSV whose rows follow `test_records`."""
+    with open(predictions_file, newline="") as handle:
+        predictions = [[float(row[label]) for label in labels] for row in csv.DictReader(handle)]
+    if len(predictions) != len(test_records):
+        raise RuntimeError(f"{predictions_file}: {len(predictions)} predictions for {len(test_records)} test molecules")
+    targets = [[record[label] for label in labels] for record in test_records]
+    return per_label_metrics(np.array(predictions), np.array(targets, dtype=float), labels)
+
+
+def run_chemprop(chemprop: str, config: dict, directory: Path, records) -> None:
+    """Train chemprop's default model with its CLI on our train/validation/test split, score its test predictions.
+
+    chemprop tests the checkpoint with the best validation loss (its default); the MAE is computed here, on the
+    original units, from its test_predictions.csv, in the order of our test split.
+    """
+    labels = config["label_columns"]
+    paths = [directory / f"{split}.csv" for split in ("train", "validation", "test")]
+    for split, path in zip(("train", "validation", "test"), paths):
+        split_to_csv(records[split], path, labels)
+    command = chemprop_train_command(
+        chemprop,
+        paths,
+        labels,
+        config["output_dir"],
+        epochs=config["epochs"],
+        pytorch_seed=config["pytorch_seed"],
+        metrics=("mae", "rmse"),
+    )
     with open(directory / "chemprop.log", "w") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"chemprop train failed (exit {result.returncode}); see {directory / 'chemprop.log'}")
     predictions_file = Path(config["output_dir"]) / "model_0" / "test_predictions.csv"
-    with open(predictions_file, newline="") as handle:
-        predictions = [[float(row[label]) for label in labels] for row in csv.DictReader(handle)]
-    test = records["test"]
-    if len(predictions) != len(test):
-        raise RuntimeError(f"{predictions_file}: {len(predictions)} predictions for {len(test)} test molecules")
-    targets = [[record[label] for label in labels] for record in test]
-    metrics = per_label_metrics(np.array(predictions), np.array(targets, dtype=float), labels)
+    metrics = score_chemprop_predictions(predictions_file, records["test"], labels)
     (directory / CHEMPROP_METRICS).write_text(json.dumps({"metrics": {"test": metrics}}, indent=2))
 
 

@@ -1,9 +1,16 @@
-"""`molformer-kd predict|embed|distill`: batch prediction / embedding of SMILES files of any size, and training.
+"""`molformer-kd predict|embed|models|distill`: batch prediction / embedding of SMILES files of any size, the students
+that ship with the package, and training.
 
     molformer-kd distill --config run.yaml                                  # = distill.py --config run.yaml
     molformer-kd predict --model DIR_OR_REPO --input mols.csv.gz --output preds.parquet --keep-columns Name
+    molformer-kd predict --model qm9-gin --input mols.smi --output preds.csv      # a shipped student, by name
     molformer-kd embed   --model DIR_OR_REPO --input mols.smi    --output emb.csv --batch-size 256 --num-workers 2
+    molformer-kd models                                                     # the shipped students, test metrics
     accelerate launch --multi_gpu --num_processes 2 -m molformer_kd.cli predict ...   # sharded over processes
+
+`--model` is a student folder, the name of a student that ships with the package (`molformer-kd models` lists them:
+`qm9-gin` or `molformer-kd/qm9-gin`; read from the installed files, no network) or a Hub repo id; a local folder of
+that name comes first.
 
 Inputs: CSV / TSV with a header (the SMILES column is `--smiles-column`, default `smiles`, matched case-insensitively
 when there is no exact match; cells are stripped of surrounding spaces) or SMI (`SMILES [name]` per line, no header),
@@ -14,8 +21,12 @@ or a cell over 10 million characters is that row's error (with file and line); a
 error. Output: CSV (`.csv`, `.csv.gz`, `.tsv`) or Parquet (`.parquet`), written chunk by chunk, exactly one row per
 input row and in input order: `row` (0-based input row), `smiles`, `name` (SMI inputs), the `--keep-columns` of a
 CSV / TSV input (e.g. an id or name column, as text), the predictions (one column per label, original units) or
-`embedding_0..embedding_{D-1}`, and `error` (empty, or why the molecule failed; its values are then empty). A
-row's failure (unreadable, refused SMILES, too many atoms, a model error) never stops the run.
+`embedding_0..embedding_{D-1}`, then, for a model with an applicability domain (`config.applicability_domain`, every
+shipped student and every student trained by `molformer-kd distill`), `in_domain` (true/false: whether the molecule is
+like the training molecules in elements, heavy-atom count, charges, radicals and fragments) and `domain_reason` (empty,
+or the constraints it breaks, e.g. `element Cl (training set: C, F, N, O)`), both empty for a failed row, and last
+`error` (empty, or why the molecule failed; its values are then empty). A model without a domain writes neither
+domain column. A row's failure (unreadable, refused SMILES, too many atoms, a model error) never stops the run.
 
 Threads: without `--threads`, torch gets `default_threads()`: the cores this process may run on
 (`os.sched_getaffinity`), less one per featurizing worker (`--num-workers`), less the cores other processes keep
@@ -45,9 +56,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .data.tabular import MAX_FIELD_CHARS, read_records, read_text_lines
+from .data.text_files import MAX_FIELD_CHARS, read_records, read_text_lines
 
 if TYPE_CHECKING:
     from .pipelines import MolecularPropertyPredictionPipeline
@@ -55,7 +65,8 @@ if TYPE_CHECKING:
 INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".smi": None}
 DEFAULT_CHUNK_SIZE = 10_000
 MAX_DEFAULT_THREADS = 4
-RESERVED_COLUMNS = ("row", "smiles", "name", "error")
+DOMAIN_COLUMNS = ("in_domain", "domain_reason")
+RESERVED_COLUMNS = ("row", "smiles", "name", *DOMAIN_COLUMNS, "error")
 
 
 # ---------------------------------------------------------------------------------------------------- input
@@ -180,9 +191,11 @@ class ResultTable:
         embedding_size: int,
         with_name: bool,
         kept_columns: tuple[str, ...] = (),
+        domain_columns: bool = False,
     ) -> None:
         self.mode = mode
         self.with_name = with_name
+        self.domain_columns = domain_columns
         self.kept_columns = tuple(kept_columns)
         clash = sorted(set(self.kept_columns) & set(RESERVED_COLUMNS + tuple(label_names)))
         if clash:
@@ -198,6 +211,8 @@ class ResultTable:
         else:
             self.value_columns = [f"embedding_{i}" for i in range(embedding_size)]
             fields += [pa.field(column, pa.float32()) for column in self.value_columns]
+        if domain_columns:
+            fields += [pa.field("in_domain", pa.bool_()), pa.field("domain_reason", pa.string())]
         fields.append(pa.field("error", pa.string()))
         self.schema = pa.schema(fields)
 
@@ -219,6 +234,9 @@ class ResultTable:
                 if result["embedding"] is not None:
                     matrix[i] = result["embedding"]
             columns += [pa.array(matrix[:, j], pa.float32(), mask=failed) for j in range(matrix.shape[1])]
+        if self.domain_columns:
+            columns.append(pa.array([result.get("in_domain") for result in results], pa.bool_()))
+            columns.append(pa.array([result.get("domain_reason") for result in results], pa.string()))
         columns.append(pa.array([result["error"] for result in results], pa.string()))
         return pa.Table.from_arrays(columns, schema=self.schema)
 
@@ -245,6 +263,8 @@ def shard_path(output: Path, rank: int, world_size: int) -> Path:
 
 def merge_shards(shards: list[Path], output: Path, schema: pa.Schema, block_rows: int = DEFAULT_CHUNK_SIZE) -> int:
     """Interleave shards (shard r holds rows i % len(shards) == r, in order) into `output` in input order."""
+    import pyarrow.compute as pc  # only multi-process runs merge: not part of every start-up
+
     readers = [pa.ipc.open_stream(pa.OSFile(str(shard), "rb")) for shard in shards]
     buffers = [pa.Table.from_batches([], schema=schema) for _ in shards]
     exhausted = [False] * len(shards)
@@ -331,6 +351,7 @@ def run(args: argparse.Namespace) -> int:
         len(probe["embedding"]) if probe is not None else 0,
         with_name=_base_suffix(input_path) == ".smi",
         kept_columns=tuple(args.keep_columns),
+        domain_columns=pipe.applicability_domain is not None,
     )
 
     total = None if args.no_count else count_rows(input_path, args.smiles_column)
@@ -381,10 +402,12 @@ def _predict_rows(
 
 def check_model_argument(model: str) -> None:
     """A `--model` that names a local folder must exist: say so at once instead of asking the Hub for a repo of that
-    name (retries, then a long HTTP traceback). Offline, every name must be a local folder."""
+    name (retries, then a long HTTP traceback). Offline, every name must be a local folder or a shipped student."""
     from huggingface_hub import constants
 
-    if Path(model).expanduser().is_dir():
+    from .data.pretrained import shipped_model, shipped_models
+
+    if Path(model).expanduser().is_dir() or shipped_model(model) is not None:
         return
     looks_local = (
         model.startswith((".", "/", "~"))
@@ -395,7 +418,8 @@ def check_model_argument(model: str) -> None:
     )
     if looks_local or constants.HF_HUB_OFFLINE:
         where = "local folder" if looks_local else "local folder (HF_HUB_OFFLINE is set, so no Hub repo either)"
-        raise FileNotFoundError(f"--model {model!r}: no such {where}")
+        names = ", ".join(m.name for m in shipped_models()) or "none"
+        raise FileNotFoundError(f"--model {model!r}: no such {where} or shipped model (shipped: {names})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,7 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("embed", "write the pooled student embedding of every SMILES of a file"),
     ):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--model", required=True, help="student directory or Hub repo id")
+        command.add_argument(
+            "--model",
+            required=True,
+            help="student directory, shipped student name (molformer-kd models lists them) or Hub repo id",
+        )
         command.add_argument("--input", required=True, help=".csv/.tsv/.smi, optionally .gz")
         command.add_argument("--output", required=True, help=".csv, .csv.gz, .tsv or .parquet")
         command.add_argument("--smiles-column", default="smiles", help="SMILES column of CSV/TSV inputs")
@@ -445,7 +473,59 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--token", default=None, help="Hub token (default: the saved login)")
         command.add_argument("--no-count", action="store_true", help="skip the row count (progress bar total)")
         command.add_argument("--quiet", action="store_true", help="no progress bar")
+    models = commands.add_parser(
+        "models", help="list the students that ship with the package, with their test metrics (no network)"
+    )
+    models.add_argument("--json", action="store_true", help="one JSON document (name, path, provenance) instead")
     return parser
+
+
+def list_models(as_json: bool = False, root: str | os.PathLike | None = None) -> str:
+    """The `molformer-kd models` text: one block per shipped student (name, architecture, size, data, test metrics
+    beside the comparison models', applicability domain), or a JSON list with the same facts and the provenance."""
+    import json
+
+    from .data.pretrained import shipped_models
+
+    models = shipped_models(root)
+    if as_json:
+        return json.dumps(
+            [{"name": m.name, "hub_id": m.hub_id, "path": str(m.path), **m.provenance} for m in models], indent=2
+        )
+    if not models:
+        return (
+            "no students ship with this installation (molformer_kd/pretrained/ holds none); "
+            "`make pretrained` builds and ships them"
+        )
+    blocks = []
+    for model in models:
+        config, provenance = model.config(), model.provenance
+        data = provenance.get("data", {})
+        lines = [
+            f"{model.name}  (also {model.hub_id})",
+            f"  {provenance.get('description') or config.get('model_type', '?')}",
+            f"  model: {config.get('model_type', '?')}, {model.weights_bytes() / 1e6:.1f} MB of safetensors",
+        ]
+        if data:
+            sizes = ", ".join(f"{split} {count}" for split, count in (data.get("sizes") or {}).items())
+            lines.append(f"  data: {data.get('dataset', '?')} ({sizes}), labels {', '.join(model.label_names)}")
+        comparison = provenance.get("comparison") or {}
+        columns = ["this model", *comparison]
+        metrics = [name for name in model.test_metrics if not name.endswith("_count")]
+        if metrics:
+            width = max(len(name) for name in metrics)
+            lines.append(f"    {'test':<{width}} " + "".join(f"{c:>12}" for c in columns))
+            for name in metrics:
+                values = [model.test_metrics.get(name)] + [other.get(name) for other in comparison.values()]
+                cells = "".join(f"{v:>12.4f}" if isinstance(v, (int, float)) else f"{'':>12}" for v in values)
+                lines.append(f"    {name:<{width}} {cells}")
+        domain = config.get("applicability_domain")
+        if domain:
+            from .data.domain import ApplicabilityDomain
+
+            lines.append("  applicability domain: " + "; ".join(ApplicabilityDomain.from_dict(domain).describe()))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -456,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         distill_main(argv[1:], prog="molformer-kd distill")
         return 0
     args = build_parser().parse_args(argv)
+    if args.command == "models":
+        print(list_models(args.json))
+        return 0
     threads_invalid = args.threads is not None and args.threads < 1
     if args.batch_size < 1 or args.chunk_size < 1 or args.num_workers < 0 or threads_invalid:
         raise SystemExit("--batch-size, --chunk-size and --threads must be >= 1 and --num-workers >= 0")

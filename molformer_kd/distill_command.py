@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from accelerate import PartialState
 
+from . import __version__
 from .distillation.checkpoints import RunFileError
 from .distillation.config import ConfigError, config_reference, parse_config, read_config
 from .distillation.stages import RunPlan, plan_run, run_stages
@@ -49,6 +50,7 @@ def build_parser(prog: str = "distill.py") -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, help="YAML or JSON file of distillation and training arguments")
+    parser.add_argument("--version", action="version", version=f"molformer-kd {__version__}")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument(
         "--verbose", action="store_true", help="debug logs and every progress bar (weight loading and saving too)"
@@ -110,9 +112,9 @@ def check_hub_access(training_args: TrainingArguments) -> None:
         raise ConfigError(f"push_to_hub: the hub at {endpoint} cannot be reached ({type(error).__name__})") from error
 
 
-def plan_from_cli(argv: Sequence[str] | None = None) -> RunPlan:
+def plan_from_cli(argv: Sequence[str] | None = None, prog: str = "distill.py") -> RunPlan:
     """Parse the command line and the config and check the whole run (no data loaded yet)."""
-    options = build_parser().parse_args(argv)
+    options = build_parser(prog).parse_args(argv)
     set_verbosity(options.verbose, options.quiet)
     args = parse_config(read_config(options.config))
     run = plan_run(args)
@@ -167,7 +169,7 @@ def push_last_student(run: RunPlan, summaries: list[dict]) -> None:
 
 def main(argv: Sequence[str] | None = None, prog: str = "distill.py") -> list[dict]:
     try:
-        run = plan_from_cli(argv)
+        run = plan_from_cli(argv, prog)
     except ValueError as error:  # a bad config: one clear line at start-up, no traceback
         print(f"{prog}: error: {error}", file=sys.stderr)
         sys.exit(2)

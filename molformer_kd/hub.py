@@ -2,9 +2,10 @@
 
 A student directory is what `save_pretrained` writes: `config.json`, `model.safetensors` (or safetensors shards and
 their index), and the processor that turns SMILES into model inputs (`preprocessor_config.json` of a
-`MoleculeFeaturizer` for graph students, the tokenizer files for SMILES students). `push_student_to_hub` uploads
-exactly those files plus a model card (README.md) and its parity plot. Pickle checkpoints (`pytorch_model.bin`,
-`*.pt`, `*.pkl`) are never uploaded and never loaded: unpickling runs arbitrary code.
+`MoleculeFeaturizer` for graph students, the tokenizer files for SMILES students). `push_student_to_hub` uploads exactly
+those files plus a model card (README.md: data, teacher, metrics, a comparison with other models on the same split, the
+applicability domain stored in config.json, intended use and limits) and its parity plot. Pickle checkpoints
+(`pytorch_model.bin`, `*.pt`, `*.pkl`) are never uploaded and never loaded: unpickling runs arbitrary code.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
+from .data.pretrained import resolve_pretrained_name
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from huggingface_hub import CommitInfo
     from numpy.typing import ArrayLike
@@ -60,41 +63,59 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
 # ---------------------------------------------------------------------------------------------------- parity plot
 
 
-def make_parity_plot(y_true: ArrayLike, y_pred: ArrayLike, path: str | os.PathLike, label: str = "value") -> Path:
+def _finite_pairs(y_true: np.ndarray, y_pred: np.ndarray, label: str) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isfinite(y_true) & np.isfinite(y_pred)
+    if not keep.any():
+        raise ValueError(f"no finite (true, predicted) pair to plot for {label!r}")
+    return y_true[keep], y_pred[keep]
+
+
+def _draw_parity(ax: Any, y_true: np.ndarray, y_pred: np.ndarray, label: str) -> None:
+    mae = float(np.mean(np.abs(y_pred - y_true)))
+    total = float(np.sum((y_true - y_true.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((y_pred - y_true) ** 2)) / total if total > 0 else float("nan")
+    low = float(min(y_true.min(), y_pred.min()))
+    high = float(max(y_true.max(), y_pred.max()))
+    margin = 0.05 * (high - low) if high > low else 1.0
+    ax.scatter(y_true, y_pred, s=8, alpha=0.5, edgecolors="none")
+    ax.plot([low - margin, high + margin], [low - margin, high + margin], color="black", lw=1, ls="--")
+    ax.set_xlim(low - margin, high + margin)
+    ax.set_ylim(low - margin, high + margin)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"true {label}")
+    ax.set_ylabel(f"predicted {label}")
+    ax.set_title(f"{label}: MAE {mae:.4g}, R$^2$ {r2:.3f} (n={y_true.size})")
+
+
+def make_parity_plot(
+    y_true: ArrayLike, y_pred: ArrayLike, path: str | os.PathLike, label: str | Sequence[str] = "value"
+) -> Path:
     """Scatter of predicted vs. true values with the y = x line, MAE and R^2 in the title; saves a PNG at `path`.
 
-    NaN pairs (missing labels) are left out. Uses the non-interactive Agg backend, so it works without a display.
+    One label: `y_true` and `y_pred` hold its values. Several labels (`label` a list of T names): they are (N, T)
+    arrays and the PNG has one panel per label, side by side. NaN pairs (missing labels) are left out. Uses the
+    non-interactive Agg backend, so it works without a display.
     """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     from matplotlib import pyplot as plt
 
-    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    labels = [label] if isinstance(label, str) else list(label)
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true has {y_true.size} values but y_pred has {y_pred.size}")
-    keep = np.isfinite(y_true) & np.isfinite(y_pred)
-    if not keep.any():
-        raise ValueError(f"no finite (true, predicted) pair to plot for {label!r}")
-    y_true, y_pred = y_true[keep], y_pred[keep]
-    mae = float(np.mean(np.abs(y_pred - y_true)))
-    total = float(np.sum((y_true - y_true.mean()) ** 2))
-    r2 = 1.0 - float(np.sum((y_pred - y_true) ** 2)) / total if total > 0 else float("nan")
+    if isinstance(label, str):
+        y_true, y_pred = y_true.reshape(-1, 1), y_pred.reshape(-1, 1)
+    elif y_true.ndim != 2 or y_true.shape[1] != len(labels):
+        raise ValueError(f"{len(labels)} labels need (N, {len(labels)}) arrays, got shape {y_true.shape}")
+    pairs = [_finite_pairs(y_true[:, k], y_pred[:, k], name) for k, name in enumerate(labels)]
 
-    low = float(min(y_true.min(), y_pred.min()))
-    high = float(max(y_true.max(), y_pred.max()))
-    margin = 0.05 * (high - low) if high > low else 1.0
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 4.5), dpi=120, squeeze=False)
     try:
-        ax.scatter(y_true, y_pred, s=8, alpha=0.5, edgecolors="none")
-        ax.plot([low - margin, high + margin], [low - margin, high + margin], color="black", lw=1, ls="--")
-        ax.set_xlim(low - margin, high + margin)
-        ax.set_ylim(low - margin, high + margin)
-        ax.set_aspect("equal")
-        ax.set_xlabel(f"true {label}")
-        ax.set_ylabel(f"predicted {label}")
-        ax.set_title(f"{label}: MAE {mae:.4g}, R$^2$ {r2:.3f} (n={y_true.size})")
+        for ax, (true, pred), name in zip(axes[0], pairs, labels):
+            _draw_parity(ax, true, pred, name)
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,8 +133,13 @@ class StudentCardInfo:
     """What a student's model card says. Every field is optional; missing ones are left out of the card.
 
     `metrics` is either `{"mae": 0.12}` (one split) or `{"test": {"mae": 0.12, "r2": 0.9}, "validation": {...}}`.
-    `parity` holds `{"y_true": [...], "y_pred": [...], "label": "gap (eV)"}` to draw the parity plot, or
-    `parity_plot` the path of an existing PNG.
+    `parity` holds `{"y_true": [...], "y_pred": [...], "label": "gap (eV)"}` to draw the parity plot (or (N, T)
+    values and a list of T labels: one panel each), or `parity_plot` the path of an existing PNG.
+    `comparison` holds other models' metrics on the same split, `{"teacher": {"gap_mae": 0.1}, "chemprop": {...}}`:
+    a table with this model's `metrics["test"]` (or its flat metrics) in the first column, `comparison_note` above it.
+    `intended_use`, `limitations` and `reproducibility` are sections of their own; `usage` (markdown) replaces the
+    default usage section. The applicability domain section comes from config.json (`applicability_domain`) when the
+    model has one.
     """
 
     model_name: str | None = None
@@ -128,6 +154,12 @@ class StudentCardInfo:
     parity_plot: str | None = None
     license: str | None = "mit"
     tags: list[str] = field(default_factory=list)
+    comparison: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comparison_note: str | None = None
+    intended_use: str | None = None
+    limitations: str | None = None
+    reproducibility: str | None = None
+    usage: str | None = None
 
     @classmethod
     def coerce(cls, info: StudentCardInfo | dict | None) -> StudentCardInfo:
@@ -153,16 +185,52 @@ def _metric_table(metrics: dict[str, Any]) -> list[str]:
         splits = ["value"]
         rows = {name: [value] for name, value in metrics.items()}
 
-    def fmt(value: Any) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return "nan" if math.isnan(value) else f"{value:.4g}"
-        return str(value)
-
     lines = ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
-    lines += [f"| {name} | " + " | ".join(fmt(v) for v in values) + " |" for name, values in rows.items()]
+    lines += [f"| {name} | " + " | ".join(_format_value(v) for v in values) + " |" for name, values in rows.items()]
     return lines
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _comparison_table(own: dict[str, Any], others: dict[str, dict[str, Any]], own_name: str) -> list[str]:
+    """Markdown table of the metrics this model shares with the others (rows), this model first (columns); counts
+    (`<label>_count`) are left out."""
+    names = [name for name in own if not name.endswith("_count")]
+    columns = [own_name, *others]
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for name in names:
+        values = [own.get(name)] + [metrics.get(name) for metrics in others.values()]
+        lines.append(f"| {name} | " + " | ".join(_format_value(v) for v in values) + " |")
+    return lines
+
+
+def _domain_section(config: dict) -> list[str]:
+    """The model card's applicability-domain section, from config.json's `applicability_domain` (none without)."""
+    from .data.domain import ApplicabilityDomain
+
+    domain = ApplicabilityDomain.from_config(config)
+    if domain is None:
+        return []
+    source = f" ({domain.source})" if domain.source else ""
+    return [
+        "## Applicability domain",
+        "",
+        f"The molecules this model learned from{source} span:",
+        "",
+        *(f"- {line}" for line in domain.describe()),
+        "",
+        "Outside this envelope the model still predicts, but nothing in its training vouches for the value. The "
+        "`molecular-property-prediction` pipeline and `molformer-kd predict` flag every prediction: `in_domain` "
+        "(true/false) and `domain_reason` (which constraint a molecule breaks, e.g. `element Cl (training set: C, F, "
+        "N, O)`). The domain is stored in config.json (`applicability_domain`).",
+        "",
+    ]
 
 
 def _read_config(student_dir: Path) -> dict:
@@ -214,7 +282,7 @@ def write_model_card(student_dir: str | os.PathLike, info: StudentCardInfo | dic
         lines += [info.description, ""]
     lines += [
         (
-            f"A 2D student of type `{model_type}` ({', '.join(architectures) or 'backbone'}) distilled with "
+            f"A 2D student of type `{model_type}` ({', '.join(architectures) or 'backbone'}) trained with "
             "molformer_kd. It reads SMILES only; the processor saved beside the weights turns SMILES into model "
             "inputs."
         ),
@@ -239,22 +307,39 @@ def write_model_card(student_dir: str | os.PathLike, info: StudentCardInfo | dic
             lines += [f"## {heading}", "", text, ""]
     if info.metrics:
         lines += ["## Metrics", "", *_metric_table(info.metrics), ""]
+    if info.comparison:
+        own = info.metrics.get("test", {}) if all(isinstance(v, dict) for v in info.metrics.values()) else info.metrics
+        lines += ["## Comparison on the same test split", ""]
+        if info.comparison_note:
+            lines += [info.comparison_note, ""]
+        lines += [*_comparison_table(own, info.comparison, "this model"), ""]
     if plot_path.is_file():
         lines += ["## Parity plot", "", f"![parity plot]({PARITY_PLOT_NAME})", ""]
-    lines += [
-        "## Usage",
-        "",
-        "```python",
-        "import molformer_kd  # registers the model, its processor and the pipeline",
-        "from transformers import pipeline",
-        "",
-        f'predict = pipeline("molecular-property-prediction", model="{title}")',
-        'predict(["CCO", "c1ccccc1O"])',
-        "```",
-        "",
-        "Or from the command line: `molformer-kd predict --model <this repo> --input smiles.csv --output preds.csv`.",
-        "",
-    ]
+    if info.intended_use:
+        lines += ["## Intended use", "", info.intended_use, ""]
+    lines += _domain_section(config)
+    if info.limitations:
+        lines += ["## Limitations", "", info.limitations, ""]
+    if info.usage:
+        lines += ["## Usage", "", info.usage.strip(), ""]
+    else:
+        lines += [
+            "## Usage",
+            "",
+            "```python",
+            "import molformer_kd  # registers the model, its processor and the pipeline",
+            "from transformers import pipeline",
+            "",
+            f'predict = pipeline("molecular-property-prediction", model="{title}")',
+            'predict(["CCO", "c1ccccc1O"])',
+            "```",
+            "",
+            "Or from the command line: `molformer-kd predict --model <this repo> --input smiles.csv --output "
+            "preds.csv`.",
+            "",
+        ]
+    if info.reproducibility:
+        lines += ["## Reproducibility", "", info.reproducibility, ""]
     card_path = student_dir / MODEL_CARD_NAME
     card_path.write_text("\n".join(lines), encoding="utf-8")
     return card_path
@@ -323,7 +408,9 @@ def _has_file(model_id: str, filename: str, revision: str | None, token: str | N
 
 def safetensors_only_from_pretrained(model_class: type, model_id: str | os.PathLike, **kwargs) -> PreTrainedModel:
     """`model_class.from_pretrained(model_id, use_safetensors=True, **kwargs)` with a clear error for pickle-only
-    checkpoints (a directory or repo with `pytorch_model.bin` and no `*.safetensors`)."""
+    checkpoints (a directory or repo with `pytorch_model.bin` and no `*.safetensors`). `model_id` may name a shipped
+    student (`qm9-gin`, data/pretrained.py), whatever `model_class` is."""
+    model_id = resolve_pretrained_name(model_id)
     kwargs["use_safetensors"] = True
     try:
         return model_class.from_pretrained(model_id, **kwargs)

@@ -16,6 +16,17 @@ processor's SMILES front door, including its `max_atoms` limit, or failing in co
 gets NaN values and an `error` string naming it, cut to a readable length; the rest of its batch is predicted. A SMILES
 Transformer's tokenizer limit is lowered to the model's `max_atoms` position table. Weights load from safetensors only.
 
+A model whose config carries an applicability domain (`config.applicability_domain`, data/domain.py: the elements,
+size, charges, radicals and fragments of its training molecules) adds two keys to every result: `in_domain` (True /
+False; None for a molecule that failed) and `domain_reason` (None, or the constraints the molecule breaks, e.g.
+"element Cl (training set: C, F, N, O)"). A model without a domain gets neither key. The check parses each molecule
+once more with RDKit (about 0.1-0.2 ms a drug-sized molecule, in the featurizing workers when there are some).
+
+`MolecularPropertyPredictionPipeline.from_pretrained(name)` takes the students that ship with the package by name
+(`qm9-gin`, data/pretrained.py), and with no name loads `DEFAULT_MODEL`; so does
+`pipeline("molecular-property-prediction")` with no model. `check_shipped_sample(name)` predicts a shipped student's
+committed test sample and compares with what was measured when it was shipped.
+
 Screening speed: a list of SMILES is cut into length-bucketed batches (sorted by SMILES length, which tracks the atom
 count, so that a batch pads to molecules of about its own size; outputs come back in input order), a graph batch is
 featurized with the featurizer's chunked path (`featurize_many`), and a GIN student's featurizer skips the
@@ -24,9 +35,11 @@ Graphormer encodings that a GIN never reads (`MoleculeFeaturizer.graph_encodings
 
 from __future__ import annotations
 
+import csv
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +48,16 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .data.domain import ApplicabilityDomain
+from .data.metrics import per_label_metrics
+from .data.pretrained import (
+    DEFAULT_MODEL,
+    PRETRAINED_DIR,
+    SAMPLE_ATOL,
+    pretrained_path,
+    resolve_pretrained_name,
+    shipped_model,
+)
 from .hub import safetensors_only_from_pretrained
 from .modeling.auto import AutoModelForMolecularPropertyPrediction
 from .tokenization.featurization import MOLECULE_FAILURES, pad_graph_features
@@ -178,11 +201,12 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         # A SMILES Transformer's structure positions stop at its max_atoms: larger molecules are row errors.
         config = self.model.config
         self._max_atoms = config.max_atoms if getattr(config, "variant", None) == "st_kd" else None
+        self.applicability_domain = ApplicabilityDomain.from_config(config)
 
     @classmethod
     def from_pretrained(
         cls,
-        model_id: str | os.PathLike,
+        model_id: str | os.PathLike | None = None,
         mode: str | None = None,
         device: int | str | torch.device | None = None,
         revision: str | None = None,
@@ -190,8 +214,17 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         quantize: str | None = None,
         **kwargs,
     ) -> MolecularPropertyPredictionPipeline:
-        """Load the student (safetensors only) and its featurizer or tokenizer from a directory or Hub repo;
-        `quantize="int8"` runs it with int8 linear layers (`quantize_int8`, CPU only)."""
+        """Load the student (safetensors only) and its featurizer or tokenizer from a directory, a shipped student's
+        name (`qm9-gin`; default: `DEFAULT_MODEL`) or a Hub repo; `quantize="int8"` runs it with int8 linear layers
+        (`quantize_int8`, CPU only)."""
+        if model_id is None:
+            if shipped_model(DEFAULT_MODEL) is None:
+                raise OSError(
+                    f"no model given, and the default shipped student {DEFAULT_MODEL!r} is not in this installation "
+                    f"({PRETRAINED_DIR}); pass a student folder or repo, or build it with `make pretrained`"
+                )
+            model_id = DEFAULT_MODEL
+        model_id = resolve_pretrained_name(model_id)
         mode = mode or cls.default_mode
         if quantize is not None and quantize not in QUANTIZATIONS:
             raise ValueError(f"quantize must be one of {QUANTIZATIONS} or None, got {quantize!r}")
@@ -286,7 +319,17 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             "valid": valid,
             "inputs": inputs,
             "features": features,
+            "domain": self._domain_verdicts(items, valid),
         }
+
+    def _domain_verdicts(self, items: list[dict], valid: list[int]) -> list | None:
+        """The applicability-domain verdict of each valid item (None for the others); None without a domain."""
+        if self.applicability_domain is None:
+            return None
+        verdicts = [None] * len(items)
+        for i, verdict in zip(valid, self.applicability_domain.check_many([items[i]["smiles"] for i in valid])):
+            verdicts[i] = verdict
+        return verdicts
 
     def collate_positioned(self, batch: list[tuple[int, Any]]) -> dict:
         """`collate` of the featurized `(input position, SMILES)` pairs of a batch, with their `positions`."""
@@ -325,7 +368,13 @@ class MolecularPropertyPredictionPipeline(Pipeline):
                     errors[i] = _row_error(batch["smiles"][i], err, "failed in the model: ")
             valid = [i for i in valid if errors[i] is None]
             values = torch.cat(rows) if rows else None
-        return {"smiles": batch["smiles"], "errors": errors, "valid": valid, "values": values}
+        return {
+            "smiles": batch["smiles"],
+            "errors": errors,
+            "valid": valid,
+            "values": values,
+            "domain": batch.get("domain"),
+        }
 
     def postprocess(self, batch_outputs: dict[str, Any], mode: str | None = None) -> list[dict]:
         """One dict per molecule of the batch, in order."""
@@ -333,6 +382,7 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         values = batch_outputs["values"].numpy() if batch_outputs["values"] is not None else None
         row_of = {index: row for row, index in enumerate(batch_outputs["valid"])}
         names = self.label_names
+        domain = batch_outputs.get("domain")
         results = []
         for index, error in enumerate(batch_outputs["errors"]):
             row = row_of.get(index)
@@ -342,6 +392,12 @@ class MolecularPropertyPredictionPipeline(Pipeline):
                 result = dict.fromkeys(names, math.nan)
             else:
                 result = {name: float(value) for name, value in zip(names, values[row])}
+            if domain is not None:
+                # A molecule that failed after featurizing (in the model) has a verdict but no prediction to flag.
+                # (The base Pipeline's device transfer turns the DomainVerdict named tuples into plain ones.)
+                in_domain, reason = domain[index] if row is not None and domain[index] is not None else (None, None)
+                result["in_domain"] = None if in_domain is None else bool(in_domain)
+                result["domain_reason"] = reason
             result["error"] = error
             results.append(result)
         return results
@@ -399,10 +455,82 @@ class MolecularEmbeddingPipeline(MolecularPropertyPredictionPipeline):
     default_mode = EMBED
 
 
+# ---------------------------------------------------------------------------------------------------- shipped models
+
+
+def predict_values(
+    pipe: MolecularPropertyPredictionPipeline, smiles: Sequence[str], batch_size: int = 256
+) -> np.ndarray:
+    """(N, T) predictions of a `molecular-property-prediction` pipeline, in the order of its `label_names`; a
+    molecule the pipeline cannot predict is a ValueError naming it (a test split holds none)."""
+    outputs = pipe.predict(list(smiles), batch_size=batch_size)
+    failed = [output["error"] for output in outputs if output["error"] is not None]
+    if failed:
+        raise ValueError(f"{len(failed)} molecule(s) could not be predicted, the first: {failed[0]}")
+    return np.array([[output[name] for name in pipe.label_names] for output in outputs], dtype=np.float64)
+
+
+@dataclass
+class SampleCheck:
+    """A shipped student against its `test_sample.csv`: the metrics measured when it was shipped and now, and the
+    largest change of one prediction."""
+
+    name: str
+    expected: dict[str, float]
+    measured: dict[str, float]
+    max_prediction_change: float
+    atol: float
+
+    @property
+    def metric_changes(self) -> dict[str, float]:
+        return {key: abs(self.measured[key] - value) for key, value in self.expected.items() if key in self.measured}
+
+    @property
+    def ok(self) -> bool:
+        missing = set(self.expected) - set(self.measured)
+        changes = self.metric_changes.values()
+        return not missing and self.max_prediction_change <= self.atol and all(c <= self.atol for c in changes)
+
+    def summary(self) -> str:
+        worst = max(self.metric_changes.items(), key=lambda item: item[1], default=("none", 0.0))
+        return (
+            f"{self.name}: largest prediction change {self.max_prediction_change:.2e}, largest metric change "
+            f"{worst[1]:.2e} ({worst[0]}), tolerance {self.atol:g}"
+        )
+
+
+def check_shipped_sample(name: str, root: str | os.PathLike | None = None, batch_size: int = 256) -> SampleCheck:
+    """Load the shipped student `name` offline (by its name, as a user does) and predict its committed test sample;
+    compare with the predictions and metrics recorded when it was shipped (`provenance.json` "sample")."""
+    model = shipped_model(name, root)
+    if model is None:
+        pretrained_path(name, root)  # raises the KeyError that lists what ships
+    sample = model.provenance.get("sample")
+    if not sample:
+        raise ValueError(f"{model.path}: provenance.json records no test sample")
+    with open(model.path / sample["file"], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    pipe = MolecularPropertyPredictionPipeline.from_pretrained(str(model.path) if root is not None else model.name)
+    labels = pipe.label_names
+    targets = np.array([[float(row[label]) for label in labels] for row in rows], dtype=np.float64)
+    shipped = np.array([[float(row[f"{label}_pred"]) for label in labels] for row in rows], dtype=np.float64)
+    predictions = predict_values(pipe, [row["smiles"] for row in rows], batch_size)
+    return SampleCheck(
+        name=model.name,
+        expected={key: float(value) for key, value in sample["metrics"].items()},
+        measured=per_label_metrics(predictions, targets, labels),
+        max_prediction_change=float(np.max(np.abs(predictions - shipped))) if len(rows) else 0.0,
+        atol=float(sample.get("atol", SAMPLE_ATOL)),
+    )
+
+
+# `pipeline("molecular-property-prediction")` with no model loads the shipped default student (by its folder: the
+# pipeline() of transformers resolves a model through AutoConfig, which knows no names).
 PIPELINE_REGISTRY.register_pipeline(
     "molecular-property-prediction",
     pipeline_class=MolecularPropertyPredictionPipeline,
     pt_model=SafetensorsAutoModelForMolecularPropertyPrediction,
+    default={"model": (str(PRETRAINED_DIR / DEFAULT_MODEL), None)},
     type="text",
 )
 PIPELINE_REGISTRY.register_pipeline(

@@ -5,6 +5,8 @@
 2. Train the same 2D Graphormer alone with the same budget: the baseline (configs/demo/baseline.yaml).
 3. Reload the distilled student with `AutoModel.from_pretrained` / the `molecular-property-prediction` pipeline
    and predict a few SMILES.
+4. Predict the same SMILES with the student that ships inside the package (`qm9-gin`: HOMO, LUMO and gap of the full
+   QM9 set, loaded by name, offline), with its applicability-domain flags.
 Every stage goes through `distill.py`, exactly as a user runs it.
 """
 
@@ -66,7 +68,30 @@ def main():
     print(f"{'SMILES':<24} {'predicted gap (eV)':>18}")
     for smiles, prediction in zip(EXAMPLES, predictions):
         print(f"{smiles:<24} {prediction['gap']:>18.3f}")
+    predict_with_shipped_student()
     print("\nwall time: " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
+
+
+def predict_with_shipped_student() -> None:
+    """The shipped default student on the same SMILES (and one outside its domain), or a note when none ships."""
+    from molformer_kd.data.pretrained import DEFAULT_MODEL, shipped_model
+    from molformer_kd.pipelines import MolecularPropertyPredictionPipeline
+
+    shipped = shipped_model(DEFAULT_MODEL)
+    if shipped is None:
+        print(f"\nno shipped student {DEFAULT_MODEL!r} in this checkout (`make pretrained` builds and ships it)")
+        return
+    predict = MolecularPropertyPredictionPipeline.from_pretrained(DEFAULT_MODEL)
+    smiles = [*EXAMPLES, "c1ccccc1Cl"]
+    labels = predict.label_names
+    metrics = shipped.test_metrics
+    test_mae = ", ".join(f"{label} {metrics[f'{label}_mae']:.3f}" for label in labels if f"{label}_mae" in metrics)
+    print(f"\nshipped student {DEFAULT_MODEL} (loaded by name; test MAE in eV: {test_mae or 'n/a'})")
+    print(f"{'SMILES':<24} " + " ".join(f"{label + ' (eV)':>11}" for label in labels) + "  in domain")
+    for one, result in zip(smiles, predict(smiles)):
+        values = " ".join(f"{result[label]:>11.3f}" for label in labels)
+        flag = "yes" if result.get("in_domain") else f"no: {result.get('domain_reason')}"
+        print(f"{one:<24} {values}  {flag}")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ def _positions(smiles, seed):
 
 
 def _features(smiles_list, geometry):
-    featurizer = MoleculeFeaturizer(use_3d=geometry == "3d")
-    if geometry == "3d":
+    featurizer = MoleculeFeaturizer(use_3d="3d" in geometry)
+    if "3d" in geometry:
         return [featurizer.featurize(s, pos=_positions(s, i)) for i, s in enumerate(smiles_list)]
     return [featurizer.featurize(s) for s in smiles_list]
 
@@ -59,7 +59,7 @@ def _random_rotation(seed):
     return q
 
 
-@pytest.mark.parametrize("geometry", ["2d", "3d"])
+@pytest.mark.parametrize("geometry", ["2d", "3d", "2d+3d"])
 def test_output_contract(geometry):
     model = _model(geometry)
     batch = _collate(_features(SMILES, geometry))
@@ -126,7 +126,7 @@ def test_bond_ape_and_degree_embedding_match_direct_sum():
     assert torch.allclose(out.hidden_states[0][0, 0], model.graph_token[0, 0])
 
 
-@pytest.mark.parametrize("geometry", ["2d", "3d"])
+@pytest.mark.parametrize("geometry", ["2d", "3d", "2d+3d"])
 def test_virtual_token_distance_on_row_and_column_zero(geometry):
     model = _model(geometry)
     bias = model._with_virtual_token(torch.zeros(1, 4, 3, 3))
@@ -173,7 +173,7 @@ def test_3d_ape_sums_basis_over_other_real_atoms():
         assert torch.allclose(out.hidden_states[0][0, 1 + i], atom + enc.ape_mlp(summed), atol=1e-5)
 
 
-@pytest.mark.parametrize("geometry", ["2d", "3d"])
+@pytest.mark.parametrize("geometry", ["2d", "3d", "2d+3d"])
 def test_padded_batch_equals_single_molecules(geometry):
     model = _model(geometry)
     features = _features(SMILES, geometry)
@@ -201,7 +201,7 @@ def _permute_batch(batch, perm):
     return out
 
 
-@pytest.mark.parametrize("geometry", ["2d", "3d"])
+@pytest.mark.parametrize("geometry", ["2d", "3d", "2d+3d"])
 def test_atom_permutation_equivariance(geometry):
     model = _model(geometry)
     batch = _collate(_features(["c1ccccc1CO"], geometry))
@@ -212,9 +212,10 @@ def test_atom_permutation_equivariance(geometry):
     assert torch.allclose(permuted.pooler_output, ref.pooler_output, atol=1e-5)
 
 
-def test_3d_invariance_to_rotation_and_translation():
-    model = _model("3d")
-    batch = _collate(_features(SMILES, "3d"))
+@pytest.mark.parametrize("geometry", ["3d", "2d+3d"])
+def test_3d_invariance_to_rotation_and_translation(geometry):
+    model = _model(geometry)
+    batch = _collate(_features(SMILES, geometry))
     ref = model(**batch)
     moved = dict(batch)
     moved["pos"] = (batch["pos"] @ _random_rotation(1).T + torch.tensor([3.0, -7.0, 11.0])) * batch[
@@ -262,7 +263,7 @@ def test_3d_gradients_wrt_positions_are_finite():
     assert torch.isfinite(pos.grad).all() and pos.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("geometry", ["2d", "3d"])
+@pytest.mark.parametrize("geometry", ["2d", "3d", "2d+3d"])
 def test_sdpa_matches_eager(geometry):
     model = _model(geometry)
     batch = _collate(_features(SMILES, geometry))
@@ -289,6 +290,11 @@ def test_clear_errors_for_bad_inputs():
         _model("2d")(**{k: v for k, v in batch.items() if k != "spatial_pos"})
     with pytest.raises(ValueError, match="needs `pos`"):
         _model("3d")(**batch)
+    with pytest.raises(ValueError, match="needs `pos`"):
+        _model("2d+3d")(**batch)
+    batch_3d = _collate(_features(SMILES, "3d"))
+    with pytest.raises(ValueError, match=r"'2d\+3d' needs the graph batch keys \['spatial_pos'\]"):
+        _model("2d+3d")(**{k: v for k, v in batch_3d.items() if k != "spatial_pos"})
     with pytest.raises(ValueError, match="max_spatial"):
         _model("2d", max_spatial=2).validate_inputs(batch)
     _model("2d").validate_inputs(batch)
@@ -305,6 +311,7 @@ def test_clear_errors_for_bad_inputs():
         (GraphormerModel, AutoModel, "3d"),
         (GraphormerForMolecularPropertyPrediction, AutoModelForMolecularPropertyPrediction, "2d"),
         (GraphormerForMolecularPropertyPrediction, AutoModelForMolecularPropertyPrediction, "3d"),
+        (GraphormerForMolecularPropertyPrediction, AutoModelForMolecularPropertyPrediction, "2d+3d"),
         (GraphormerForDenoising, AutoModelForDenoising, "3d"),
     ],
 )
@@ -329,3 +336,18 @@ def test_property_head_loads_from_pretrained_backbone(tmp_path):
     head_model = GraphormerForMolecularPropertyPrediction.from_pretrained(tmp_path, num_labels=1)
     for (name, p), (_, q) in zip(backbone.state_dict().items(), head_model.graphormer.state_dict().items()):
         assert torch.equal(p, q), name
+
+
+def test_2d_plus_3d_sums_the_two_views_encodings():
+    """geometry 2d+3d: the atom embedding and the attention bias are the 2D view's plus the 3D view's, computed by
+    the same modules (Transformer-M's two channels added)."""
+    both = _model("2d+3d")
+    batch = _collate(_features(SMILES, "2d+3d"))
+    graph_inputs = {k: batch[k] for k in ("in_degree", "out_degree", "spatial_pos", "attn_edge_type", "edge_input")}
+    atom_mask = batch["attention_mask"].bool()
+    node_2d, bias_2d = both.structure_encoding(**graph_inputs)
+    node_3d, bias_3d = both.geometry_encoding(batch["pos"], batch["input_nodes"][..., 0], atom_mask)
+    node, bias = both._encode_structure(batch["input_nodes"], atom_mask, batch["pos"], graph_inputs)
+    assert torch.equal(node, node_2d + node_3d) and torch.equal(bias, bias_2d + bias_3d)
+    assert both.config.reads_graph and both.config.reads_coordinates
+    assert not _config("2d").reads_coordinates and not _config("3d").reads_graph

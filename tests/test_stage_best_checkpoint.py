@@ -151,3 +151,22 @@ def test_teacher_cache_refused_at_startup_for_energy_forces(tmp_path):
     with pytest.raises(ValueError, match="teacher_cache: the teacher's inputs come from a PointCloudCollator"):
         distill_run.plan_from_cli(["--config", str(path)])
     assert not (tmp_path / "run").exists()
+
+
+def test_teacher_only_run_evaluates_its_teacher_picked_on_validation(tmp_path):
+    """`stages: [teacher, evaluate]` with checkpoints picked on validation: the evaluate stage tests the teacher this
+    run trained (there is no student), and it predicts without the training stages' periodic evaluation."""
+    path = write_config(
+        tmp_path,
+        "ccmd_graphormer3d_to_gin_tiny.yaml",
+        stages=["teacher", "evaluate"],
+        max_eval_samples=16,
+        stage_overrides={"teacher": PICK_ON_VALIDATION},
+        **{**FAST, **{key: PICK_ON_VALIDATION[key] for key in ("eval_strategy", "save_strategy")}},
+        load_best_model_at_end=True,
+        metric_for_best_model="gap_mae",
+    )
+    summaries = distill_run.main(["--config", str(path)])
+    assert summaries[-1]["stage"] == "evaluate"
+    assert summaries[-1]["model"] == str(tmp_path / "run" / "teacher")
+    assert summaries[-1]["metrics"]["test"]["gap_mae"] > 0

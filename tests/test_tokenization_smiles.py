@@ -215,3 +215,15 @@ def test_student_atom_tokens_are_the_featurizer_atoms(smiles, tok):
     table = Chem.GetPeriodicTable()
     assert [table.GetElementSymbol(int(z)) for z in atomic_numbers] == [a.element for a in parsed.atoms]
     assert len(tok(smiles)["atom_token_index"]) == parsed.num_atoms
+
+
+@pytest.mark.parametrize("tokenizer_class", [SmilesTokenizer, StBaseTokenizer])
+def test_a_loaded_tokenizer_saves_a_config_that_loads_again(tokenizer_class, tmp_path):
+    """from_pretrained's bookkeeping (`is_local`, `local_files_only`) must not reach the saved tokenizer_config.json,
+    whose keys are checked on load: a stage or the ship script that re-saves a loaded tokenizer relies on it."""
+    tokenizer_class().save_pretrained(tmp_path / "first")
+    tokenizer_class.from_pretrained(tmp_path / "first").save_pretrained(tmp_path / "second")
+    saved = json.loads((tmp_path / "second" / "tokenizer_config.json").read_text())
+    assert "is_local" not in saved and "local_files_only" not in saved
+    reloaded = tokenizer_class.from_pretrained(tmp_path / "second")
+    assert reloaded("CCO")["input_ids"] == tokenizer_class()("CCO")["input_ids"]

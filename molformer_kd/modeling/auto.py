@@ -1,11 +1,14 @@
 """Auto classes for the task heads transformers has no Auto class for, and one call to register a model family.
 
 After `import molformer_kd`, `AutoModel.from_pretrained(dir)` returns the backbone of any family and
-`AutoModelForMolecularPropertyPrediction.from_pretrained(dir)` the property head, with no `trust_remote_code`.
+`AutoModelForMolecularPropertyPrediction.from_pretrained(dir)` the property head, with no `trust_remote_code`. These
+Auto classes also take the name of a student that ships with the package (`qm9-gin`, `molformer-kd/qm9-gin`;
+`data/pretrained.py`).
 """
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -13,19 +16,31 @@ from transformers import AutoConfig, AutoModel
 from transformers.models.auto.auto_factory import _BaseAutoModelClass, _LazyAutoMapping
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING, CONFIG_MAPPING_NAMES
 
+from ..data.pretrained import resolve_pretrained_name
+
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
 
 
-class AutoModelForMolecularPropertyPrediction(_BaseAutoModelClass):
+class _MolecularAutoModelClass(_BaseAutoModelClass):
+    """An Auto class that also resolves the names of the shipped students to their folders."""
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs
+    ) -> PreTrainedModel:
+        return super().from_pretrained(resolve_pretrained_name(pretrained_model_name_or_path), *model_args, **kwargs)
+
+
+class AutoModelForMolecularPropertyPrediction(_MolecularAutoModelClass):
     _model_mapping = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
 
 
-class AutoModelForDenoising(_BaseAutoModelClass):
+class AutoModelForDenoising(_MolecularAutoModelClass):
     _model_mapping = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
 
 
-class AutoModelForEnergyAndForces(_BaseAutoModelClass):
+class AutoModelForEnergyAndForces(_MolecularAutoModelClass):
     _model_mapping = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
 
 

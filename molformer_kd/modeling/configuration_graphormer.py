@@ -32,6 +32,10 @@ _PRESETS = {
 }
 
 
+# The views a Graphormer can encode: the graph, the coordinates, or both (see `geometry` below).
+GEOMETRIES = ("2d", "3d", "2d+3d")
+
+
 class GraphormerConfig(PretrainedConfig):
     r"""
     Graphormer for molecules, in a 2D (graph) or 3D (coordinates) view.
@@ -41,6 +45,9 @@ class GraphormerConfig(PretrainedConfig):
             `"2d"`: structural encodings from the molecular graph (degree, shortest-path distance, multi-hop edge
             encoding, bond-feature APE). `"3d"`: encodings from the interatomic distances of `pos` (Gaussian basis
             with per-atom-pair-type affine transform, distance APE); invariant to rotation and translation.
+            `"2d+3d"`: both, summed (the 2D and 3D channels of Transformer-M, Luo et al. 2023): a teacher that
+            sees the bonds the 2D student sees and the geometry on top, instead of re-learning bond orders from
+            distances.
         hidden_size, num_hidden_layers, num_attention_heads, ffn_size:
             Transformer sizes (defaults: the paper preset, 12 x 768, 32 heads, FFN 768).
         dropout, attention_dropout, activation_dropout (`float`):
@@ -90,8 +97,8 @@ class GraphormerConfig(PretrainedConfig):
     ) -> None:
         # A saved config stores the choice as `attention_implementation` (see below); it wins over the default.
         attn_implementation = kwargs.pop("attention_implementation", attn_implementation)
-        if geometry not in ("2d", "3d"):
-            raise ValueError(f"GraphormerConfig.geometry must be '2d' or '3d', got {geometry!r}")
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"GraphormerConfig.geometry must be one of {GEOMETRIES}, got {geometry!r}")
         if hidden_size % num_attention_heads:
             raise ValueError(
                 f"GraphormerConfig: hidden_size {hidden_size} is not divisible by num_attention_heads "
@@ -124,6 +131,16 @@ class GraphormerConfig(PretrainedConfig):
         # our layers (molformer_kd.modeling.layers) choose between their own SDPA and eager paths.
         self.attention_implementation = attn_implementation
         super().__init__(**kwargs)
+
+    @property
+    def reads_graph(self) -> bool:
+        """Whether the model reads the 2D graph encodings (degree, shortest paths, path bonds)."""
+        return self.geometry in ("2d", "2d+3d")
+
+    @property
+    def reads_coordinates(self) -> bool:
+        """Whether the model reads `pos` (a 3D teacher: its data needs coordinates)."""
+        return self.geometry in ("3d", "2d+3d")
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> GraphormerConfig:

@@ -9,7 +9,8 @@ is a pre-LN transformer block (CCMD eq. 3-4) sharing one additive per-head atten
 * 3D (Graphormer-3D): a Gaussian basis of the interatomic distance after a learned affine map per ordered atom-pair
   type, `psi_ij^k = N(a_t d_ij + b_t; mu_k, sigma_k)`, through an MLP to one bias per head. Only distances enter,
   so the model is invariant to rotations and translations of `pos`.
-* both: absolute position encoding (APE, CCMD eq. 1-2) `X_i^0 = atom_emb(X_i) + MLP(sum_j e_ij)`, with e_ij the
+* 2D+3D (`geometry="2d+3d"`, Transformer-M's two channels): both of the above, their APEs and biases summed.
+* every view: absolute position encoding (APE, CCMD eq. 1-2) `X_i^0 = atom_emb(X_i) + MLP(sum_j e_ij)`, with e_ij the
   bond-feature embedding over bonded j (2D) or the distance basis over all other atoms j (3D); and the virtual-token
   distance, one learned scalar per head added to the row and the column of token 0.
 
@@ -185,10 +186,11 @@ class GraphormerPreTrainedModel(MolecularPreTrainedModel):
 
 
 class GraphormerModel(GraphormerPreTrainedModel):
-    """Graphormer backbone; `config.geometry` selects the 2D (graph) or 3D (coordinates) encodings.
+    """Graphormer backbone; `config.geometry` selects the 2D (graph), 3D (coordinates) or both encodings.
 
     Inputs follow the graph batch of DESIGN.md. 2D needs `input_nodes`, `attention_mask`, `in_degree`, `out_degree`,
-    `spatial_pos`, `attn_edge_type`, `edge_input`; 3D needs `input_nodes`, `attention_mask`, `pos`. The other
+    `spatial_pos`, `attn_edge_type`, `edge_input`; 3D needs `input_nodes`, `attention_mask`, `pos`; 2D+3D all of
+    them. The other
     batch keys (`edge_index`, `edge_attr`, `labels`, and `pos` / the 2D keys for the other view) are accepted and
     ignored (`MolecularPreTrainedModel`), so a collated batch can be passed as `model(**batch)`.
 
@@ -201,9 +203,9 @@ class GraphormerModel(GraphormerPreTrainedModel):
         self.geometry = config.geometry
         self.num_heads = config.num_attention_heads
         self.atom_embedding = CategoricalFeatureEmbedding(config.atom_feature_dims, config.hidden_size, "input_nodes")
-        if config.geometry == "2d":
+        if config.reads_graph:
             self.structure_encoding = GraphStructureEncoding(config)
-        else:
+        if config.reads_coordinates:
             self.geometry_encoding = GeometryEncoding(config)
         self.graph_token = nn.Parameter(torch.empty(1, 1, config.hidden_size))
         self.virtual_distance = nn.Parameter(torch.empty(config.num_attention_heads))
@@ -239,26 +241,35 @@ class GraphormerModel(GraphormerPreTrainedModel):
         graph_inputs: Mapping[str, torch.Tensor],
     ):
         """Per-atom structural embedding (B, N, D) and per-pair attention bias (B, heads, N, N) of the configured
-        view."""
-        if self.geometry == "2d":
+        view(s); with both views the two embeddings and the two biases are summed."""
+        encodings = []
+        if self.config.reads_graph:
             missing = [name for name in _GRAPH_INPUTS_2D if graph_inputs[name] is None]
             if missing:
-                raise ValueError(f"a 2D Graphormer needs the graph batch keys {missing} (see DESIGN.md 'Graph batch')")
-            return self.structure_encoding(**graph_inputs)
-        if pos is None:
-            raise ValueError("a 3D Graphormer (config.geometry='3d') needs `pos` (B, N, 3) atom coordinates")
-        if pos.shape != (*input_nodes.shape[:2], 3):
-            raise ValueError(
-                f"pos must have shape {(*input_nodes.shape[:2], 3)} to match input_nodes, got {tuple(pos.shape)}"
-            )
-        return self.geometry_encoding(pos, input_nodes[..., 0], atom_mask)
+                raise ValueError(
+                    f"a Graphormer with geometry {self.geometry!r} needs the graph batch keys {missing} "
+                    "(see DESIGN.md 'Graph batch')"
+                )
+            encodings.append(self.structure_encoding(**graph_inputs))
+        if self.config.reads_coordinates:
+            if pos is None:
+                raise ValueError(f"a Graphormer with geometry {self.geometry!r} needs `pos` (B, N, 3) atom coordinates")
+            if pos.shape != (*input_nodes.shape[:2], 3):
+                raise ValueError(
+                    f"pos must have shape {(*input_nodes.shape[:2], 3)} to match input_nodes, got {tuple(pos.shape)}"
+                )
+            encodings.append(self.geometry_encoding(pos, input_nodes[..., 0], atom_mask))
+        if len(encodings) == 1:
+            return encodings[0]
+        (node_2d, bias_2d), (node_3d, bias_3d) = encodings
+        return node_2d + node_3d, bias_2d + bias_3d
 
     def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
         input_nodes = batch["input_nodes"]
         self.atom_embedding.validate_ids(input_nodes)
-        if self.geometry == "2d":
+        if self.config.reads_graph:
             self.structure_encoding.validate_inputs(batch["spatial_pos"], batch["attn_edge_type"], batch["edge_input"])
-        elif int(input_nodes[..., 0].max()) >= self.config.num_atom_types:
+        if self.config.reads_coordinates and int(input_nodes[..., 0].max()) >= self.config.num_atom_types:
             raise ValueError(
                 f"atom type {int(input_nodes[..., 0].max())} (input_nodes[..., 0]) is >= num_atom_types "
                 f"{self.config.num_atom_types}"

@@ -10,8 +10,11 @@ Every `...PreTrainedModel` of the package derives from `MolecularPreTrainedModel
 * `return_dict=None` means `config.return_dict` (default True): a `ModelOutput` of `outputs.py`, else its tuple.
 * No host-device synchronisation: value-range checks of the inputs (ids within the vocabularies, edges pointing at
   real atoms) are in `validate_inputs(batch)`, for collators, tests and debugging, never in `forward`.
+
+`from_pretrained` also takes the name of a student that ships with the package (`qm9-gin`; `data/pretrained.py`).
 """
 
+import os
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -19,6 +22,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ..data.pretrained import resolve_pretrained_name
 from ..tokenization.featurization import MoleculeFeaturizer
 from .layers import ConstantBuffers
 
@@ -39,6 +43,13 @@ class MolecularPreTrainedModel(PreTrainedModel):
     # A backbone loaded out of a head checkpoint (a teacher for distillation, `AutoModel` on a student) drops the
     # head on purpose: no "UNEXPECTED head.*" load report for it.
     _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^head\."]
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs
+    ) -> PreTrainedModel:
+        """`PreTrainedModel.from_pretrained`, with the names of the shipped students resolved to their folders."""
+        return super().from_pretrained(resolve_pretrained_name(pretrained_model_name_or_path), *model_args, **kwargs)
 
     def check_unused_batch_keys(self, unused_batch_keys: Mapping[str, object]) -> None:
         """Accept the keys of this model's batch modality that `forward` does not read; reject any other."""

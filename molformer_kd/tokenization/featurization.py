@@ -37,6 +37,7 @@ from transformers import AutoFeatureExtractor, BatchFeature, FeatureExtractionMi
 from transformers.utils import FEATURE_EXTRACTOR_NAME
 
 from ..data.molecules import apply_atom_rule
+from ..data.pretrained import resolve_pretrained_name
 from .shortest_paths import (
     UNREACHABLE,
     chunk_distances,
@@ -325,7 +326,9 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> MoleculeFeaturizer:
-        """Load a saved featurizer; a bad or unknown setting is a `ValueError` naming the file and the key."""
+        """Load a saved featurizer (a folder, a Hub repo or a shipped student's name); a bad or unknown setting is a
+        `ValueError` naming the file and the key."""
+        pretrained_model_name_or_path = resolve_pretrained_name(pretrained_model_name_or_path)
         settings, unused = cls.get_feature_extractor_dict(pretrained_model_name_or_path, **kwargs)
         source = f"{pretrained_model_name_or_path}/{FEATURE_EXTRACTOR_NAME}"
         try:

@@ -18,6 +18,7 @@ from transformers.models.auto import tokenization_auto
 from transformers.tokenization_utils_base import TOKENIZER_CONFIG_FILE
 from transformers.utils import CONFIG_NAME, FEATURE_EXTRACTOR_NAME, cached_file
 
+from ..data.pretrained import resolve_pretrained_name
 from .featurization import MoleculeFeaturizer
 from .tokenization_smiles import SmilesTokenizer
 from .tokenization_st_base import StBaseTokenizer
@@ -61,7 +62,8 @@ def load_processor(
 ) -> MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer:
     """The processor saved with a student: its `MoleculeFeaturizer` (preprocessor_config.json, graph students) or
     its SMILES tokenizer (tokenizer_config.json, SMILES students), checked against the checkpoint's config.json when
-    it has one (`check_processor_matches_model`)."""
+    it has one (`check_processor_matches_model`). `model_id` may name a shipped student (`qm9-gin`)."""
+    model_id = resolve_pretrained_name(model_id)
     hub_kwargs = {"revision": revision, "token": token}
     featurizer_settings = _json_file(model_id, FEATURE_EXTRACTOR_NAME, **hub_kwargs)
     if featurizer_settings is not None:
@@ -99,20 +101,22 @@ def check_processor_matches_model(processor: Any, model_config: Any, source: str
     if isinstance(processor, MoleculeFeaturizer):
         if model_type != "molformer_graphormer":
             return
-        model_is_3d = config.get("geometry") == "3d"
-        # Only a 2D Graphormer reads the shortest paths and path bonds that these two settings shape.
-        for key in () if model_is_3d else ("multi_hop_max_dist", "max_spatial"):
+        geometry = config.get("geometry", "2d")
+        model_reads_coordinates = geometry in ("3d", "2d+3d")
+        model_reads_graph = geometry in ("2d", "2d+3d")
+        # Only a Graphormer with the 2D view reads the shortest paths and path bonds that these two settings shape.
+        for key in ("multi_hop_max_dist", "max_spatial") if model_reads_graph else ():
             if key in config and getattr(processor, key) != config[key]:
                 raise ValueError(
                     f"{source}: {key} = {getattr(processor, key)} but the model's config has {key} = {config[key]}; "
                     "the featurizer must encode graphs the way the model was trained on them"
                 )
-        if not model_is_3d and not processor.graph_encodings:
+        if model_reads_graph and not processor.graph_encodings:
             raise ValueError(
-                f"{source}: graph_encodings=False, but a 2D Graphormer reads the spatial_pos, attn_edge_type and "
-                "edge_input it skips; use a featurizer with graph_encodings=True"
+                f"{source}: graph_encodings=False, but a Graphormer with the 2D view reads the spatial_pos, "
+                "attn_edge_type and edge_input it skips; use a featurizer with graph_encodings=True"
             )
-        if processor.use_3d != model_is_3d:
+        if processor.use_3d != model_reads_coordinates:
             raise ValueError(
                 f"{source}: use_3d = {processor.use_3d} but the model's config has geometry = "
                 f"{config.get('geometry')!r}"

@@ -29,6 +29,7 @@ from transformers import BatchEncoding, PreTrainedTokenizer
 from transformers.tokenization_utils_base import TOKENIZER_CONFIG_FILE, TruncationStrategy
 from transformers.utils import PaddingStrategy, cached_file
 
+from ..data.pretrained import resolve_pretrained_name
 from .smiles_grammar import BOND_SYMBOLS, parse_smiles
 from .validation import DEFAULT_MAX_ATOMS, MAX_ATOMS_CEILING, Setting, check_settings, check_smiles
 
@@ -118,12 +119,17 @@ class JsonVocabTokenizer(PreTrainedTokenizer):
             if str(kwargs[name]) not in self.vocab:  # from_pretrained passes AddedToken objects
                 raise ValueError(f"vocabulary {vocab_file} lacks the {name} {str(kwargs[name])!r}")
         kwargs.setdefault("padding_side", "right")
+        # Where transformers' from_pretrained found the files, not settings: saved again, they would make the saved
+        # tokenizer_config.json unloadable (check_settings refuses unknown keys).
+        for bookkeeping in ("is_local", "local_files_only"):
+            kwargs.pop(bookkeeping, None)
         super().__init__(max_atoms=self.max_atoms, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
-        """Load a saved tokenizer; a bad or unknown setting in its tokenizer_config.json is a `ValueError` naming the
-        file and the key."""
+        """Load a saved tokenizer (a folder, a Hub repo or a shipped student's name); a bad or unknown setting in its
+        tokenizer_config.json is a `ValueError` naming the file and the key."""
+        pretrained_model_name_or_path = resolve_pretrained_name(pretrained_model_name_or_path)
         hub_kwargs = {key: kwargs[key] for key in ("revision", "token", "cache_dir", "subfolder") if key in kwargs}
         path = cached_file(
             str(pretrained_model_name_or_path),

@@ -20,6 +20,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.utils import logging
 
+from ...data.domain import DOMAIN_CONFIG_KEY, ApplicabilityDomain
 from ..checkpoints import (
     barrier,
     clear_stage,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from datasets import DatasetDict
+    from datasets import Dataset, DatasetDict
     from transformers import EvalPrediction, PretrainedConfig, PreTrainedModel
 
     from ..arguments import DataArguments, DistillationArguments, ModelArguments, StageArguments
@@ -238,12 +239,25 @@ def train_and_export(
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()
+    record_applicability_domain(model.student, records["train"])
     trainer.save_student(stage.output_dir)
     stage.best_checkpoint = _best_checkpoint_record(trainer)
     if args.should_save:
         write_stage_marker(stage.output_dir, {"global_step": trainer.state.global_step, "summary": stage.summary()})
     barrier()
     return trainer
+
+
+def record_applicability_domain(model: PreTrainedModel, train_rows: Dataset) -> None:
+    """Store the applicability domain of the training split in a graph or SMILES model's config
+    (`config.applicability_domain`, data/domain.py), so that its predictions can be flagged wherever it is loaded.
+    Point-cloud models (energies and forces) get none: the pipelines and the CLI never serve them."""
+    if getattr(model, "input_modality", None) not in ("graph", "smiles") or "smiles" not in train_rows.column_names:
+        return
+    domain = ApplicabilityDomain.from_smiles(
+        train_rows["smiles"], source=f"training split ({len(train_rows)} molecules)"
+    )
+    setattr(model.config, DOMAIN_CONFIG_KEY, domain.to_dict())
 
 
 def _best_checkpoint_path(trainer: DistillationTrainer) -> str | None:

@@ -33,6 +33,8 @@ class EvaluateStage(Stage):
     def plan(self, planner: Planner) -> None:
         run = planner.run
         source = run.stage_args.evaluate_name_or_path or planner.last_student
+        if source is None and run.stage_dir("teacher") in planner.produced:
+            source = run.stage_dir("teacher")  # a teacher-only run ([teacher, evaluate]) tests its teacher
         if source is None:
             source = next(
                 (run.stage_dir(s) for s in ("finetune", "distill", "teacher") if is_checkpoint_dir(run.stage_dir(s))),
@@ -42,7 +44,9 @@ class EvaluateStage(Stage):
         if self.student_source not in planner.produced:
             planner.model_config(self.student_source, None, "model to evaluate")
         # The evaluate stage only predicts: periodic evaluation settings of the training stages do not apply to it.
-        self.prediction_args = run.stage_training_args(self.name, self.output_dir, eval_strategy="no")
+        self.prediction_args = run.stage_training_args(
+            self.name, self.output_dir, eval_strategy="no", load_best_model_at_end=False
+        )
 
     def run(self, run: RunPlan, records: DatasetDict) -> dict:
         split = run.stage_args.evaluate_split

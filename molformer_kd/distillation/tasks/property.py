@@ -57,7 +57,7 @@ def new_processor(config: PretrainedConfig) -> MoleculeFeaturizer | SmilesTokeni
     return MoleculeFeaturizer(
         multi_hop_max_dist=getattr(config, "multi_hop_max_dist", 5),
         max_spatial=getattr(config, "max_spatial", 20),
-        use_3d=getattr(config, "geometry", "2d") == "3d",
+        use_3d=getattr(config, "reads_coordinates", False),
         # Only Graphormers read the shortest-path encodings; a GIN's featurizer skips their quadratic work.
         graph_encodings=config.model_type == "molformer_graphormer",
     )
@@ -253,7 +253,7 @@ class PropertyTask:
 
     def check_config(self, config: PretrainedConfig, role: str) -> None:
         """A 3D model needs coordinates: a table of SMILES gets them only from `conformers`."""
-        if getattr(config, "geometry", "2d") == "3d" and not self.has_coordinates:
+        if getattr(config, "reads_coordinates", False) and not self.has_coordinates:
             raise ValueError(
                 f"{role}: a 3D model needs 3D coordinates, and a CSV/TSV dataset has none; add "
                 "`conformers: {method: etkdg+mmff}` to generate them, or use an SDF with coordinates"
