@@ -18,13 +18,13 @@ PYTEST_ARGS ?= tests
 LINT_PATHS := molformer_kd tests benchmarks scripts distill.py molformer_kd_launcher.py setup.py
 
 # `make pretrained`: rebuild the students that ship in molformer_kd/pretrained/ (hours on a CPU). The configs of
-# configs/pretrained/ run with distill.py in this order; an entry CONFIG is trained only (the teacher the students
-# distil from, the baselines), CONFIG:NAME is trained, then shipped as NAME by scripts/ship_pretrained.py (test
-# metrics, card, parity plot, applicability domain, test sample, provenance). Each shipped card compares with the
-# PRETRAINED_COMPARE metrics files that exist (LABEL=FILE: the teacher's evaluate stage, chemprop on the same split,
-# from benchmarks/chemprop_qm9.py) and with its CONFIG_alone run (the same student trained without a teacher).
-PRETRAINED ?= qm9_teacher qm9_gin_alone qm9_gin:qm9-gin qm9_smiles_transformer_alone \
-	qm9_smiles_transformer:qm9-smiles-transformer
+# PRETRAINED_RUNS (configs/pretrained/) train in this order with distill.py, chemprop trains on the same split (its own
+# environment), then each PRETRAINED_SHIP entry NAME=CANDIDATE[,CANDIDATE...] ships as NAME the candidate whose student
+# had the best validation metric (scripts/ship_pretrained.py: test metrics, card, parity plot, applicability domain,
+# test sample, provenance); the other candidates and the PRETRAINED_COMPARE files become the card's comparison rows.
+PRETRAINED_RUNS ?= qm9_teacher qm9_gin_alone qm9_gin qm9_smiles_transformer_alone qm9_smiles_transformer
+PRETRAINED_SHIP ?= qm9-gin=qm9_gin,qm9_gin_alone \
+	qm9-smiles-transformer=qm9_smiles_transformer,qm9_smiles_transformer_alone
 PRETRAINED_COMPARE ?= teacher=runs/pretrained/teacher/evaluate/metrics.json \
 	chemprop=benchmarks/results/chemprop_qm9_pretrained.json
 
@@ -45,20 +45,26 @@ test: install
 demo: install
 	$(PY) scripts/demo.py
 
-pretrained: install
-	set -e; for entry in $(PRETRAINED); do \
-		config=configs/pretrained/$${entry%%:*}.yaml; name=$${entry#*:}; \
-		$(PY) distill.py --config $$config; \
-		if [ "$$name" != "$$entry" ]; then \
-			compare=""; \
-			for spec in $(PRETRAINED_COMPARE) trained-alone=runs/pretrained/$${entry%%:*}_alone/evaluate/metrics.json; do \
-				if [ -f "$${spec#*=}" ]; then compare="$$compare --compare $$spec"; \
-				else echo "$$name: no $${spec#*=}, its card leaves out $${spec%%=*}"; fi; \
-			done; \
-			$(PY) scripts/ship_pretrained.py --config $$config --name $$name $$compare; \
-		fi; \
+# chemprop, the peer every card compares with, in its own environment (its pins differ from ours).
+CHEMPROP_VENV := .venv-chemprop
+CHEMPROP_VERSION := 2.3.1
+$(CHEMPROP_VENV)/.installed:
+	test -x $(CHEMPROP_VENV)/bin/python || $(PYTHON) -m venv $(CHEMPROP_VENV)
+	$(CHEMPROP_VENV)/bin/pip install -q torch==$(TORCH_VERSION)
+	$(CHEMPROP_VENV)/bin/pip install -q chemprop==$(CHEMPROP_VERSION)
+	touch $@
+
+pretrained: install $(CHEMPROP_VENV)/.installed
+	set -e; for run in $(PRETRAINED_RUNS); do $(PY) distill.py --config configs/pretrained/$$run.yaml; done
+	$(PY) benchmarks/chemprop_qm9.py --config configs/pretrained/qm9_teacher.yaml
+	set -e; for entry in $(PRETRAINED_SHIP); do \
+		configs=""; for run in $$(echo $${entry#*=} | tr , ' '); do \
+			configs="$$configs --config configs/pretrained/$$run.yaml"; done; \
+		compare=""; for spec in $(PRETRAINED_COMPARE); do compare="$$compare --compare $$spec"; done; \
+		$(PY) scripts/ship_pretrained.py --name $${entry%%=*} $$configs $$compare; \
 	done
 	$(PY) -m pytest -q tests/test_pretrained.py -k each_shipped_model
+	$(PY) benchmarks/pretrained_qm9_report.py
 
 # `.ci/run` runs this before the tests: any finding fails CI. `make format` applies the safe fixes and the formatter.
 lint: install

@@ -514,10 +514,11 @@ def list_models(as_json: bool = False, root: str | os.PathLike | None = None) ->
         metrics = [name for name in model.test_metrics if not name.endswith("_count")]
         if metrics:
             width = max(len(name) for name in metrics)
-            lines.append(f"    {'test':<{width}} " + "".join(f"{c:>12}" for c in columns))
+            cell = max(12, *(len(c) + 2 for c in columns))  # a column as wide as its longest header, plus a gap
+            lines.append(f"    {'test':<{width}} " + "".join(f"{c:>{cell}}" for c in columns))
             for name in metrics:
                 values = [model.test_metrics.get(name)] + [other.get(name) for other in comparison.values()]
-                cells = "".join(f"{v:>12.4f}" if isinstance(v, (int, float)) else f"{'':>12}" for v in values)
+                cells = "".join(f"{v:>{cell}.4f}" if isinstance(v, (int, float)) else f"{'':>{cell}}" for v in values)
                 lines.append(f"    {name:<{width}} {cells}")
         domain = config.get("applicability_domain")
         if domain:

@@ -51,7 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from molformer_kd.data.pretrained import PRETRAINED_DIR
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="the run config that trained the student (YAML or JSON)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        action="append",
+        help="the run config that trained the student (YAML or JSON); repeated: candidates, the one with the best "
+        "validation metric ships and the others become comparison rows",
+    )
     parser.add_argument("--name", required=True, help="shipped name, e.g. qm9-gin (also molformer-kd/<name>)")
     parser.add_argument(
         "--student", default=None, help="student folder (default: the config's output_dir/finetune or /distill)"
@@ -75,7 +81,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--name {args.name!r}: a plain name such as qm9-gin")
     if args.sample_size < 1:
         parser.error("--sample-size must be >= 1")
+    if len(args.config) > 1 and args.student is not None:
+        parser.error("--student names one student: give one --config with it")
     return args
+
+
+def pick_on_validation(config_paths: list[Path], student: str | None) -> tuple[Path, list[str], str | None]:
+    """The candidate run whose exported student has the best validation metric (the checkpoint metric its
+    `load_best_model_at_end` picked on, from the stage marker), the others' evaluate metrics as `--compare` specs
+    (`<config stem>=<its evaluate metrics.json>`) and a sentence for the card saying how the pick was made."""
+    from molformer_kd.distillation.checkpoints import read_stage_marker
+    from molformer_kd.distillation.config import read_config
+
+    if len(config_paths) == 1:
+        return config_paths[0], [], None
+    scores = {}
+    for path in config_paths:
+        values = read_config(path)
+        marker = read_stage_marker(student_dir_of(values, student)) or {}
+        best = (marker.get("summary") or {}).get("best_checkpoint")
+        if not best:
+            raise SystemExit(f"{path}: its student has no best-checkpoint record; train it with load_best_model_at_end")
+        scores[path] = best
+    metrics = {best["metric"] for best in scores.values()}
+    if len(metrics) != 1:
+        raise SystemExit(f"the candidates were picked on different metrics {sorted(metrics)}: not comparable")
+    greater = next(iter(scores.values()))["greater_is_better"]
+    chosen = (max if greater else min)(scores, key=lambda path: scores[path]["value"])
+    others = [path for path in config_paths if path != chosen]
+    compare = [f"{path.stem}={Path(read_config(path)['output_dir']) / 'evaluate' / 'metrics.json'}" for path in others]
+    ranking = ", ".join(f"`{path.as_posix()}` {scores[path]['value']:.4f}" for path in config_paths)
+    sentence = f"Picked on validation ({next(iter(metrics))}) among the candidate runs: {ranking}."
+    return chosen, compare, sentence
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -291,7 +328,8 @@ def ship(args: argparse.Namespace) -> Path:
     from molformer_kd.pipelines import MolecularPropertyPredictionPipeline, predict_values
     from molformer_kd.tokenization.processors import load_processor
 
-    config_path = Path(args.config)
+    config_path, candidate_compares, pick_sentence = pick_on_validation([Path(c) for c in args.config], args.student)
+    args.compare = [*args.compare, *candidate_compares]
     values = read_config(config_path)
     run_args = parse_config(values)
     student_dir = student_dir_of(values, args.student)
@@ -370,6 +408,8 @@ def ship(args: argparse.Namespace) -> Path:
         )
         if args.description:
             texts["description"] = args.description
+        if pick_sentence:
+            texts["description"] = f"{texts['description']} {pick_sentence}"
         note = f"All columns on the same {sizes['test']} test molecules."
         if "teacher" in compared:
             note += " The teacher reads each molecule's DFT geometry; this student reads the SMILES only."

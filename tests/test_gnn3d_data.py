@@ -1,4 +1,7 @@
-"""QM9/xTB energy-force data: shipped file, split, labels and units, collator, reference energies, metrics."""
+"""QM9/xTB energy-force data: shipped file, split, labels and units, collator, reference energies, metrics.
+
+The builder (shards, resumption, perturbations, failures) is tested in test_xtb_builder.py.
+"""
 
 import importlib.util
 
@@ -11,10 +14,8 @@ from molformer_kd.data.metrics import EnergyForceMetrics, gap_closed
 from molformer_kd.data.qm9 import HARTREE_TO_EV
 from molformer_kd.data.xtb import (
     BOHR_IN_ANGSTROM,
-    build_qm9_xtb,
     fit_atom_reference_energies,
     load_qm9_xtb,
-    qm9pack_csv_path,
     xtb_energy_and_forces,
 )
 from molformer_kd.tokenization.collators import PointCloudCollator
@@ -66,33 +67,6 @@ def test_force_units_agree_with_finite_differences_of_the_energy():
         derivative = (xtb_energy_and_forces(numbers, plus)[0] - xtb_energy_and_forces(numbers, minus)[0]) / (2 * step)
         assert forces[atom, axis] == pytest.approx(-derivative, abs=1e-4)
     assert pytest.approx(51.42208619) == HARTREE_TO_EV / BOHR_IN_ANGSTROM
-
-
-@needs_tblite
-@pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="needs qm9pack (the qm9 extra)")
-def test_build_is_reproducible(tmp_path):
-    # A 6-molecule excerpt of qm9pack's CSV keeps the test fast; the builder reads any CSV of that layout.
-    with open(qm9pack_csv_path(1)) as source:
-        lines = [next(source) for _ in range(7)]
-    excerpt = tmp_path / "qm9_excerpt.csv"
-    excerpt.write_text("".join(lines))
-    first = build_qm9_xtb(
-        tmp_path / "a.npz", num_molecules=2, perturbed_per_molecule=1, seed=3, csv_path=excerpt, progress=False
-    )
-    build_qm9_xtb(
-        tmp_path / "b.npz", num_molecules=2, perturbed_per_molecule=1, seed=3, csv_path=excerpt, progress=False
-    )
-    assert first["conformations"] == 4 and first["failures"] == []
-    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
-    for key in ("mol_id", "atomic_numbers", "positions", "energy", "forces"):
-        np.testing.assert_array_equal(a[key], b[key])
-    loaded = load_qm9_xtb(tmp_path / "a.npz", validation_fraction=0.5, test_fraction=0.0)
-    assert len(loaded["train"]) == 2 and len(loaded["validation"]) == 2
-    # conformation 0 is the DFT geometry itself, the perturbed one moves every atom by ~0.05-0.1 A per coordinate
-    displacement = np.abs(
-        a["positions"][: a["num_atoms"][0]] - a["positions"][a["num_atoms"][0] : 2 * a["num_atoms"][0]]
-    )
-    assert 0.0 < displacement.mean() < 0.2
 
 
 def test_collator_pads_and_pairs(data):

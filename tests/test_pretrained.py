@@ -388,3 +388,26 @@ def test_each_shipped_model_loads_offline_and_reproduces_its_test_sample(name):
     assert "## Applicability domain" in card and "## Comparison on the same test split" in card
     check = check_shipped_sample(name)
     assert check.ok, check.summary()
+
+
+def test_ship_picks_the_candidate_with_the_best_validation_metric(tmp_path):
+    """Several --config candidates: the one whose student had the lowest validation metric (its stage marker's best
+    checkpoint) ships, the others become comparison rows, and the card says how the pick was made."""
+    ship = load_ship_script()
+    candidates = []
+    for name, value in (("distilled", 0.19), ("alone", 0.17)):
+        stage_dir = tmp_path / name / "finetune"
+        stage_dir.mkdir(parents=True)
+        best = {"metric": "eval_gap_mae", "value": value, "greater_is_better": False, "global_step": 4}
+        (stage_dir / "stage_complete.json").write_text(json.dumps({"summary": {"best_checkpoint": best}}))
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({"stages": ["finetune"], "output_dir": str(tmp_path / name)}))
+        candidates.append(config)
+    chosen, compare, sentence = ship.pick_on_validation(candidates, None)
+    assert chosen == candidates[1]
+    assert compare == [f"distilled={tmp_path / 'distilled' / 'evaluate' / 'metrics.json'}"]
+    assert "eval_gap_mae" in sentence and "0.1900" in sentence and "0.1700" in sentence
+
+    (tmp_path / "alone" / "finetune" / "stage_complete.json").write_text(json.dumps({"summary": {}}))
+    with pytest.raises(SystemExit, match="no best-checkpoint record"):
+        ship.pick_on_validation(candidates, None)

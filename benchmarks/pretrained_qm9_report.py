@@ -1,0 +1,187 @@
+"""Report of the runs behind the shipped QM9 students (`make pretrained`): teachers, students and chemprop side by side.
+
+Every row was trained on the same split (configs/pretrained/*.yaml: QM9 random 20,000 / 2,000 / 5,000, seed 0) for
+the same three targets (HOMO, LUMO, gap in eV) and picked its checkpoint on validation gap MAE. The script reads what
+the runs wrote (`runs/pretrained/<run>/<stage>/trainer_state.json`, `.../evaluate/metrics.json`) and the chemprop peer
+report of benchmarks/chemprop_qm9.py; it trains nothing. Rows whose run is missing are listed as missing.
+
+    python benchmarks/pretrained_qm9_report.py            # -> benchmarks/results/pretrained_qm9.{json,md}
+
+Ratios are the figures to read (all rows ran on the same 2-core machine, sharing it with each other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ("homo", "lumo", "gap")
+CURVE_EPOCHS = (1, 2, 4, 6, 8, 10, 12, 15, 18, 20, 25, 30, 35, 40)
+
+# name, label, training stage folder (under runs/pretrained), role
+ROWS = (
+    ("teacher_2d3d", "Graphormer teacher, graph + DFT coordinates (geometry 2d+3d)", "teacher/teacher", "teacher"),
+    # Stopped at epoch 18 of 40 for the 2d+3d teacher; its test row is the epoch-18 weights (learning rate not annealed).
+    ("teacher_3d", "Graphormer teacher, DFT coordinates only (geometry 3d)", "teacher_3d/teacher", "teacher"),
+    ("gin_alone", "GIN 5 x 128 trained alone", "qm9_gin_alone/finetune", "2d"),
+    ("gin_ccmd", "GIN 5 x 128 distilled with CCMD", "qm9_gin/distill", "student"),
+    ("st_alone", "SMILES Transformer 2+2 x 128 trained alone", "qm9_smiles_transformer_alone/finetune", "2d"),
+    ("st_kd", "SMILES Transformer distilled with ST-KD", "qm9_smiles_transformer/distill", "student"),
+)
+
+
+def _trainer_state(stage_dir: Path) -> dict | None:
+    """The stage's final trainer state, or the newest checkpoint's for a run that was stopped early."""
+    final = stage_dir / "trainer_state.json"
+    if final.is_file():
+        return json.loads(final.read_text())
+    checkpoints = sorted(stage_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))
+    return json.loads(checkpoints[-1].read_text()) if checkpoints else None
+
+
+def _row(runs: Path, name: str, label: str, stage: str, role: str) -> dict:
+    stage_dir = runs / stage
+    row = {"name": name, "label": label, "role": role, "stage_dir": str(stage_dir.relative_to(ROOT))}
+    state = _trainer_state(stage_dir)
+    if state is None:
+        return {**row, "missing": True}
+    history = state["log_history"]
+    curve = {round(e["epoch"]): e["eval_gap_mae"] for e in history if "eval_gap_mae" in e}
+    best_epoch = min(curve, key=curve.get) if curve else None
+    train = stage_dir / "train_results.json"
+    metrics = stage_dir.parent / "evaluate" / "metrics.json"
+    test = json.loads(metrics.read_text())["metrics"]["test"] if metrics.is_file() else None
+    return {
+        **row,
+        "missing": False,
+        "finished": train.is_file(),
+        "epochs_run": max(curve) if curve else 0,
+        "epochs_planned": state.get("num_train_epochs"),
+        "best_epoch": best_epoch,
+        "validation_gap_mae_curve": curve,
+        "train_minutes": json.loads(train.read_text())["train_runtime"] / 60 if train.is_file() else None,
+        "test": {t: test[f"{t}_mae"] for t in TARGETS} if test else None,
+    }
+
+
+def shipped_from() -> dict[str, str]:
+    """Shipped model name by the training-stage folder it was shipped from (molformer_kd/pretrained/*/provenance)."""
+    shipped = {}
+    for provenance in sorted((ROOT / "molformer_kd" / "pretrained").glob("*/provenance.json")):
+        source = json.loads(provenance.read_text())["source"]["student"]
+        shipped[Path(source).as_posix()] = provenance.parent.name
+    return shipped
+
+
+def _chemprop_row(report: Path) -> dict:
+    row = {"name": "chemprop", "label": "chemprop v2 D-MPNN, CLI defaults", "role": "2d"}
+    if not report.is_file():
+        return {**row, "missing": True}
+    data = json.loads(report.read_text())
+    test, budget = data["test_metrics"], data["budget"]
+    return {
+        **row,
+        "missing": False,
+        "finished": True,
+        "epochs_run": budget["epochs_run"],
+        "epochs_planned": budget["max_epochs"],
+        "best_epoch": budget["best_epoch"],
+        "validation_gap_mae_curve": {},
+        "train_minutes": budget["train_wall_s"] / 60,
+        "test": {t: test[f"{t}_mae"] for t in TARGETS},
+        "source": str(report.relative_to(ROOT)),
+    }
+
+
+def _ratio(rows: dict, numerator: str, denominator: str, target: str = "gap") -> float | None:
+    a, b = rows.get(numerator, {}).get("test"), rows.get(denominator, {}).get("test")
+    return a[target] / b[target] if a and b else None
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(report: dict) -> str:
+    rows = report["rows"]
+    lines = [
+        "# The runs behind the shipped QM9 students",
+        "",
+        f"`{report['command']}` on {report['machine']}, commit {report['commit']}.",
+        "",
+        "One split (QM9 random 20,000 / 2,000 / 5,000 molecules, seed 0), three targets learned jointly, every row's "
+        "checkpoint picked on validation gap MAE. Test MAE in eV on the 5,000 test molecules; one training seed.",
+        "",
+        "| row | HOMO | LUMO | gap | best epoch / epochs | train min | shipped as |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows.values():
+        if row["missing"]:
+            lines.append(f"| {row['label']} (`{row['name']}`) | not run | | | | | |")
+            continue
+        test = row["test"] or {}
+        epochs = f"{row['best_epoch']} / {row['epochs_run']}"
+        if not row["finished"]:
+            epochs += f" (stopped; {row['epochs_planned']} planned)"
+        lines.append(
+            f"| {row['label']} (`{row['name']}`) | {_fmt(test.get('homo'))} | {_fmt(test.get('lumo'))} | "
+            f"{_fmt(test.get('gap'))} | {epochs} | {_fmt(row['train_minutes'], 1)} | "
+            f"{'`' + row['shipped_as'] + '`' if row.get('shipped_as') else ''} |"
+        )
+    lines += ["", "## Ratios (test gap MAE)", ""]
+    for name, value in report["ratios"].items():
+        lines.append(f"- {name}: {_fmt(value, 3)}")
+    curves = {name: row for name, row in rows.items() if row.get("validation_gap_mae_curve")}
+    if curves:
+        lines += ["", "## Validation gap MAE by epoch", "", "| epoch | " + " | ".join(curves) + " |"]
+        lines.append("|---" * (len(curves) + 1) + "|")
+        for epoch in CURVE_EPOCHS:
+            cells = [_fmt(row["validation_gap_mae_curve"].get(epoch)) for row in curves.values()]
+            if any(cell != "-" for cell in cells):
+                lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "pretrained")
+    parser.add_argument("--chemprop", type=Path, default=ROOT / "benchmarks/results/chemprop_qm9_pretrained.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pretrained_qm9")
+    args = parser.parse_args()
+    rows = {name: _row(args.runs, name, label, stage, role) for name, label, stage, role in ROWS}
+    shipped = shipped_from()
+    for row in rows.values():
+        row["shipped_as"] = shipped.get(row.get("stage_dir", ""))
+    rows["chemprop"] = _chemprop_row(args.chemprop)
+    best_2d = min(
+        (name for name, row in rows.items() if row["role"] == "2d" and row.get("test")),
+        key=lambda name: rows[name]["test"]["gap"],
+        default=None,
+    )
+    ratios = {
+        f"teacher 2d+3d / best 2D model trained alone ({best_2d})": _ratio(rows, "teacher_2d3d", best_2d or ""),
+        "CCMD GIN / GIN alone": _ratio(rows, "gin_ccmd", "gin_alone"),
+        "ST-KD / SMILES Transformer alone": _ratio(rows, "st_kd", "st_alone"),
+        "CCMD GIN / chemprop": _ratio(rows, "gin_ccmd", "chemprop"),
+        "ST-KD / chemprop": _ratio(rows, "st_kd", "chemprop"),
+    }
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    report = {
+        "command": "python benchmarks/pretrained_qm9_report.py",
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "commit": commit.stdout.strip(),
+        "rows": rows,
+        "ratios": ratios,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
