@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib.util
 import json
 import os
 import platform
@@ -51,9 +52,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inference import THREAD_VARIABLES, moses_smiles, save_cli_students  # noqa: E402
+# The MOSES loader and the tiny-student builder of the inference benchmark, loaded from its file (benchmarks/ is
+# not a package).
+_spec = importlib.util.spec_from_file_location("inference", REPO / "benchmarks" / "inference.py")
+inference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(inference)
+THREAD_VARIABLES, moses_smiles, save_cli_students = (
+    inference.THREAD_VARIABLES,
+    inference.moses_smiles,
+    inference.save_cli_students,
+)
 
 import molformer_kd  # noqa: E402
 from molformer_kd.cli import default_threads  # noqa: E402

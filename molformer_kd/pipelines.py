@@ -60,7 +60,7 @@ from .data.pretrained import (
 )
 from .hub import safetensors_only_from_pretrained
 from .modeling.auto import AutoModelForMolecularPropertyPrediction
-from .tokenization.featurization import MOLECULE_FAILURES, pad_graph_features
+from .tokenization.featurization import MOLECULE_FAILURES, graph_profiles, pad_graph_features
 from .tokenization.processors import check_processor_matches_model, load_processor
 from .tokenization.smiles_grammar import shorten_smiles
 from .tokenization.tokenization_smiles import SmilesTokenizer
@@ -327,7 +327,19 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         if self.applicability_domain is None:
             return None
         verdicts = [None] * len(items)
-        for i, verdict in zip(valid, self.applicability_domain.check_many([items[i]["smiles"] for i in valid])):
+        profiles = (
+            graph_profiles([items[i]["features"] for i in valid])
+            if self.feature_extractor is not None
+            else [None] * len(valid)
+        )
+        for i, profile in zip(valid, profiles):
+            if profile is not None:
+                verdicts[i] = self.applicability_domain.check_profile(profile)
+        # SMILES models, and the rare molecule whose features lost a value to an OGB "misc" bucket: parse again.
+        unprofiled = [i for i, profile in zip(valid, profiles) if profile is None]
+        for i, verdict in zip(
+            unprofiled, self.applicability_domain.check_many([items[i]["smiles"] for i in unprofiled])
+        ):
             verdicts[i] = verdict
         return verdicts
 

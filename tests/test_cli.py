@@ -5,6 +5,7 @@ import gzip
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -13,7 +14,15 @@ import torch
 from fixtures_students import LABEL_NAMES, save_tiny_gin_student
 
 import molformer_kd  # noqa: F401  (registers the model families)
-from molformer_kd.cli import MAX_DEFAULT_THREADS, choose_threads, default_threads, main, read_smiles
+from molformer_kd.cli import (
+    MAX_DEFAULT_THREADS,
+    busy_cores,
+    choose_threads,
+    choose_workers,
+    default_threads,
+    main,
+    read_smiles,
+)
 from molformer_kd.data.qm9 import read_embedded_qm9
 from molformer_kd.pipelines import MolecularPropertyPredictionPipeline
 
@@ -229,3 +238,23 @@ def test_predict_without_threads_sets_the_default_and_int8_stays_close(tmp_path,
     exact, quantized = (read_csv_columns(outputs[name]) for name in ("default", "int8"))
     for label in LABEL_NAMES:
         assert np.corrcoef(to_floats(exact[label]), to_floats(quantized[label]))[0, 1] > 0.99
+
+
+def test_choose_workers_featurizes_in_a_worker_only_with_two_free_cores():
+    assert choose_workers(available_cores=2, busy_cores=0.0) == 1
+    assert choose_workers(available_cores=2, busy_cores=0.3) == 1  # rounding: a core mostly idle is free
+    assert choose_workers(available_cores=2, busy_cores=1.2) == 0  # the other core is busy
+    assert choose_workers(available_cores=1, busy_cores=0.0) == 0
+    assert choose_workers(available_cores=8, busy_cores=6.6) == 0
+
+
+def test_busy_cores_counts_another_process_spinning_now():
+    """busy_cores reads the machine's CPU use over a short window (this process sleeps meanwhile): a spinning child
+    process shows up at once, where the 1-minute load average would lag."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cores(window=0.5) >= 0.5
+    finally:
+        spinner.kill()
+        spinner.wait()

@@ -112,3 +112,34 @@ def test_a_training_set_must_be_readable_and_not_empty():
         ApplicabilityDomain.from_smiles(["CCO", "C1CC"])
     with pytest.raises(ValueError, match="at least one molecule"):
         ApplicabilityDomain.from_smiles([])
+
+
+PROFILE_CASES = [
+    "CCO",
+    "c1ccccc1Cl",
+    "[NH4+]",
+    "CC(=O)[O-].[Na+]",
+    "C[N+](=O)[O-]",
+    "[CH3]",
+    "[CH2]C",
+    "O=C=O.O.N",
+    "[H][H]",
+    "[2H]C([2H])([2H])O",
+    "C1CC1.C1CC1.CC",
+    "[Cu+2].[O-]S(=O)(=O)[O-]",
+    "OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O",
+    "c1ccc2ccccc2c1",
+    "[Fe]",
+]
+
+
+def test_graph_profiles_equal_the_rdkit_profile_of_the_smiles():
+    """The pipeline profiles predicted molecules from their features (no second parse): the same profile, fragments
+    and charges included, as RDKit's of the SMILES, batched across molecules of different sizes."""
+    from molformer_kd.tokenization.featurization import MoleculeFeaturizer, graph_profiles
+
+    featurizer = MoleculeFeaturizer(graph_encodings=False)
+    features = featurizer.featurize_many(PROFILE_CASES)
+    for smiles, profile in zip(PROFILE_CASES, graph_profiles(features)):
+        assert profile == molecule_profile(Chem.MolFromSmiles(smiles)), smiles
+    assert graph_profiles([]) == []

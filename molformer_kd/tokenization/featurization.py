@@ -36,6 +36,7 @@ from rdkit.Chem import rdchem
 from transformers import AutoFeatureExtractor, BatchFeature, FeatureExtractionMixin
 from transformers.utils import FEATURE_EXTRACTOR_NAME
 
+from ..data.domain import MoleculeProfile
 from ..data.molecules import apply_atom_rule
 from ..data.pretrained import resolve_pretrained_name
 from .shortest_paths import (
@@ -744,3 +745,71 @@ def register_featurizer(config_class: type[PretrainedConfig]) -> None:
     lets a checkpoint directory whose preprocessor config lacks the type fall back on its `config.json`.
     """
     AutoFeatureExtractor.register(config_class, MoleculeFeaturizer, exist_ok=True)
+
+
+def graph_profiles(features: Sequence[Mapping[str, np.ndarray]]) -> list[MoleculeProfile | None]:
+    """The applicability-domain profile (data/domain.py `MoleculeProfile`) of each featurized molecule, read from its
+    `input_nodes` and `edge_index` instead of parsing its SMILES again: the prediction pipeline flags every molecule
+    it predicts, and a second RDKit parse per molecule cost as much as featurizing it. None for a molecule whose
+    atomic number, formal charge or radical count fell in an OGB "misc" bucket (the value is lost): its caller
+    profiles that one from the SMILES. Equal to `molecule_profile(Chem.MolFromSmiles(s))` (tests/test_domain.py)."""
+    if not features:
+        return []
+    sizes = np.array([len(f["input_nodes"]) for f in features], dtype=np.int64)
+    nodes = np.concatenate([np.asarray(f["input_nodes"]) for f in features]).reshape(-1, len(ATOM_FEATURE_DIMS))
+    # Stored values are OGB list indices + 1: Z for the atomic number, charge + 6, radicals + 1 (see OGB_* above).
+    atomic_numbers = nodes[:, 0]
+    charges = nodes[:, 3] - 6
+    radicals = nodes[:, 5] - 1
+    lost = (
+        (atomic_numbers == len(OGB_ATOMIC_NUM))
+        | (nodes[:, 3] == len(OGB_FORMAL_CHARGE))
+        | (nodes[:, 5] == len(OGB_NUM_RADICAL_ELECTRONS))
+    )
+    # Fragments: connected components of the whole batch as one block-diagonal graph, counted per molecule.
+    starts = np.cumsum(sizes) - sizes
+    edges = np.concatenate(
+        [np.asarray(f["edge_index"]).reshape(2, -1) + start for f, start in zip(features, starts.tolist())], axis=1
+    )
+    labels = _component_labels(int(sizes.sum()), edges)
+    molecule_of_atom = np.repeat(np.arange(len(features)), sizes)
+    fragments = np.zeros(len(features), dtype=np.int64)
+    first_atoms = np.unique(labels, return_index=True)[1]
+    np.add.at(fragments, molecule_of_atom[first_atoms], 1)
+
+    table = Chem.GetPeriodicTable()
+    profiles = []
+    for k, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist())):
+        end = start + size
+        if lost[start:end].any():
+            profiles.append(None)
+            continue
+        z = atomic_numbers[start:end]
+        heavy = z[z != 1]
+        profiles.append(
+            MoleculeProfile(
+                elements=frozenset(table.GetElementSymbol(int(v)) for v in np.unique(heavy)),
+                heavy_atoms=int(heavy.size),
+                net_charge=int(charges[start:end].sum()),
+                atom_charges=frozenset(np.unique(charges[start:end]).tolist()),
+                radical_electrons=int(radicals[start:end].sum()),
+                fragments=int(fragments[k]),
+            )
+        )
+    return profiles
+
+
+def _component_labels(num_atoms: int, edges: np.ndarray) -> np.ndarray:
+    """Connected-component label of each atom (label = the smallest atom index of its component), by repeated
+    min-label propagation along the edges: a few vectorised passes for molecules, whose diameters are small."""
+    labels = np.arange(num_atoms)
+    if edges.size == 0:
+        return labels
+    source, target = edges
+    while True:
+        updated = labels.copy()
+        np.minimum.at(updated, target, labels[source])
+        updated = updated[updated]  # jump to the label's label: halves the remaining passes
+        if np.array_equal(updated, labels):
+            return labels
+        labels = updated
