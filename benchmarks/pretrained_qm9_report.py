@@ -25,7 +25,7 @@ CURVE_EPOCHS = (1, 2, 4, 6, 8, 10, 12, 15, 18, 20, 25, 30, 35, 40)
 # name, label, training stage folder (under runs/pretrained), role
 ROWS = (
     ("teacher_2d3d", "Graphormer teacher, graph + DFT coordinates (geometry 2d+3d)", "teacher/teacher", "teacher"),
-    # Stopped at epoch 18 of 40 for the 2d+3d teacher; its test row is the epoch-18 weights (learning rate not annealed).
+    # Stopped at epoch 18 of 40 for the 2d+3d teacher; its test row is the epoch-18 weights (lr not annealed).
     ("teacher_3d", "Graphormer teacher, DFT coordinates only (geometry 3d)", "teacher_3d/teacher", "teacher"),
     ("gin_alone", "GIN 5 x 128 trained alone", "qm9_gin_alone/finetune", "2d"),
     ("gin_ccmd", "GIN 5 x 128 distilled with CCMD", "qm9_gin/distill", "student"),
