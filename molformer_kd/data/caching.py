@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from datasets import DatasetDict, load_from_disk
 
 from .records import DataReport
 
-__all__ = ["CACHE_FORMAT_VERSION", "cache_root", "cached_build", "file_sha256"]
+__all__ = ["CACHE_FORMAT_VERSION", "atomic_write", "cache_root", "cached_build", "file_sha256"]
 
 # Bump when a loader's output for the same inputs changes, so stale caches are not reused.
 CACHE_FORMAT_VERSION = 1
 _REPORT_FILE = "molformer_kd_report.json"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """`write(file)` into a temporary file beside `path`, synced, then renamed onto `path`: a reader (or a resumed
+    run) sees the old file or the whole new one, never half of one. Missing folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "xb") as file:  # unlike tempfile.mkstemp's 0600, the mode follows the umask
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -61,7 +61,6 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import threading
 import time
 import zipfile
@@ -72,7 +71,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from .caching import cache_root, file_sha256
+from .caching import atomic_write, cache_root, file_sha256
 from .qm9 import HARTREE_TO_EV, qm9pack_data_dir
 
 __all__ = [
@@ -277,19 +276,8 @@ def _pack(records: dict, failures: Sequence[str], **extra: object) -> dict:
 
 
 def _save_npz_atomically(path: Path, arrays: dict) -> None:
-    """Write `path` under a temporary name in its folder, then rename: a killed build never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as file:  # unlike tempfile.mkstemp's 0600, the mode follows the umask
-            np.savez_compressed(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    """A killed build never leaves half a file (`atomic_write`)."""
+    atomic_write(path, lambda file: np.savez_compressed(file, **arrays))
 
 
 def _label_shard(

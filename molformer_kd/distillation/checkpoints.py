@@ -26,6 +26,8 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..data.caching import atomic_write
+
 __all__ = [
     "CHECKPOINT_COMPLETE",
     "STAGE_COMPLETE",
@@ -100,20 +102,8 @@ def reported_file_errors(path: str | os.PathLike) -> Iterator[None]:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
     with reported_file_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        atomic_write(path, lambda file: file.write(text.encode("utf-8")))
 
 
 def atomic_export(save: Callable[[str], None], output_dir: str | os.PathLike) -> None:
