@@ -13,7 +13,8 @@ One run, side by side, writes `<output>.json` (all numbers) and `<output>.md` (t
    GIN-virtual) on MOSES SMILES (`pip install --no-deps molsets`), and chemprop v2's default D-MPNN run by
    scripts/chemprop_throughput.py in its own environment (`--chemprop-python`).
 
-Models are randomly initialised: throughput does not depend on the weights.
+Models are randomly initialised: throughput does not depend on the weights. What int8 costs in accuracy (and
+saves in time) on the shipped QM9 students, on their test split: benchmarks/quantization_qm9.py.
 
     python benchmarks/inference.py --output benchmarks/results/inference
     python benchmarks/inference.py --paper-models --n 2000 --chemprop-python /tmp/chemprop_env/bin/python

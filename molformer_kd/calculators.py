@@ -33,6 +33,7 @@ from ase.atoms import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.units import Hartree, kcal, kJ, mol
 
+from .data.domain import ApplicabilityDomain
 from .modeling.auto import AutoModelForEnergyAndForces
 from .tokenization.collators import PointCloudCollator
 
@@ -80,6 +81,9 @@ class MolformerCalculator(Calculator):
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.collator = PointCloudCollator(dtype=self.dtype)
+        # Elements of the training geometries (recorded by the training stage); None for models without a record.
+        domain = ApplicabilityDomain.from_config(model.config)
+        self.trained_elements = set(domain.elements) if domain and domain.elements is not None else None
 
     @classmethod
     def from_pretrained(
@@ -122,6 +126,13 @@ class MolformerCalculator(Calculator):
             raise ValueError(
                 f"atomic numbers must lie in 1..{max_atomic_number} for this model, got {sorted(set(numbers.tolist()))}"
             )
+        if self.trained_elements is not None:
+            unseen = sorted(set(atoms.get_chemical_symbols()) - self.trained_elements - {"H"})
+            if unseen:
+                raise ValueError(
+                    f"{atoms.get_chemical_formula()}: elements {unseen} are outside this model's training data "
+                    f"({', '.join(sorted(self.trained_elements))} and H); its energies and forces for them mean nothing"
+                )
         batch = self.collator([{"atomic_numbers": numbers, "positions": atoms.get_positions()}])
         return {key: value.to(self.device) for key, value in batch.items()}
 

@@ -31,7 +31,8 @@ domain column. A row's failure (unreadable, refused SMILES, too many atoms, a mo
 Threads and workers: without `--num-workers`, one DataLoader worker featurizes when at least two cores are free (a
 GIN then runs 1.4x faster on 2 idle cores), else none. Without `--threads`, torch gets `default_threads()`: the cores
 this process may run on (`os.sched_getaffinity`), less one per featurizing worker, less the cores other processes
-keep busy (`busy_cores()`: non-idle CPU time over 0.2 s from /proc/stat, rounded), capped at 4 and at least 1.
+keep busy (`busy_cores()`: the machine's non-idle CPU time from /proc/stat less this process's own, measured while
+the model loads and topped up to 0.2 s, rounded), capped at 4 and at least 1.
 The students are small: beyond a few threads a batch's matrix products are too small to split, and intra-op
 threads that share a core with other work spin at every barrier (on a 2-core machine with the other core busy, 2
 threads made a GIN 4x slower than 1).
@@ -53,7 +54,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -63,7 +64,7 @@ import pyarrow as pa
 from .data.text_files import MAX_FIELD_CHARS, read_records, read_text_lines
 
 if TYPE_CHECKING:
-    from .pipelines import MolecularPropertyPredictionPipeline
+    from .pipelines import MolecularPropertyPredictionPipeline, PredictionColumns
 
 INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".smi": None}
 DEFAULT_CHUNK_SIZE = 10_000
@@ -219,29 +220,76 @@ class ResultTable:
         fields.append(pa.field("error", pa.string()))
         self.schema = pa.schema(fields)
 
-    def build(self, rows: list[int], inputs: list[InputRow], results: list[dict]) -> pa.Table:
-        failed = np.array([result["error"] is not None for result in results], dtype=bool)
+    def build(self, rows: list[int], inputs: list[InputRow], results: PredictionColumns) -> pa.Table:
+        """The table of one chunk: its row numbers, input rows and pipeline results (`PredictionColumns`, one entry
+        per input row). Columns are built from their buffers: `pa.array` imports pandas (0.2-0.5 s of start-up)."""
+        failed = np.fromiter((error is not None for error in results.errors), dtype=bool, count=len(rows))
         smiles = [row.smiles if isinstance(row.smiles, str) else None for row in inputs]
-        columns = [pa.array(rows, pa.int64()), pa.array(smiles, pa.string())]
+        columns = [arrow_numbers(rows, pa.int64()), arrow_strings(smiles)]
         if self.with_name:
-            columns.append(pa.array([row.name for row in inputs], pa.string()))
+            columns.append(arrow_strings([row.name for row in inputs]))
         for k in range(len(self.kept_columns)):
-            columns.append(pa.array([row.kept[k] if row.kept else None for row in inputs], pa.string()))
-        if self.mode == "predict":
-            for key in self.value_keys:
-                values = np.array([result[key] for result in results], dtype=np.float64)
-                columns.append(pa.array(values, pa.float64(), mask=failed))
-        else:
-            matrix = np.zeros((len(results), len(self.value_columns)), dtype=np.float32)
-            for i, result in enumerate(results):
-                if result["embedding"] is not None:
-                    matrix[i] = result["embedding"]
-            columns += [pa.array(matrix[:, j], pa.float32(), mask=failed) for j in range(matrix.shape[1])]
+            columns.append(arrow_strings([row.kept[k] if row.kept else None for row in inputs]))
+        value_type = pa.float64() if self.mode == "predict" else pa.float32()
+        values = results.values
+        if values.shape[1] != len(self.value_columns):  # embeddings of a chunk whose rows all failed
+            values = np.zeros((len(rows), len(self.value_columns)))
+        columns += [arrow_numbers(values[:, j], value_type, failed) for j in range(len(self.value_columns))]
         if self.domain_columns:
-            columns.append(pa.array([result.get("in_domain") for result in results], pa.bool_()))
-            columns.append(pa.array([result.get("domain_reason") for result in results], pa.string()))
-        columns.append(pa.array([result["error"] for result in results], pa.string()))
+            columns.append(arrow_booleans(results.in_domain))
+            columns.append(arrow_strings(results.domain_reason))
+        columns.append(arrow_strings(results.errors))
         return pa.Table.from_arrays(columns, schema=self.schema)
+
+
+_NUMPY_TYPES = {pa.int64(): np.int64, pa.float64(): np.float64, pa.float32(): np.float32}
+
+
+def _bitmap(bits: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(bits, bitorder="little"))
+
+
+def _nulls(null: np.ndarray | None) -> tuple[pa.Buffer | None, int]:
+    """Arrow's validity bitmap (None: no nulls) and null count of a boolean null mask."""
+    count = 0 if null is None else int(null.sum())
+    return (_bitmap(~null) if count else None), count
+
+
+def arrow_numbers(
+    values: Sequence[float] | np.ndarray, arrow_type: pa.DataType, null: np.ndarray | None = None
+) -> pa.Array:
+    """`pa.array(values, arrow_type, mask=null)` of int64 / float64 / float32 values, without importing pandas."""
+    data = np.ascontiguousarray(values, dtype=_NUMPY_TYPES[arrow_type])
+    validity, null_count = _nulls(null)
+    return pa.Array.from_buffers(arrow_type, len(data), [validity, pa.py_buffer(data)], null_count)
+
+
+def arrow_booleans(values: Sequence[bool | None]) -> pa.Array:
+    """`pa.array(values, pa.bool_())` (None is null), without importing pandas."""
+    null = np.fromiter((value is None for value in values), dtype=bool, count=len(values))
+    data = np.fromiter((bool(value) for value in values), dtype=bool, count=len(values))
+    validity, null_count = _nulls(null)
+    return pa.Array.from_buffers(pa.bool_(), len(data), [validity, _bitmap(data)], null_count)
+
+
+def arrow_strings(values: Sequence[str | None]) -> pa.Array:
+    """`pa.array(values, pa.string())` (None is null), without importing pandas."""
+    texts = ["" if value is None else value for value in values]
+    try:
+        data = "".join(texts).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: let pyarrow say what it says of it
+        return pa.array(values, pa.string())
+    lengths = [len(text) for text in texts]
+    if len(data) != sum(lengths):  # not all ASCII: lengths in bytes
+        lengths = [len(text.encode("utf-8")) for text in texts]
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] > np.iinfo(np.int32).max:  # beyond 32-bit offsets: pyarrow's own conversion
+        return pa.array(values, pa.string())
+    null = np.fromiter((value is None for value in values), dtype=bool, count=len(values))
+    validity, null_count = _nulls(null)
+    buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.string(), len(texts), buffers, null_count)
 
 
 # ---------------------------------------------------------------------------------------------------- sharding
@@ -321,25 +369,46 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def busy_cores(window: float = 0.2) -> float:
-    """Cores other processes keep busy now: the machine's non-idle CPU time over `window` seconds while this process
-    sleeps (Linux /proc/stat); elsewhere the 1-minute load average. The load average lags by a minute, so right
-    after other work ended it still counted those cores as busy and left an idle machine's cores unused."""
+class CpuTimes(NamedTuple):
+    """The machine's non-idle and total CPU time (ticks of /proc/stat, all cores) and this process's own CPU seconds,
+    at one moment: the start of a `busy_cores` window."""
 
-    def non_idle_and_total() -> tuple[int, int]:
+    non_idle: int
+    total: int
+    own: float
+
+
+def cpu_times() -> CpuTimes | None:
+    """`CpuTimes` now; None where /proc/stat cannot be read (not Linux)."""
+    try:
         with open("/proc/stat", encoding="ascii") as stat:
             ticks = [int(value) for value in stat.readline().split()[1:]]
         idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-        return sum(ticks) - idle, sum(ticks)
-
-    try:
-        busy_before, total_before = non_idle_and_total()
-        time.sleep(window)
-        busy_after, total_after = non_idle_and_total()
     except (OSError, ValueError, IndexError):
+        return None
+    return CpuTimes(sum(ticks) - idle, sum(ticks), time.process_time())
+
+
+def busy_cores(window: float = 0.2, since: CpuTimes | None = None) -> float:
+    """Cores other processes keep busy now: the machine's non-idle CPU time less this process's own, over the time
+    since `since` (a `cpu_times()` taken before other start-up work, e.g. loading the model, so that the window costs
+    no waiting), topped up by sleeping to at least `window` seconds (Linux /proc/stat); elsewhere the 1-minute load
+    average. The load average lags by a minute, so right after other work ended it still counted those cores as
+    busy and left an idle machine's cores unused."""
+    start = since or cpu_times()
+    if start is None:
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    elapsed = total_after - total_before
-    return available_cores() * (busy_after - busy_before) / elapsed if elapsed > 0 else 0.0
+    ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    elapsed_ticks = (cpu_times() or start).total - start.total
+    # /proc/stat sums every core's ticks: a window of `window` seconds holds window * ticks/s * cores of them.
+    missing = window - elapsed_ticks / (ticks_per_second * available_cores())
+    if missing > 0:
+        time.sleep(missing)
+    end = cpu_times() or start
+    own_ticks = (end.own - start.own) * ticks_per_second
+    elapsed = end.total - start.total
+    busy = available_cores() * (end.non_idle - start.non_idle - own_ticks) / elapsed if elapsed > 0 else 0.0
+    return max(0.0, busy)
 
 
 def default_threads(num_workers: int, busy: float | None = None) -> int:
@@ -365,15 +434,8 @@ def run(args: argparse.Namespace) -> int:
     if _base_suffix(output_path) not in (".csv", ".tsv", ".parquet"):
         raise ValueError(f"{output_path}: unsupported output format; use .csv, .csv.gz, .tsv or .parquet")
     device = args.device or (str(state.device) if state is not None else "cpu")
-    busy = None
-    if args.num_workers is None:
-        busy = busy_cores()
-        args.num_workers = choose_workers(available_cores(), busy)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    elif "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(default_threads(args.num_workers, busy))
-
+    # The other processes' CPU use is measured over the model's loading (this process's own use left out).
+    loading = cpu_times()
     pipe = MolecularPropertyPredictionPipeline.from_pretrained(
         args.model,
         mode=args.command,
@@ -382,6 +444,14 @@ def run(args: argparse.Namespace) -> int:
         token=args.token,
         quantize=args.quantize,
     )
+    choose_threads_here = not args.threads and "OMP_NUM_THREADS" not in os.environ
+    busy = busy_cores(since=loading) if args.num_workers is None or choose_threads_here else 0.0
+    if args.num_workers is None:
+        args.num_workers = choose_workers(available_cores(), busy)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif choose_threads_here:
+        torch.set_num_threads(default_threads(args.num_workers, busy))
     probe = pipe("C", mode="embed") if args.command == "embed" else None
     table = ResultTable(
         args.command,
@@ -392,7 +462,9 @@ def run(args: argparse.Namespace) -> int:
         domain_columns=pipe.applicability_domain is not None,
     )
 
-    total = None if args.no_count else count_rows(input_path, args.smiles_column)
+    show_bar = rank == 0 and not args.quiet
+    # The count is the progress bar's total only: no bar, no second reading of the file.
+    total = count_rows(input_path, args.smiles_column) if show_bar and not args.no_count else None
     my_total = None if total is None else len(range(rank, total, world_size))
     destination = output_path if world_size == 1 else shard_path(output_path, rank, world_size)
     writer = TableWriter(destination, table.schema)
@@ -400,13 +472,13 @@ def run(args: argparse.Namespace) -> int:
     rows_read = read_smiles(input_path, args.smiles_column, tuple(args.keep_columns))
     mine = ((i, row) for i, row in enumerate(rows_read) if i % world_size == rank)
     try:
-        with tqdm(total=my_total, unit="mol", desc=args.command, disable=rank != 0 or args.quiet) as bar:
+        with tqdm(total=my_total, unit="mol", desc=args.command, disable=not show_bar) as bar:
             while chunk := list(itertools.islice(mine, args.chunk_size)):
                 indices, rows = zip(*chunk)
                 results = _predict_rows(pipe, rows, table, args)
                 writer.write(table.build(list(indices), list(rows), results))
                 handled += len(chunk)
-                failed += sum(result["error"] is not None for result in results)
+                failed += sum(error is not None for error in results.errors)
                 bar.update(len(chunk))
     finally:
         writer.close()
@@ -430,12 +502,30 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict_rows(
     pipe: MolecularPropertyPredictionPipeline, rows: tuple[InputRow, ...], table: ResultTable, args: argparse.Namespace
-) -> list[dict]:
-    """Pipeline results for the rows the reader could read, and the reader's error for the others, in row order."""
-    readable = [row.smiles for row in rows if row.error is None]
-    results = iter(pipe(readable, batch_size=args.batch_size, num_workers=args.num_workers) if readable else [])
-    empty = dict.fromkeys(table.value_keys, math.nan) if table.mode == "predict" else {"embedding": None}
-    return [next(results) if row.error is None else {**empty, "error": row.error} for row in rows]
+) -> PredictionColumns:
+    """Pipeline results (columns) for the rows the reader could read, and the reader's error for the others, in row
+    order."""
+    from .pipelines import PredictionColumns
+
+    readable = [i for i, row in enumerate(rows) if row.error is None]
+    smiles = [rows[i].smiles for i in readable]
+    options = {"batch_size": args.batch_size, "num_workers": args.num_workers, "mode": args.command}
+    results = pipe.predict_columns(smiles, **options) if smiles else None
+    if results is not None and len(readable) == len(rows):
+        return results
+    width = len(table.value_columns)
+    values = np.full((len(rows), width), math.nan) if table.mode == "predict" else np.zeros((len(rows), width))
+    errors = [row.error for row in rows]
+    domain = [None] * len(rows) if pipe.applicability_domain is not None else None
+    reasons = [None] * len(rows) if domain is not None else None
+    if results is not None:
+        if results.values.shape[1] == width:
+            values[readable] = results.values
+        for k, i in enumerate(readable):
+            errors[i] = results.errors[k]
+            if domain is not None:
+                domain[i], reasons[i] = results.in_domain[k], results.domain_reason[k]
+    return PredictionColumns(values, errors, domain, reasons)
 
 
 def check_model_argument(model: str) -> None:

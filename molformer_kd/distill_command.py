@@ -135,7 +135,7 @@ def card_info(run: RunPlan, summaries: list[dict]) -> dict:
             info["objective"] = json.dumps(summary["objectives"])
         if summary["stage"] == "evaluate":
             info["metrics"] = summary["metrics"]
-            if "parity" in summary:  # property tasks: true vs predicted first label
+            if "parity" in summary:  # true vs predicted: a property's first label, a potential's energies and forces
                 info["parity"] = summary["parity"]
     info["training"] = " -> ".join(s["stage"] for s in summaries)
     if run.stage_args.hub_card_description:

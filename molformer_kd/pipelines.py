@@ -19,8 +19,10 @@ Transformer's tokenizer limit is lowered to the model's `max_atoms` position tab
 A model whose config carries an applicability domain (`config.applicability_domain`, data/domain.py: the elements,
 size, charges, radicals and fragments of its training molecules) adds two keys to every result: `in_domain` (True /
 False; None for a molecule that failed) and `domain_reason` (None, or the constraints the molecule breaks, e.g.
-"element Cl (training set: C, F, N, O)"). A model without a domain gets neither key. The check parses each molecule
-once more with RDKit (about 0.1-0.2 ms a drug-sized molecule, in the featurizing workers when there are some).
+"element Cl (training set: C, F, N, O)"). A model without a domain gets neither key. The check reads no SMILES
+again: a graph student's molecules are profiled from their features (`graph_profiles`), a SMILES Transformer's from
+the molecule its tokenizer's front door sanitized (only a SMILES with written hydrogens that the atom rule folds is
+parsed once more), in the featurizing workers when there are some.
 
 `MolecularPropertyPredictionPipeline.from_pretrained(name)` takes the students that ship with the package by name
 (`qm9-gin`, data/pretrained.py), and with no name loads `DEFAULT_MODEL`; so does
@@ -30,7 +32,12 @@ committed test sample and compares with what was measured when it was shipped.
 Screening speed: a list of SMILES is cut into length-bucketed batches (sorted by SMILES length, which tracks the atom
 count, so that a batch pads to molecules of about its own size; outputs come back in input order), a graph batch is
 featurized with the featurizer's chunked path (`featurize_many`), and a GIN student's featurizer skips the
-Graphormer encodings that a GIN never reads (`MoleculeFeaturizer.graph_encodings`).
+Graphormer encodings that a GIN never reads (`MoleculeFeaturizer.graph_encodings`). A SMILES Transformer's batch is
+encoded whole into its padded arrays (`SmilesTokenizer.encode_batch`), a DataLoader worker sends a batch's inputs as
+numpy arrays (not one shared-memory file per tensor), `forward` moves only the model inputs (the base `Pipeline`
+walked every object of the batch), and `predict_columns` returns the results as columns (what `molformer-kd predict`
+writes) instead of one dict per molecule. On a CUDA device batches are built in pinned memory and copied without
+blocking (`use_pinned_memory`).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -48,7 +55,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .data.domain import ApplicabilityDomain
+from .data.domain import ApplicabilityDomain, molecule_profile
 from .data.metrics import per_label_metrics
 from .data.pretrained import (
     DEFAULT_MODEL,
@@ -63,7 +70,7 @@ from .modeling.auto import AutoModelForMolecularPropertyPrediction
 from .tokenization.featurization import MOLECULE_FAILURES, graph_profiles, pad_graph_features
 from .tokenization.processors import check_processor_matches_model, load_processor
 from .tokenization.smiles_grammar import shorten_smiles
-from .tokenization.tokenization_smiles import SmilesTokenizer
+from .tokenization.tokenization_smiles import EncodedSmilesBatch, SmilesTokenizer
 
 if TYPE_CHECKING:
     import os
@@ -83,6 +90,26 @@ _MAX_ERROR_CHARS = 400
 STREAM_WINDOW_BATCHES = 64
 # Graph students that read no Graphormer encodings (spatial_pos, attn_edge_type, edge_input).
 _MODEL_TYPES_WITHOUT_GRAPH_ENCODINGS = ("molformer_gin",)
+# Keys of a SMILES Transformer batch that run over atoms (the others run over tokens).
+_ATOM_KEYS = ("atom_token_index", "atom_mask")
+
+
+def use_pinned_memory(device: torch.device) -> bool:
+    """Whether the pipeline builds its batches in pinned (page-locked) host memory, so that their copy to the device
+    runs without blocking: on a CUDA device only (on the CPU there is no copy to make)."""
+    return device.type == "cuda" and torch.cuda.is_available()
+
+
+class PredictionColumns(NamedTuple):
+    """The results of `MolecularPropertyPredictionPipeline.predict_columns`, one entry per input SMILES in input order,
+    as columns: `values` (N, T) float64 predictions (NaN where the row failed) or (N, D) float32 embeddings (zeros
+    where it failed; (N, 0) when every row failed), `errors` (None or the row's error), and for a model with an
+    applicability domain `in_domain` / `domain_reason` (None for a failed row; both None without a domain)."""
+
+    values: np.ndarray
+    errors: list[str | None]
+    in_domain: list[bool | None] | None
+    domain_reason: list[str | None] | None
 
 
 class SafetensorsAutoModelForMolecularPropertyPrediction(AutoModelForMolecularPropertyPrediction):
@@ -202,6 +229,7 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         config = self.model.config
         self._max_atoms = config.max_atoms if getattr(config, "variant", None) == "st_kd" else None
         self.applicability_domain = ApplicabilityDomain.from_config(config)
+        self.pin_memory = use_pinned_memory(self.device)
 
     @classmethod
     def from_pretrained(
@@ -292,6 +320,52 @@ class MolecularPropertyPredictionPipeline(Pipeline):
                 items.append({"smiles": one, "features": features, "error": None})
         return items
 
+    @property
+    def encodes_batches(self) -> bool:
+        """Whether batches are encoded whole (`SmilesTokenizer.encode_batch`, `collate_smiles`) instead of one
+        molecule at a time."""
+        return self.feature_extractor is None and isinstance(self.tokenizer, SmilesTokenizer)
+
+    def collate_smiles(self, smiles: list) -> dict:
+        """`collate(preprocess_many(smiles))` of a `SmilesTokenizer` student, encoded straight into the padded batch
+        (`SmilesTokenizer.encode_batch`: no python list per molecule, nothing per molecule for a DataLoader worker to
+        send). The applicability domain profiles the molecules that the tokenizer's front door parsed already."""
+        encoded = self.tokenizer.encode_batch(
+            smiles, max_atoms=self._max_atoms, keep_checked=self.applicability_domain is not None
+        )
+        errors = [None if err is None else self._preprocess_error(one, err) for one, err in zip(smiles, encoded.errors)]
+        inputs = None if encoded.inputs is None else {k: torch.from_numpy(v) for k, v in encoded.inputs.items()}
+        return {
+            "smiles": smiles,
+            "errors": errors,
+            "valid": encoded.encoded,
+            "inputs": inputs,
+            "features": None,  # `_forward` takes a molecule's own rows of `inputs` to retry it alone
+            "domain": self._checked_domain_verdicts(smiles, encoded),
+        }
+
+    @staticmethod
+    def _preprocess_error(smiles: Any, err: BaseException) -> str:
+        """The error `preprocess` gives a SMILES that its processor refused with `err`."""
+        return f"non-string SMILES {shorten_smiles(smiles)}" if not isinstance(smiles, str) else _row_error(smiles, err)
+
+    def _checked_domain_verdicts(self, smiles: list, encoded: EncodedSmilesBatch) -> list | None:
+        """`_domain_verdicts` of an encoded SMILES batch, from the molecules its front door sanitized: the same
+        profile as `check_many`'s own parse, unless written hydrogens were folded (the atom rule's molecule then
+        lacks atoms that RDKit's keeps): those few are parsed again."""
+        domain = self.applicability_domain
+        if domain is None:
+            return None
+        verdicts, again = [None] * len(smiles), []
+        for i, checked in zip(encoded.encoded, encoded.checked):
+            if checked.parsed._folded is None:  # no hydrogen folded: the atom rule left RDKit's molecule as it was
+                verdicts[i] = domain.check_profile(molecule_profile(checked.mol))
+            else:
+                again.append(i)
+        for i, verdict in zip(again, domain.check_many([smiles[i] for i in again])):
+            verdicts[i] = verdict
+        return verdicts
+
     def _pad(self, features: list) -> dict:
         """The model batch of some molecules' unpadded features."""
         if self.feature_extractor is not None:
@@ -346,7 +420,13 @@ class MolecularPropertyPredictionPipeline(Pipeline):
     def collate_positioned(self, batch: list[tuple[int, Any]]) -> dict:
         """`collate` of the featurized `(input position, SMILES)` pairs of a batch, with their `positions`."""
         positions, smiles = zip(*batch)
-        return {**self.collate(self.preprocess_many(list(smiles))), "positions": list(positions)}
+        smiles = list(smiles)
+        collated = self.collate_smiles(smiles) if self.encodes_batches else self.collate(self.preprocess_many(smiles))
+        if collated["inputs"] is not None and not self.pin_memory:
+            # From a DataLoader worker, numpy arrays travel as bytes in the batch's pickle; tensors each through a
+            # shared-memory file (measured 5x the main process's CPU time for a tiny ST batch). `forward` takes both.
+            collated["inputs"] = {key: value.numpy() for key, value in collated["inputs"].items()}
+        return {**collated, "positions": list(positions)}
 
     def get_inference_context(self) -> type[torch.inference_mode]:
         # No autograd bookkeeping at all (no_grad still tracks tensor versions and views).
@@ -358,6 +438,40 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             return outputs.pooler_output.float()
         # The predictor turns logits into what a user reads: values in label units, or class probabilities.
         return self.model.head.transform(outputs.logits).float()
+
+    def _to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A model batch (tensors, or numpy arrays from `collate_positioned`) on the pipeline's device (a CUDA copy
+        does not block: batches come from pinned memory)."""
+        inputs = {
+            key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for key, value in inputs.items()
+        }
+        if self.device.type == "cpu":
+            return inputs
+        non_blocking = self.device.type == "cuda"
+        return {key: value.to(self.device, non_blocking=non_blocking) for key, value in inputs.items()}
+
+    def forward(self, model_inputs: dict[str, Any], **forward_params) -> dict[str, Any]:
+        """`Pipeline.forward` less its walk over every object of the batch (the SMILES, errors, per-molecule features:
+        it cost more than the tiny models' own forward): only the model inputs go to the device, only the values
+        come back, under `torch.inference_mode`."""
+        with self.device_placement(), self.get_inference_context()():
+            batch = dict(model_inputs)
+            if batch["inputs"] is not None:
+                batch["inputs"] = self._to_device(batch["inputs"])
+            outputs = self._forward(batch, **forward_params)
+            if outputs["values"] is not None:
+                outputs["values"] = outputs["values"].cpu()
+        return outputs
+
+    def _single_inputs(self, batch: dict[str, Any], k: int) -> dict[str, torch.Tensor]:
+        """The model batch of the k-th valid molecule of a batch alone (its own features, or its unpadded rows of
+        an encoded SMILES batch)."""
+        if batch["features"] is not None:
+            return self._to_device(self._pad([batch["features"][k]]))
+        inputs = self._to_device(batch["inputs"])
+        tokens = int(inputs["attention_mask"][k].sum())
+        atoms = int(inputs["atom_mask"][k].sum()) if "atom_mask" in inputs else 0
+        return {key: value[k : k + 1, : atoms if key in _ATOM_KEYS else tokens] for key, value in inputs.items()}
 
     def _forward(self, batch: dict[str, Any], mode: str | None = None) -> dict[str, Any]:
         mode = mode or self.default_mode
@@ -371,11 +485,9 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             # The batch could not be padded or run: one molecule at a time, so that only the failing ones get an
             # error and the others are predicted.
             rows = []
-            for i, features in zip(batch["valid"], batch["features"]):
+            for k, i in enumerate(batch["valid"]):
                 try:
-                    rows.append(
-                        self._values(self._ensure_tensor_on_device(self._pad([features]), device=self.device), mode)
-                    )
+                    rows.append(self._values(self._single_inputs(batch, k), mode))
                 except _MODEL_FAILURES as err:
                     errors[i] = _row_error(batch["smiles"][i], err, "failed in the model: ")
             valid = [i for i in valid if errors[i] is None]
@@ -406,7 +518,6 @@ class MolecularPropertyPredictionPipeline(Pipeline):
                 result = {name: float(value) for name, value in zip(names, values[row])}
             if domain is not None:
                 # A molecule that failed after featurizing (in the model) has a verdict but no prediction to flag.
-                # (The base Pipeline's device transfer turns the DomainVerdict named tuples into plain ones.)
                 in_domain, reason = domain[index] if row is not None and domain[index] is not None else (None, None)
                 result["in_domain"] = None if in_domain is None else bool(in_domain)
                 result["domain_reason"] = reason
@@ -430,6 +541,18 @@ class MolecularPropertyPredictionPipeline(Pipeline):
         postprocess_params: dict,
     ) -> Iterator[dict]:
         """Results in input order, computed on length-bucketed batches (`length_bucketed_batches`)."""
+        finished, next_position = {}, 0
+        for batch in self._forward_batches(inputs, num_workers, batch_size, forward_params):
+            results = self.postprocess(batch, **postprocess_params)
+            finished.update(zip(batch["positions"], results))
+            while next_position in finished:
+                yield finished.pop(next_position)
+                next_position += 1
+
+    def _forward_batches(
+        self, inputs: Iterable[Any], num_workers: int, batch_size: int, forward_params: dict
+    ) -> Iterator[dict[str, Any]]:
+        """`forward` outputs of the length-bucketed batches of `inputs`, each with its input `positions`."""
         if isinstance(inputs, Sized):
             # The caller gets a list of them all anyway: bucket the whole list.
             dataset = list(length_bucketed_batches(inputs, batch_size, max(len(inputs), 1)))
@@ -437,14 +560,48 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             dataset = _BatchStream(length_bucketed_batches(inputs, batch_size, batch_size * STREAM_WINDOW_BATCHES))
             num_workers = min(num_workers, 1)
         # batch_size=None: each dataset element is already a batch, passed to collate_fn as it is.
-        loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=self.collate_positioned)
-        finished, next_position = {}, 0
+        loader = DataLoader(
+            dataset,
+            batch_size=None,
+            num_workers=num_workers,
+            collate_fn=self.collate_positioned,
+            pin_memory=self.pin_memory,
+        )
         for batch in loader:
-            results = self.postprocess(self.forward(batch, **forward_params), **postprocess_params)
-            finished.update(zip(batch["positions"], results))
-            while next_position in finished:
-                yield finished.pop(next_position)
-                next_position += 1
+            yield {**self.forward(batch, **forward_params), "positions": batch["positions"]}
+
+    def predict_columns(
+        self, smiles: Sequence[Any], batch_size: int = 64, num_workers: int = 0, mode: str | None = None
+    ) -> PredictionColumns:
+        """The results of `predict` as columns (`PredictionColumns`) instead of one dict per molecule: what a
+        screening run writes, without a python object per value."""
+        mode = mode or self.default_mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        count = len(smiles)
+        values = np.full((count, len(self.label_names)), np.nan) if mode == PREDICT else None
+        errors: list[str | None] = [None] * count
+        domain = self.applicability_domain is not None
+        in_domain = [None] * count if domain else None
+        reasons = [None] * count if domain else None
+        for batch in self._forward_batches(smiles, num_workers, batch_size, {"mode": mode}):
+            positions = batch["positions"]
+            for position, error in zip(positions, batch["errors"]):
+                if error is not None:
+                    errors[position] = error
+            if batch["values"] is None:
+                continue
+            rows = [positions[i] for i in batch["valid"]]
+            batch_values = batch["values"].numpy()
+            if values is None:  # embeddings: the width is known from the first batch
+                values = np.zeros((count, batch_values.shape[1]), dtype=np.float32)
+            values[rows] = batch_values
+            if domain:
+                for i, row in zip(batch["valid"], rows):
+                    in_domain[row], reasons[row] = bool(batch["domain"][i][0]), batch["domain"][i][1]
+        if values is None:  # embeddings, and not one row succeeded: their width is unknown
+            values = np.zeros((count, 0), dtype=np.float32)
+        return PredictionColumns(values, errors, in_domain, reasons)
 
     def predict(self, smiles: str | Iterable[str], batch_size: int = 64, num_workers: int = 0, **kwargs) -> list[dict]:
         """Predictions for a list of SMILES (one dict per SMILES, in order); a single SMILES gives a list of one."""

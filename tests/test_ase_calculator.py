@@ -22,6 +22,7 @@ from ase.optimize import BFGS
 from transformers import AutoConfig
 
 from molformer_kd.calculators import MolformerCalculator
+from molformer_kd.data.domain import ApplicabilityDomain
 from molformer_kd.data.xtb import energy_statistics, load_qm9_xtb
 from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
 from molformer_kd.tokenization.collators import PointCloudCollator
@@ -197,6 +198,17 @@ def test_refuses_what_the_models_cannot_describe(conformations):
         bad.calc = calculator
         with pytest.raises(ValueError, match="atomic numbers"):
             bad.get_potential_energy()
+    # A model whose training geometries held only H, C, N, O, F (recorded by the training stage) refuses sulfur.
+    trained = tiny_model("schnet")
+    domain = ApplicabilityDomain.from_atomic_numbers([[6, 1, 1, 1, 1], [7, 8, 9]])
+    trained.config.applicability_domain = domain.to_dict()
+    thiol = Atoms("CH4S", positions=np.random.default_rng(0).normal(scale=1.5, size=(6, 3)))
+    thiol.calc = MolformerCalculator(trained)
+    with pytest.raises(ValueError, match=r"elements \['S'\] are outside this model's training data"):
+        thiol.get_potential_energy()
+    known = atoms_of(conformations[f"{MOLECULE}:0"])
+    known.calc = MolformerCalculator(trained)
+    assert np.isfinite(known.get_potential_energy())
     with pytest.raises(ValueError, match="force_source"):
         MolformerCalculator(tiny_model("schnet"), force_source="direct")
     with pytest.raises(ValueError, match="energy_unit"):

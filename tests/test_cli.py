@@ -2,6 +2,7 @@
 
 import csv
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -258,3 +259,105 @@ def test_busy_cores_counts_another_process_spinning_now():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_busy_cores_over_a_past_window_leaves_this_process_out(monkeypatch):
+    """busy_cores(since=...) counts the machine's non-idle time since the sample, less this process's own CPU time
+    (the start-up work it did meanwhile), and sleeps only to complete a window shorter than `window`."""
+    from molformer_kd import cli
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    monkeypatch.setattr(cli, "available_cores", lambda: 2)
+    start = cli.CpuTimes(non_idle=1_000, total=10_000, own=5.0)
+    # One second on 2 cores (2 * ticks), 1.5 cores busy of which 1 core is this process: 0.5 core busy elsewhere.
+    end = cli.CpuTimes(non_idle=1_000 + 1.5 * ticks, total=10_000 + 2 * ticks, own=6.0)
+    monkeypatch.setattr(cli, "cpu_times", lambda: end)
+    slept = []
+    monkeypatch.setattr(cli.time, "sleep", slept.append)
+    assert cli.busy_cores(window=0.2, since=start) == pytest.approx(0.5)
+    assert slept == []  # the window was long enough
+    just_started = cli.CpuTimes(non_idle=end.non_idle, total=end.total - 0.1 * ticks, own=end.own)
+    cli.busy_cores(window=0.2, since=just_started)
+    assert slept == [pytest.approx(0.2 - 0.05)]  # 0.1 tick-seconds over 2 cores: 0.05 s elapsed
+    # Never below zero (this process's own ticks are counted at a finer grain than /proc/stat's).
+    assert cli.busy_cores(since=cli.CpuTimes(end.non_idle, start.total, end.own - 1.0)) == 0.0
+
+
+def test_result_columns_are_built_without_pa_array(monkeypatch):
+    """pa.array imports pandas on first use (0.2-0.5 s of every start-up): the table is built from buffers, and the
+    columns equal pa.array's."""
+    import pyarrow as pa
+
+    from molformer_kd import cli
+
+    strings = ["CCO", None, "", "ünïcode Ω", "x" * 1000, None]
+    numbers = np.array([1.5, np.nan, -2.0, 0.0, 1e30, 7.0])
+    null = np.array([False, True, False, False, False, True])
+    expected = {
+        "strings": pa.array(strings, pa.string()),
+        "floats": pa.array(numbers, pa.float64(), mask=null),
+        "floats32": pa.array(numbers.astype(np.float32), pa.float32(), mask=null),
+        "ints": pa.array(list(range(6)), pa.int64()),
+        "booleans": pa.array([True, None, False, True, None, False], pa.bool_()),
+        "ascii": pa.array(["a", "bc", None], pa.string()),
+    }
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pa.array called")
+
+    monkeypatch.setattr(pa, "array", refuse)
+    got = {
+        "strings": cli.arrow_strings(strings),
+        "floats": cli.arrow_numbers(numbers, pa.float64(), null),
+        "floats32": cli.arrow_numbers(numbers, pa.float32(), null),
+        "ints": cli.arrow_numbers(range(6), pa.int64()),
+        "booleans": cli.arrow_booleans([True, None, False, True, None, False]),
+        "ascii": cli.arrow_strings(["a", "bc", None]),
+    }
+    for name, array in got.items():
+        array.validate(full=True)
+        assert array.equals(expected[name]), name
+    from molformer_kd.pipelines import PredictionColumns
+
+    table = cli.ResultTable("predict", ["gap"], 0, with_name=True, kept_columns=("id",), domain_columns=True)
+    inputs = [cli.InputRow("CCO", "ethanol", kept=("m0",)), cli.InputRow(None, error="bad line", kept=(None,))]
+    results = PredictionColumns(np.array([[1.0], [np.nan]]), [None, "bad line"], [True, None], [None, None])
+    built = table.build([0, 1], inputs, results)
+    assert built.to_pylist() == [
+        {"row": 0, "smiles": "CCO", "name": "ethanol", "id": "m0", "gap": 1.0, "in_domain": True}
+        | {"domain_reason": None, "error": None},
+        {"row": 1, "smiles": None, "name": None, "id": None, "gap": None, "in_domain": None}
+        | {"domain_reason": None, "error": "bad line"},
+    ]
+
+
+def test_a_smiles_transformer_with_a_domain_through_the_cli(tmp_path):
+    """The SMILES path end to end: one row per input row in order, the front door's errors naming SMILES and position,
+    domain flags on predicted rows only, values equal to the pipeline's per-molecule results."""
+    from fixtures_students import save_tiny_st_student
+
+    from molformer_kd.data.domain import DOMAIN_CONFIG_KEY, ApplicabilityDomain
+
+    save_tiny_st_student(tmp_path / "st")
+    config = tmp_path / "st" / "config.json"
+    settings = json.loads(config.read_text())
+    settings[DOMAIN_CONFIG_KEY] = ApplicabilityDomain.from_smiles(["CCO", "CC(C)N", "c1ccccc1O"]).to_dict()
+    config.write_text(json.dumps(settings))
+    smiles = ["CCO", "C1CC", "c1ccccc1Cl", "[2H]C([2H])([2H])O", "C" * 40, "CC(C)N", *INVALID_SMILES, "O=C=O.O"]
+    input_path, output_path = tmp_path / "mols.csv", tmp_path / "preds.csv"
+    with open(input_path, "w", newline="") as handle:
+        csv.writer(handle).writerows([["smiles"], *([s] for s in smiles)])
+    options = ["--threads", "1", "--quiet", "--batch-size", "4"]
+    for workers in ("0", "1"):
+        argv = ["predict", "--model", str(tmp_path / "st"), "--input", str(input_path), "--output", str(output_path)]
+        assert main([*argv, *options, "--num-workers", workers]) == 0
+        columns = read_csv_columns(output_path)
+        assert columns["row"] == [str(i) for i in range(len(smiles))] and columns["smiles"] == smiles
+        expected = MolecularPropertyPredictionPipeline.from_pretrained(tmp_path / "st")(smiles)
+        assert columns["error"] == [r["error"] or "" for r in expected]
+        assert "'C1CC' at position" in columns["error"][1]
+        assert columns["in_domain"] == ["" if r["in_domain"] is None else str(r["in_domain"]).lower() for r in expected]
+        assert columns["domain_reason"] == [r["domain_reason"] or "" for r in expected]
+        assert columns["in_domain"][:4] == ["true", "", "false", "true"]
+        for name in LABEL_NAMES:
+            np.testing.assert_allclose(to_floats(columns[name]), [r[name] for r in expected], rtol=1e-6)

@@ -261,3 +261,5 @@ def test_push_student_to_local_hub(tmp_path, hub_env, hub_python):
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md"):
         assert name in listing
     assert "gap_mae" in listing
+    # The card's usage snippet loads the repo it was pushed to, not the name of the local stage folder.
+    assert 'model="tester/tiny-gin-student"' in listing

@@ -143,3 +143,15 @@ def test_graph_profiles_equal_the_rdkit_profile_of_the_smiles():
     for smiles, profile in zip(PROFILE_CASES, graph_profiles(features)):
         assert profile == molecule_profile(Chem.MolFromSmiles(smiles)), smiles
     assert graph_profiles([]) == []
+
+
+def test_domain_of_3d_structures_has_their_heavy_elements_and_atom_counts():
+    """Point clouds (the energy models' data) give elements and heavy-atom counts, and nothing about charges."""
+    water, methanol, fluoromethane = [8, 1, 1], [6, 8, 1, 1, 1, 1], [1, 6, 1, 9, 1]
+    domain = ApplicabilityDomain.from_atomic_numbers([water, methanol, fluoromethane], source="three molecules")
+    assert domain.elements == ("C", "F", "O")
+    assert (domain.min_heavy_atoms, domain.max_heavy_atoms, domain.molecules) == (1, 2, 3)
+    assert domain.net_charges is None and domain.atom_charges is None
+    assert ApplicabilityDomain.from_dict(domain.to_dict()) == domain
+    with pytest.raises(ValueError, match="at least one molecule"):
+        ApplicabilityDomain.from_atomic_numbers([])

@@ -11,7 +11,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 from transformers import AutoFeatureExtractor, PretrainedConfig
 
-from molformer_kd.tokenization import parse_smiles
+from molformer_kd.tokenization import featurization, parse_smiles
 from molformer_kd.tokenization.featurization import (
     ATOM_FEATURE_DIMS,
     BOND_FEATURE_DIMS,
@@ -401,6 +401,12 @@ VARIED_SMILES = SMILES + [
     "c1ccc2cc3ccccc3cc2c1",
     "O=C([O-])c1cc[n+](C)cc1",
     "[Cu+2].[O-]S(=O)(=O)[O-]",
+    # sanitization turns bonds at a metal into dative bonds pointing the other way (N->Fe, N->Pt)
+    "[Fe]N(C)(C)C",
+    "Cl[Pt](Cl)([NH3])[NH3]",
+    # aromatic-type bonds outside rings: not aromatic, conjugated or not
+    "O=CN[#6]:[#6]",
+    "CC(C)=O.[#6]:[#6]",
 ]
 
 
@@ -430,6 +436,27 @@ def test_smiles_shortcuts_equal_reading_every_property(featurizer):
     from_mols = featurizer.featurize_many([Chem.MolFromSmiles(smiles) for smiles in corpus])
     for smiles, actual, expected in zip(corpus, from_smiles, from_mols):
         _assert_same_features(actual, expected, smiles)
+
+
+@pytest.mark.parametrize("tamper", ["drop a bond", "move a bond"])
+def test_a_parse_whose_bonds_rdkit_lacks_raises_naming_the_smiles(monkeypatch, tamper):
+    # Parsed SMILES take their bond list from the parse; a parser bug must fail loudly, never mislabel bonds.
+    real_check_smiles = featurization.check_smiles
+
+    def tampered_check_smiles(smiles, max_atoms):
+        checked = real_check_smiles(smiles, max_atoms)
+        if smiles == "CCCC" and tamper == "drop a bond":
+            checked.parsed.bonds.pop()
+        elif smiles == "CCCC":
+            checked.parsed.bonds[-1] = (0, 3, "SINGLE")  # butane has no bond 0-3
+        return checked
+
+    monkeypatch.setattr(featurization, "check_smiles", tampered_check_smiles)
+    with pytest.raises(RuntimeError, match="CCCC.*parser"):
+        MoleculeFeaturizer().featurize("CCCC")
+    results = MoleculeFeaturizer().featurize_many(["CCO", "CCCC"], errors="return")
+    _assert_same_features(results[0], MoleculeFeaturizer().featurize("CCO"), "CCO")
+    assert isinstance(results[1], RuntimeError) and "CCCC" in str(results[1])
 
 
 def test_featurize_many_records_and_errors():

@@ -60,6 +60,8 @@ def test_tiny_painn_config_end_to_end_in_a_subprocess(tmp_path):
     # Both models carry the training set's energy statistics (per-element reference energies of H, C, N, O, F).
     assert student.config.atom_reference_energies == teacher.config.atom_reference_energies
     assert all(student.config.atom_reference_energies[z] != 0 for z in (1, 6, 7, 8))
+    # The training geometries' elements travel with the checkpoint (the ASE calculator refuses others).
+    assert set(student.config.applicability_domain["elements"]) <= {"C", "N", "O", "F"}
     # The export holds the student alone: n2n's projection (16 -> 32) stays in the training module.
     with safe_open(run / "distill" / "model.safetensors", "pt") as weights:
         assert set(weights.keys()) == set(student.state_dict())

@@ -243,3 +243,164 @@ def test_a_graphormer_needs_a_featurizer_with_graph_encodings():
         )
     pipe = MolecularPropertyPredictionPipeline(model=model, feature_extractor=MoleculeFeaturizer(), device=-1)
     assert pipe.feature_extractor.graph_encodings and all(r["error"] is None for r in pipe(SMILES))
+
+
+# ---------------------------------------------------------------------------------------------------- columns, devices
+
+DOMAIN_CASES = [
+    "CCO",
+    "c1ccccc1Cl",
+    "C1CC",
+    "[NH4+]",
+    "CC(=O)[O-].[Na+]",
+    "[CH3]",
+    "[H][H]",
+    "[2H]C([2H])([2H])O",  # folded hydrogens: the domain parses this one again
+    "[H]OC([H])([H])C",
+    None,
+    "O=C=O.O.N",
+    "C" * 40,  # over the tiny ST's 32 atoms
+]
+
+
+def st_pipeline_with_domain():
+    from molformer_kd.data.domain import DOMAIN_CONFIG_KEY, ApplicabilityDomain
+
+    model = tiny_st_student()
+    domain = ApplicabilityDomain.from_smiles(["CCO", "CC(C)N", "c1ccccc1O", "CC(=O)O"])
+    setattr(model.config, DOMAIN_CONFIG_KEY, domain.to_dict())
+    return MolecularPropertyPredictionPipeline(model=model, tokenizer=SmilesTokenizer(), device=-1)
+
+
+def test_a_smiles_batch_is_encoded_whole_as_the_per_molecule_path_pads_it():
+    pipe = st_pipeline_with_domain()
+    assert pipe.encodes_batches
+    whole = pipe.collate_smiles(DOMAIN_CASES)
+    per_molecule = pipe.collate(pipe.preprocess_many(DOMAIN_CASES))
+    assert whole["errors"] == per_molecule["errors"] and whole["valid"] == per_molecule["valid"]
+    assert set(whole["inputs"]) == set(per_molecule["inputs"])
+    for key, value in per_molecule["inputs"].items():
+        torch.testing.assert_close(whole["inputs"][key], value, rtol=0, atol=0)
+    # The domain verdicts from the front door's molecules are those of a second RDKit parse of each SMILES.
+    assert whole["domain"] == per_molecule["domain"]
+    assert [v is None for v in whole["domain"]] == [e is not None for e in whole["errors"]]
+    assert not MolecularPropertyPredictionPipeline(
+        model=tiny_gin_student(), feature_extractor=MoleculeFeaturizer(), device=-1
+    ).encodes_batches
+
+
+@pytest.mark.parametrize("student", ["gin", "smiles_transformer"])
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_predict_columns_hold_the_per_molecule_results(student, num_workers):
+    pipe = (
+        MolecularPropertyPredictionPipeline(model=tiny_gin_student(), feature_extractor=MoleculeFeaturizer(), device=-1)
+        if student == "gin"
+        else st_pipeline_with_domain()
+    )
+    smiles = DOMAIN_CASES + SMILES + INVALID
+    rows = pipe(smiles, batch_size=3)
+    columns = pipe.predict_columns(smiles, batch_size=3, num_workers=num_workers)
+    assert columns.errors == [r["error"] for r in rows]
+    np.testing.assert_allclose(columns.values, as_matrix(rows), rtol=1e-6, atol=1e-6)  # NaN where failed
+    if pipe.applicability_domain is None:
+        assert columns.in_domain is None and columns.domain_reason is None
+    else:
+        assert columns.in_domain == [r["in_domain"] for r in rows]
+        assert columns.domain_reason == [r["domain_reason"] for r in rows]
+        assert any(columns.in_domain) and False in columns.in_domain
+    embeddings = pipe.predict_columns(smiles, batch_size=4, mode="embed")
+    for row, result in zip(embeddings.values, pipe(smiles, batch_size=4, mode="embed")):
+        np.testing.assert_allclose(row, 0 if result["embedding"] is None else result["embedding"], atol=1e-6)
+    assert pipe.predict_columns(["C1CC"], mode="embed").values.shape == (1, 0)
+    assert pipe.predict_columns([]).values.shape == (0, len(LABEL_NAMES))
+
+
+def test_a_smiles_batch_that_fails_in_the_model_is_retried_one_unpadded_molecule_at_a_time():
+    model, tokenizer = tiny_st_student(), SmilesTokenizer()
+    pipe = MolecularPropertyPredictionPipeline(model=model, tokenizer=tokenizer, device=-1)
+    expected = pipe(SMILES)
+    forward, seen = model.forward, []
+
+    def fails_on_four_atoms(**inputs):  # the model's own input checks refusing some molecules of the batch
+        seen.append({key: value.clone() for key, value in inputs.items()})
+        if (inputs["atom_mask"].sum(dim=1) == 4).any():
+            raise ValueError("four atoms are not allowed")
+        return forward(**inputs)
+
+    model.forward = fails_on_four_atoms
+    results = pipe(SMILES, batch_size=len(SMILES))
+    assert [r["error"] is not None for r in results] == [s in ("C1CC1N", "OCC#N") for s in SMILES]
+    assert "'OCC#N'" in results[2]["error"] and "four atoms are not allowed" in results[2]["error"]
+    for got, want in zip(results, expected):
+        if got["error"] is None:
+            np.testing.assert_allclose([got[n] for n in LABEL_NAMES], [want[n] for n in LABEL_NAMES], rtol=1e-5)
+    # Each retry is the molecule's own unpadded encoding.
+    singles = {tuple(batch["input_ids"][0].tolist()): batch for batch in seen if len(batch["input_ids"]) == 1}
+    for smiles in SMILES:
+        alone = tokenizer(smiles, return_tensors="pt")
+        batch = singles[tuple(alone["input_ids"][0].tolist())]
+        for key in tokenizer.model_input_names:
+            torch.testing.assert_close(batch[key], alone[key], rtol=0, atol=0)
+
+
+def test_forward_moves_only_the_model_inputs(monkeypatch):
+    """The base Pipeline's recursive device transfer walked every SMILES, error and per-molecule list of a batch:
+    the pipeline's own forward moves the model inputs only (nothing to move on the CPU)."""
+    pipe = MolecularPropertyPredictionPipeline(model=tiny_st_student(), tokenizer=SmilesTokenizer(), device=-1)
+    expected = pipe(SMILES + INVALID)
+
+    def walk(*args, **kwargs):
+        raise AssertionError("the whole batch was walked")
+
+    monkeypatch.setattr(pipe, "_ensure_tensor_on_device", walk)
+    results = pipe(SMILES + INVALID)
+    assert [r["error"] for r in results] == [r["error"] for r in expected]
+    np.testing.assert_allclose(as_matrix(results), as_matrix(expected), rtol=1e-6)
+
+
+def test_batches_come_from_pinned_memory_on_cuda_only(monkeypatch):
+    from molformer_kd import pipelines
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pipelines.use_pinned_memory(torch.device("cuda"))
+    assert pipelines.use_pinned_memory(torch.device("cuda:1"))
+    assert not pipelines.use_pinned_memory(torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not pipelines.use_pinned_memory(torch.device("cuda"))
+    # On the CPU the loader pins nothing and the batch reaches the model as it was built.
+    monkeypatch.undo()
+    loaders = []
+
+    class RecordingLoader(pipelines.DataLoader):
+        def __init__(self, *args, **kwargs):
+            loaders.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(pipelines, "DataLoader", RecordingLoader)
+    pipe = MolecularPropertyPredictionPipeline(model=tiny_st_student(), tokenizer=SmilesTokenizer(), device=-1)
+    assert not pipe.pin_memory
+    batch = pipe.collate_positioned(list(enumerate(SMILES)))  # what a DataLoader worker sends: numpy arrays
+    assert all(isinstance(value, np.ndarray) for value in batch["inputs"].values())
+    on_device = pipe._to_device(batch["inputs"])
+    for key, value in batch["inputs"].items():
+        assert on_device[key].device.type == "cpu" and on_device[key].data_ptr() == value.ctypes.data  # no copy
+    assert all(r["error"] is None for r in pipe(SMILES))
+    assert loaders and all(kwargs["pin_memory"] is False for kwargs in loaders)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("student", ["gin", "smiles_transformer"])
+def test_cuda_predictions_from_pinned_batches_equal_the_cpu_ones(student):
+    from molformer_kd import pipelines
+
+    processor = {"feature_extractor": MoleculeFeaturizer()} if student == "gin" else {"tokenizer": SmilesTokenizer()}
+    model = tiny_gin_student() if student == "gin" else tiny_st_student()
+    cpu = MolecularPropertyPredictionPipeline(model=model, device=-1, **processor)
+    expected = cpu.predict_columns(SMILES + INVALID, batch_size=3)
+    cuda = MolecularPropertyPredictionPipeline(model=model, device=0, **processor)
+    assert pipelines.use_pinned_memory(cuda.device)
+    for num_workers in (0, 1):
+        got = cuda.predict_columns(SMILES + INVALID, batch_size=3, num_workers=num_workers)
+        assert got.errors == expected.errors
+        np.testing.assert_allclose(got.values, expected.values, rtol=1e-4, atol=1e-5)

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from rdkit import Chem
@@ -227,3 +228,50 @@ def test_a_loaded_tokenizer_saves_a_config_that_loads_again(tokenizer_class, tmp
     assert "is_local" not in saved and "local_files_only" not in saved
     reloaded = tokenizer_class.from_pretrained(tmp_path / "second")
     assert reloaded("CCO")["input_ids"] == tokenizer_class()("CCO")["input_ids"]
+
+
+BATCH_SMILES = [
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "C1CC",  # unclosed ring
+    "[NH4+].[Cl-]",
+    "O",
+    "C(C)(C)(C)(C)C",  # five-valent carbon: RDKit refuses it
+    "OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O",
+    "[2H]C([2H])([2H])O",  # written hydrogens folded into the carbon
+    "",
+    "c1ccc2ccccc2c1",
+    None,
+    "[H][H]",
+]
+
+
+def test_encode_batch_is_the_padded_batch_of_the_molecules_that_encode(tok):
+    """encode_batch gives the arrays of tokenizer(valid, padding=True) and, per refused row, the front door's error
+    (naming SMILES and position), the others unaffected."""
+    batch = tok.encode_batch(BATCH_SMILES, keep_checked=True)
+    valid = [i for i, s in enumerate(BATCH_SMILES) if s not in ("C1CC", "C(C)(C)(C)(C)C", "", None)]
+    assert batch.encoded == valid
+    expected = tok([BATCH_SMILES[i] for i in valid], padding=True, return_tensors="pt")
+    assert set(batch.inputs) == set(tok.model_input_names)
+    for key in tok.model_input_names:
+        assert batch.inputs[key].dtype == np.int64
+        np.testing.assert_array_equal(batch.inputs[key], expected[key].numpy(), err_msg=key)
+    for i, (smiles, error) in enumerate(zip(BATCH_SMILES, batch.errors)):
+        if i in valid:
+            assert error is None
+        elif smiles is None:
+            assert isinstance(error, TypeError)
+        else:
+            assert isinstance(error, SmilesParseError) and repr(smiles) in str(error) and "position" in str(error)
+    # The front door's parse and molecule of each encoded row: its atoms are the row's atom tokens.
+    assert [c.parsed.smiles for c in batch.checked] == [BATCH_SMILES[i] for i in valid]
+    assert [c.mol.GetNumAtoms() for c in batch.checked] == batch.inputs["atom_mask"].sum(axis=1).tolist()
+    assert tok.encode_batch(BATCH_SMILES).checked is None
+
+
+def test_encode_batch_applies_the_lower_atom_limit_per_row(tok):
+    batch = tok.encode_batch(["C" * 10, "CCO", "C" * 11], max_atoms=10)
+    assert batch.encoded == [0, 1] and batch.inputs["atom_mask"].shape == (2, 10)
+    assert "11 atoms, more than the limit of 10" in str(batch.errors[2])
+    nothing = tok.encode_batch(["C1CC", "not a smiles"])
+    assert nothing.inputs is None and nothing.encoded == [] and all(nothing.errors)

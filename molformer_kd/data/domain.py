@@ -144,6 +144,26 @@ class ApplicabilityDomain:
         return cls.from_profiles(profiles(), source)
 
     @classmethod
+    def from_atomic_numbers(cls, molecules: Iterable[Iterable[int]], source: str | None = None) -> ApplicabilityDomain:
+        """The domain of a set of 3D structures given by their atomic numbers (hydrogens included or not): elements
+        and heavy-atom counts only, since a point cloud carries no formal charges, radicals or bonds."""
+        table = Chem.GetPeriodicTable()
+        elements, heavy = set(), []
+        for numbers in molecules:
+            numbers = [int(number) for number in numbers]
+            elements |= {table.GetElementSymbol(number) for number in numbers if number != 1}
+            heavy.append(sum(number != 1 for number in numbers))
+        if not heavy:
+            raise ValueError("an applicability domain needs at least one molecule")
+        return cls(
+            elements=tuple(sorted(elements)),
+            min_heavy_atoms=min(min(heavy), 1),
+            max_heavy_atoms=max(heavy),
+            source=source,
+            molecules=len(heavy),
+        )
+
+    @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "applicability_domain") -> ApplicabilityDomain:
         """A domain from its dict (config.json); unknown keys and values of the wrong type are a ValueError."""
         if not isinstance(values, Mapping):

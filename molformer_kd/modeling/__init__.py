@@ -6,7 +6,8 @@ register the `MoleculeFeaturizer` and the SMILES family the tokenizers, so `Auto
 
 Every model follows one contract (`modeling_utils.MolecularPreTrainedModel`, checked for every family by
 tests/test_model_contract.py): `model(**batch)` with the full batch of its modality, `return_dict`, outputs from
-`outputs.py`, no host-device synchronisation in `forward` (`validate_inputs(batch)` checks values on request).
+`outputs.py`, no host-device synchronisation in `forward` (the value checks, `check_input_values`, run in
+collators on the CPU batch and in `forward` only on CPU inputs).
 Property heads are predictors (`heads.py`) chosen once from `config.problem_type`.
 """
 

@@ -48,7 +48,11 @@ __all__ = [
 
 
 class RadiusGraph:
-    """Real atoms of a padded batch, packed, and the directed pairs of the same molecule within `cutoff`."""
+    """Real atoms of a padded batch, packed, and the directed pairs of the same molecule within `cutoff`.
+
+    Its sizes depend on the data: two `nonzero` (the real atoms, the pairs within the cutoff) are the only host
+    synchronisations of a SchNet/PaiNN forward on a GPU (tests/test_model_contract.py). The pair list is part of the
+    output (`edge_index`, `edge_features`, read by the KD-GNN objectives), so it stays a packed list."""
 
     def __init__(self, atomic_numbers: torch.Tensor, pos: torch.Tensor, atom_mask: torch.Tensor, cutoff: float) -> None:
         if pos.shape != (*atomic_numbers.shape, 3):
@@ -231,19 +235,25 @@ class AtomisticPreTrainedModel(MolecularPreTrainedModel):
         super()._init_weights(module)
         init_atomistic_weights(module)
 
-    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
-        atomic_numbers, atom_mask = batch["atomic_numbers"], batch.get("atom_mask")
+    @classmethod
+    def check_input_values(cls, config: AtomisticConfig, batch: Mapping[str, torch.Tensor]) -> None:
+        """The atomic numbers of the real atoms (`atom_mask`, default: nonzero numbers) within the embedding and
+        the reference energies."""
+        atomic_numbers, atom_mask = batch.get("atomic_numbers"), batch.get("atom_mask")
+        if atomic_numbers is None:
+            return
         numbers = atomic_numbers[atomic_numbers != 0 if atom_mask is None else atom_mask.bool()]
-        if numbers.numel() and (int(numbers.min()) <= 0 or int(numbers.max()) > self.config.max_atomic_number):
+        if not numbers.numel():
+            return
+        low, high = int(numbers.min()), int(numbers.max())
+        if low <= 0 or high > config.max_atomic_number:
             raise ValueError(
-                f"atom_mask marks atoms with atomic numbers {int(numbers.min())}..{int(numbers.max())} as real; this "
-                f"model embeds 1..{self.config.max_atomic_number}"
+                f"atom_mask marks atoms with atomic numbers {low}..{high} as real; this "
+                f"model embeds 1..{config.max_atomic_number}"
             )
-        references = self.config.atom_reference_energies
-        if references and numbers.numel() and int(numbers.max()) >= len(references):
-            raise ValueError(
-                f"atomic number {int(numbers.max())} has no entry in atom_reference_energies (length {len(references)})"
-            )
+        references = config.atom_reference_energies
+        if references and high >= len(references):
+            raise ValueError(f"atomic number {high} has no entry in atom_reference_energies (length {len(references)})")
 
 
 class EnergyAndForcesMixin:

@@ -40,6 +40,25 @@ class ConstantBuffers(nn.Module):
             buffer.copy_(torch.tensor(values, dtype=buffer.dtype))
 
 
+def check_category_ids(ids: torch.Tensor, feature_dims: list[int], what: str) -> None:
+    """Raise a ValueError naming `what` and the column if `ids` (..., C) has not C = len(feature_dims) columns or
+    a column holds ids outside [0, its size] (categories are stored as value + 1, 0 = none).
+
+    Reads the values: cheap on a CPU batch (collators, `forward` on the CPU), a device synchronisation elsewhere.
+    Needs no module: the sizes are config values, so a collator can check a batch before it reaches the model."""
+    if ids.shape[-1] != len(feature_dims):
+        raise ValueError(
+            f"{what} must have {len(feature_dims)} feature columns in the last axis, got shape {tuple(ids.shape)}"
+        )
+    outside = (ids < 0) | (ids > torch.tensor(feature_dims, device=ids.device))
+    if outside.any():
+        column = int(outside.reshape(-1, len(feature_dims)).any(dim=0).nonzero()[0])
+        raise ValueError(
+            f"{what} column {column} holds values outside [0, {feature_dims[column]}] "
+            "(categories are stored as value + 1); the featurizer and the config's feature dims differ"
+        )
+
+
 class CategoricalFeatureEmbedding(ConstantBuffers):
     """One embedding table per categorical column (ids stored as value + 1, 0 = none/padding embeds to zero),
     summed over the columns. Shared by every graph family for atom and bond features.
@@ -47,7 +66,8 @@ class CategoricalFeatureEmbedding(ConstantBuffers):
     The tables stay separate parameters (`tables.{column}.weight`, the checkpoint layout), but a lookup is a single
     embedding lookup in their concatenation: column c's id k > 0 reads row `offsets[c] + k`, id 0 reads the padding
     row 0 (zero, and without gradient). Ids are not range-checked here (that would synchronise with the device on
-    every call); the featurizer produces ids within `feature_dims`, and `validate_ids` checks them on request.
+    every call on a GPU); the featurizer produces ids within `feature_dims`, and `check_category_ids` checks them where
+    that is free (a CPU batch: collators, `forward` on the CPU; `MolecularPreTrainedModel.check_input_values`).
     """
 
     def __init__(self, feature_dims: list[int], embedding_dim: int, what: str = "features") -> None:
@@ -70,17 +90,6 @@ class CategoricalFeatureEmbedding(ConstantBuffers):
                 f"got shape {tuple(ids.shape)}"
             )
         return torch.where(ids > 0, ids + self.offsets, torch.zeros_like(ids))
-
-    def validate_ids(self, ids: torch.Tensor) -> None:
-        """Raise a ValueError if a column holds ids outside [0, its size] (reads the values: not for `forward`)."""
-        self._rows(ids)
-        outside = (ids < 0) | (ids > torch.tensor(self.feature_dims, device=ids.device))
-        if outside.any():
-            column = int(outside.reshape(-1, len(self.tables)).any(dim=0).nonzero()[0])
-            raise ValueError(
-                f"{self.what} column {column} holds values outside [0, {self.feature_dims[column]}] "
-                "(categories are stored as value + 1); the featurizer and the config's feature dims differ"
-            )
 
     def _weight(self) -> torch.Tensor:
         return torch.cat([table.weight for table in self.tables])

@@ -8,7 +8,8 @@ next to it (OGB pools the layer input instead, which leaves its final virtual no
 
 Message passing runs on the real atoms only, packed out of the padded (B, N) grid of the graph batch, so padding
 can neither receive messages nor enter BatchNorm statistics; outputs are scattered back onto the padded grid. The
-packing needs the number of real atoms on the host: one `nonzero` per forward, the only synchronisation.
+packing needs the number of real atoms on the host: one `nonzero` per forward, the only synchronisation on a GPU
+(the value checks of `check_input_values` run in `forward` on CPU inputs only; tests/test_model_contract.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from transformers import initialization as init
 from .auto import register_family
 from .configuration_gin import GINConfig
 from .heads import PropertyPredictionMixin, build_predictor
-from .layers import CategoricalFeatureEmbedding
+from .layers import CategoricalFeatureEmbedding, check_category_ids
 from .modeling_utils import MolecularPreTrainedModel
 from .outputs import MolecularModelOutput
 
@@ -83,6 +84,27 @@ class GINPreTrainedModel(MolecularPreTrainedModel):
         elif isinstance(module, GINModel) and module.virtual_node is not None:
             init.zeros_(module.virtual_node)
 
+    @classmethod
+    def check_input_values(cls, config: GINConfig, batch: Mapping[str, torch.Tensor]) -> None:
+        """Atom and bond feature ids within the config's vocabularies, every edge between real atoms of the grid."""
+        if "input_nodes" in batch:
+            check_category_ids(batch["input_nodes"], config.atom_feature_dims, "input_nodes")
+        if "edge_attr" in batch:
+            check_category_ids(batch["edge_attr"], config.bond_feature_dims, "edge_attr")
+        attention_mask, edge_index = batch.get("attention_mask"), batch.get("edge_index")
+        if attention_mask is None or edge_index is None or not edge_index.numel():
+            return
+        batch_size, max_atoms = attention_mask.shape
+        outside = (edge_index < 0) | (edge_index >= batch_size * max_atoms)
+        if not outside.any():
+            outside = ~attention_mask.bool().reshape(-1)[edge_index]
+        if outside.any():
+            edge = int(outside.any(dim=0).nonzero()[0])
+            raise ValueError(
+                f"edge_index column {edge} ({edge_index[:, edge].tolist()}) does not point at real atoms of the "
+                f"padded grid (b * {max_atoms} + i with attention_mask[b, i] == 1)"
+            )
+
 
 class GINModel(GINPreTrainedModel):
     """GIN backbone; `last_hidden_state` (B, 1+N, D) has the virtual node (or the atom mean) as token 0."""
@@ -115,30 +137,12 @@ class GINModel(GINPreTrainedModel):
     def _pack(attention_mask: torch.Tensor, edge_index: torch.Tensor):
         """Real atoms out of the padded grid: (flat grid index of each real atom, graph of each atom, edge source
         and target as packed indices)."""
-        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-            raise ValueError(f"edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
         max_atoms = attention_mask.shape[1]
         real = attention_mask.bool().reshape(-1)
         atom_positions = real.nonzero().squeeze(1)
         packed_index = torch.where(real, real.cumsum(0) - 1, -1)
         source, target = packed_index[edge_index]
         return atom_positions, atom_positions // max_atoms, source, target
-
-    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
-        attention_mask, edge_index = batch["attention_mask"], batch["edge_index"]
-        self.atom_embedding.validate_ids(batch["input_nodes"])
-        self.convs[0].bond_embedding.validate_ids(batch["edge_attr"])
-        batch_size, max_atoms = attention_mask.shape
-        if edge_index.numel():
-            outside = (edge_index < 0) | (edge_index >= batch_size * max_atoms)
-            if not outside.any():
-                outside = ~attention_mask.bool().reshape(-1)[edge_index]
-            if outside.any():
-                edge = int(outside.any(dim=0).nonzero()[0])
-                raise ValueError(
-                    f"edge_index column {edge} ({edge_index[:, edge].tolist()}) does not point at real atoms of the "
-                    f"padded grid (b * {max_atoms} + i with attention_mask[b, i] == 1)"
-                )
 
     def forward(
         self,
@@ -161,6 +165,16 @@ class GINModel(GINPreTrainedModel):
         self.check_unused_batch_keys(unused_batch_keys)
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"edge_index must have shape (2, E), got {tuple(edge_index.shape)}")
+        self.check_inputs_if_free(
+            {
+                "input_nodes": input_nodes,
+                "attention_mask": attention_mask,
+                "edge_index": edge_index,
+                "edge_attr": edge_attr,
+            }
         )
         batch, max_atoms = attention_mask.shape
         atom_positions, graph_of_atom, source, target = self._pack(attention_mask, edge_index)

@@ -30,7 +30,7 @@ from torch import nn
 from .auto import register_family
 from .configuration_graphormer import GraphormerConfig
 from .heads import PropertyPredictionMixin, build_predictor, masked_mean
-from .layers import CategoricalFeatureEmbedding, PreLNTransformerLayer, init_transformer_weights
+from .layers import CategoricalFeatureEmbedding, PreLNTransformerLayer, check_category_ids, init_transformer_weights
 from .modeling_utils import MolecularPreTrainedModel
 from .outputs import DenoisingOutput, MolecularModelOutput
 
@@ -63,17 +63,6 @@ class GraphStructureEncoding(nn.Module):
         self.edge_embedding = CategoricalFeatureEmbedding(config.bond_feature_dims, heads, "edge_input")
         # w_k of the edge encoding: one (heads x heads) matrix per hop along the path.
         self.hop_weights = nn.Parameter(torch.empty(config.multi_hop_max_dist, heads, heads))
-
-    def validate_inputs(
-        self, spatial_pos: torch.Tensor, attn_edge_type: torch.Tensor, edge_input: torch.Tensor
-    ) -> None:
-        if int(spatial_pos.max()) > self.max_spatial + 2:
-            raise ValueError(
-                f"spatial_pos holds {int(spatial_pos.max())} but this model has max_spatial={self.max_spatial} "
-                f"(values up to {self.max_spatial + 2}); collate with the model's max_spatial"
-            )
-        self.bond_embedding.validate_ids(attn_edge_type)
-        self.edge_embedding.validate_ids(edge_input)
 
     def forward(
         self,
@@ -184,6 +173,29 @@ class GraphormerPreTrainedModel(MolecularPreTrainedModel):
             nn.init.normal_(module.graph_token, mean=0.0, std=self.config.initializer_range)
             nn.init.normal_(module.virtual_distance, mean=0.0, std=self.config.initializer_range)
 
+    @classmethod
+    def check_input_values(cls, config: GraphormerConfig, batch: Mapping[str, torch.Tensor]) -> None:
+        """Feature ids within the config's vocabularies, `spatial_pos` within `max_spatial`, 3D atom types below
+        `num_atom_types` (the checks of the views the config reads; absent keys are skipped)."""
+        input_nodes = batch.get("input_nodes")
+        if input_nodes is not None:
+            check_category_ids(input_nodes, config.atom_feature_dims, "input_nodes")
+        if config.reads_graph:
+            spatial_pos = batch.get("spatial_pos")
+            if spatial_pos is not None and spatial_pos.numel() and int(spatial_pos.max()) > config.max_spatial + 2:
+                raise ValueError(
+                    f"spatial_pos holds {int(spatial_pos.max())} but this model has max_spatial={config.max_spatial} "
+                    f"(values up to {config.max_spatial + 2}); collate with the model's max_spatial"
+                )
+            for key in ("attn_edge_type", "edge_input"):
+                if batch.get(key) is not None:
+                    check_category_ids(batch[key], config.bond_feature_dims, key)
+        atom_types = input_nodes[..., 0] if config.reads_coordinates and input_nodes is not None else None
+        if atom_types is not None and atom_types.numel() and int(atom_types.max()) >= config.num_atom_types:
+            raise ValueError(
+                f"atom type {int(atom_types.max())} (input_nodes[..., 0]) is >= num_atom_types {config.num_atom_types}"
+            )
+
 
 class GraphormerModel(GraphormerPreTrainedModel):
     """Graphormer backbone; `config.geometry` selects the 2D (graph), 3D (coordinates) or both encodings.
@@ -264,17 +276,6 @@ class GraphormerModel(GraphormerPreTrainedModel):
         (node_2d, bias_2d), (node_3d, bias_3d) = encodings
         return node_2d + node_3d, bias_2d + bias_3d
 
-    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
-        input_nodes = batch["input_nodes"]
-        self.atom_embedding.validate_ids(input_nodes)
-        if self.config.reads_graph:
-            self.structure_encoding.validate_inputs(batch["spatial_pos"], batch["attn_edge_type"], batch["edge_input"])
-        if self.config.reads_coordinates and int(input_nodes[..., 0].max()) >= self.config.num_atom_types:
-            raise ValueError(
-                f"atom type {int(input_nodes[..., 0].max())} (input_nodes[..., 0]) is >= num_atom_types "
-                f"{self.config.num_atom_types}"
-            )
-
     def _with_virtual_token(self, atom_bias: torch.Tensor) -> torch.Tensor:
         """Pad the atom-pair bias with token 0's row and column, both set to the learned virtual distance."""
         bias = F.pad(atom_bias, (1, 0, 1, 0))
@@ -314,6 +315,7 @@ class GraphormerModel(GraphormerPreTrainedModel):
             "attn_edge_type": attn_edge_type,
             "edge_input": edge_input,
         }
+        self.check_inputs_if_free({"input_nodes": input_nodes, **graph_inputs})
         structure, atom_bias = self._encode_structure(input_nodes, atom_mask, pos, graph_inputs)
         atoms = self.atom_embedding(input_nodes) + structure
         batch = atoms.shape[0]

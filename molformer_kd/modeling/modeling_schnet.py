@@ -75,6 +75,7 @@ class SchNetModel(SchNetPreTrainedModel):
         self.check_unused_batch_keys(unused_batch_keys)
         if atom_mask is None:
             atom_mask = atomic_numbers != 0
+        self.check_inputs_if_free({"atomic_numbers": atomic_numbers, "atom_mask": atom_mask})
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )

@@ -82,6 +82,27 @@ class SmilesTransformerPreTrainedModel(MolecularPreTrainedModel):
         super()._init_weights(module)
         init_transformer_weights(module, self.config.initializer_range)
 
+    @classmethod
+    def check_input_values(cls, config: SmilesTransformerConfig, batch: Mapping[str, torch.Tensor]) -> None:
+        """`input_ids` within the vocabulary, `structure_positions` within the position table (`st_kd`)."""
+        input_ids = batch.get("input_ids")
+        low, high = (
+            (int(input_ids.min()), int(input_ids.max())) if input_ids is not None and input_ids.numel() else (0, 0)
+        )
+        if high >= config.vocab_size or low < 0:
+            raise ValueError(
+                f"input_ids hold ids outside the vocabulary [0, {config.vocab_size}) (min {low}, max {high}); "
+                "the tokenizer and config.vocab_size differ"
+            )
+        positions = batch.get("structure_positions")
+        if config.variant != "st_kd" or positions is None or not positions.numel():
+            return
+        if not 0 <= int(positions.min()) <= int(positions.max()) <= config.max_atoms:
+            raise ValueError(
+                f"structure_positions go up to atom {int(positions.max())} but this model's structure position "
+                f"table holds max_atoms={config.max_atoms} atoms; the molecule is too large for it"
+            )
+
 
 class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
     """ST-KD / ST-BASE backbone; returns a `MolecularModelOutput` whose token 0 is the global ([V]/first) token."""
@@ -119,21 +140,6 @@ class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.token_embedding = value
-
-    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
-        input_ids = batch["input_ids"]
-        if int(input_ids.max()) >= self.config.vocab_size or int(input_ids.min()) < 0:
-            raise ValueError(
-                f"input_ids hold ids outside the vocabulary [0, {self.config.vocab_size}) "
-                f"(min {int(input_ids.min())}, max {int(input_ids.max())}); the tokenizer and config.vocab_size differ"
-            )
-        positions = batch.get("structure_positions")
-        in_table = positions is None or 0 <= int(positions.min()) <= int(positions.max()) <= self.config.max_atoms
-        if self.config.variant == "st_kd" and not in_table:
-            raise ValueError(
-                f"structure_positions go up to atom {int(positions.max())} but this model's structure position "
-                f"table holds max_atoms={self.config.max_atoms} atoms; the molecule is too large for it"
-            )
 
     def _embed(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, structure_positions: torch.Tensor | None
@@ -182,6 +188,7 @@ class SmilesTransformerModel(SmilesTransformerPreTrainedModel):
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
+        self.check_inputs_if_free({"input_ids": input_ids, "structure_positions": structure_positions})
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         key_padding_mask = attention_mask.bool()

@@ -8,8 +8,12 @@ Every `...PreTrainedModel` of the package derives from `MolecularPreTrainedModel
   `self.check_unused_batch_keys(unused_batch_keys)` (a key of no batch of that modality is a TypeError, so a typo
   never passes silently). Callers pass a collated batch as `model(**batch)` and never inspect signatures.
 * `return_dict=None` means `config.return_dict` (default True): a `ModelOutput` of `outputs.py`, else its tuple.
-* No host-device synchronisation: value-range checks of the inputs (ids within the vocabularies, edges pointing at
-  real atoms) are in `validate_inputs(batch)`, for collators, tests and debugging, never in `forward`.
+* No host-device synchronisation: the value-range checks of the inputs (ids within the vocabularies, edges pointing
+  at real atoms) are `check_input_values(config, batch)`, a classmethod that needs the config only, so collators run
+  it on the batch they build on the CPU (`tokenization.collators.ValidatingCollator`), before it reaches a device.
+  `forward` runs the same checks itself only where reading the values is free (`values_readable_for_free`: plain
+  CPU tensors in eager mode), so a direct call with bad CPU tensors still gets the clear error, and a GPU (or traced,
+  compiled, meta) forward never reads a value. Shape and presence checks (host metadata) stay in `forward`.
 
 `from_pretrained` also takes the name of a student that ships with the package (`qm9-gin`; `data/pretrained.py`).
 """
@@ -19,7 +23,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
-from transformers import PreTrainedModel
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..data.pretrained import resolve_pretrained_name
@@ -34,6 +38,28 @@ SMILES_BATCH_KEYS = frozenset(
 )
 POINT_CLOUD_BATCH_KEYS = frozenset({"atomic_numbers", "pos", "atom_mask", "labels"})
 BATCH_KEYS = {"graph": GRAPH_BATCH_KEYS, "smiles": SMILES_BATCH_KEYS, "point_cloud": POINT_CLOUD_BATCH_KEYS}
+
+
+def values_readable_for_free(tensor: torch.Tensor) -> bool:
+    """Whether `forward` may read `tensor`'s values: a plain CPU tensor in eager mode. Reading a CUDA tensor
+    synchronises with the device; a meta, fake or functional tensor (tensor subclasses, which report a device but
+    hold no data) has no values; under tracing, scripting, compilation or export a read would be baked in or break
+    the graph."""
+    return (
+        type(tensor) is torch.Tensor
+        and tensor.device.type == "cpu"
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not torch.compiler.is_compiling()
+        and not torch.onnx.is_in_onnx_export()
+    )
+
+
+def check_batch_for(config: PretrainedConfig, batch: Mapping[str, torch.Tensor]) -> None:
+    """`check_input_values` of the family `config` belongs to (its registered backbone class), on `batch`: the
+    collator-side check, with no model at hand."""
+    model_class = AutoModel._model_mapping[type(config)]
+    model_class.check_input_values(config, batch)
 
 
 class MolecularPreTrainedModel(PreTrainedModel):
@@ -67,13 +93,22 @@ class MolecularPreTrainedModel(PreTrainedModel):
 
     def validate_inputs(self, batch: Mapping[str, torch.Tensor]) -> None:
         """Raise a ValueError naming the first input of `batch` this model cannot read (ids outside its
-        vocabularies, edges off the atoms). Reads tensor values, i.e. synchronises with the device: for collators,
-        tests and debugging, not for every training step."""
-        self.base_model._validate_input_values(batch)
+        vocabularies, edges off the atoms): `check_input_values` with this model's config. Reads the values, so on
+        a device tensor it synchronises: for tests and debugging there; collators check the CPU batch instead."""
+        self.check_input_values(self.config, batch)
 
-    def _validate_input_values(self, batch: Mapping[str, torch.Tensor]) -> None:
-        """The backbone's own value-range checks of `validate_inputs`."""
-        raise NotImplementedError(f"{type(self).__name__} defines no input validation")
+    @classmethod
+    def check_input_values(cls, config: PretrainedConfig, batch: Mapping[str, torch.Tensor]) -> None:
+        """The family's value-range checks of `batch` (keys of its modality; absent keys are skipped), from the
+        config alone: a collator runs them without the model (`check_batch_for`)."""
+        raise NotImplementedError(f"{cls.__name__} defines no input validation")
+
+    def check_inputs_if_free(self, batch: Mapping[str, torch.Tensor | None]) -> None:
+        """`forward`'s own call of `check_input_values`: only when every given input is `values_readable_for_free`
+        (a CPU batch in eager mode, where the check costs a few reductions and no device synchronisation)."""
+        given = {key: value for key, value in batch.items() if value is not None}
+        if all(values_readable_for_free(value) for value in given.values()):
+            self.check_input_values(self.config, given)
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         # transformers re-initialises non-persistent buffers through `_init_weights` after loading a checkpoint.

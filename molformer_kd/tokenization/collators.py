@@ -270,3 +270,45 @@ class SingleModelPointCloudCollator:
         inputs = self.pad(rows)
         labels = inputs.pop("labels", None)
         return {"student_inputs": inputs} if labels is None else {"student_inputs": inputs, "labels": labels}
+
+
+# ------------------------------------------------------------------------------------------------ input validation
+
+
+def check_model_inputs(inputs: Mapping[str, Any], config: Any, where: str = "batch") -> None:
+    """Raise a ValueError naming `where` (the part of the batch) and the input if the collated CPU batch `inputs`
+    holds values the model of `config` cannot read: ids outside its vocabularies, edges off the atoms, molecules too
+    large for its position table (`MolecularPreTrainedModel.check_input_values`, from the config alone).
+
+    A collator builds its batch on the CPU, where reading the values costs no device synchronisation; the model's
+    `forward` then never reads them on a GPU (modeling/modeling_utils.py)."""
+    from ..modeling.modeling_utils import check_batch_for  # modeling imports this package
+
+    tensors = {key: value for key, value in inputs.items() if isinstance(value, torch.Tensor)}
+    try:
+        check_batch_for(config, tensors)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error} (model_type {getattr(config, 'model_type', '?')!r})") from error
+
+
+@dataclass
+class ValidatingCollator:
+    """Wraps a collator and checks each batch it builds against the model configs that will read it
+    (`check_model_inputs`): `student_config` checks `student_inputs` (or a flat batch: `GraphCollator`,
+    `PointCloudCollator`, a tokenizer's batch), `teacher_config` checks `teacher_inputs`. A config left None is not
+    checked. Holds configs, not models, so it pickles cheaply into DataLoader workers."""
+
+    collator: Callable[[Sequence[Any]], Mapping[str, Any]]
+    student_config: Any = None
+    teacher_config: Any = None
+
+    def __call__(self, rows: Sequence[Any]) -> Mapping[str, Any]:
+        batch = self.collator(rows)
+        paired = "student_inputs" in batch or "teacher_inputs" in batch
+        for key, config in (("teacher_inputs", self.teacher_config), ("student_inputs", self.student_config)):
+            if config is None or (not paired and key == "teacher_inputs"):
+                continue
+            inputs = batch.get(key) if paired else batch
+            if inputs is not None:
+                check_model_inputs(inputs, config, where=key if paired else "batch")
+        return batch

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import copy
 import itertools
+import operator
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ from .shortest_paths import (
     chunk_shortest_path_bond_ids,
     take_rows,
 )
-from .smiles_grammar import shorten_smiles
+from .smiles_grammar import ParsedSmiles, shorten_smiles
 from .validation import DEFAULT_MAX_ATOMS, MAX_ATOMS_CEILING, Setting, check_settings, check_smiles
 
 if TYPE_CHECKING:
@@ -152,14 +153,13 @@ _ATOM_LOOKUP, _ATOM_SHIFT, _ATOM_LOW, _ATOM_HIGH = _lookup_tables(
     ],
     offsets=[0, 0, 0, _LOOKUP_WIDTH // 2, 0, 0, 0, 0, 0],
 )
-# Bond types are read as bond orders (`Bond.GetBondTypeAsDouble` is 3x cheaper than the enum getter) and looked up
-# by twice the order: SINGLE 2, AROMATIC 3, DOUBLE 4, TRIPLE 6; every other type falls into "misc". The few other
-# types whose order collides with these (dative 1.0, ONEANDAHALF 1.5) or that it rejects (THREECENTER, ...) are read
-# through the enum, see `_READ_ENUMS`.
+# Bond types are looked up by twice their bond order (`Bond.GetBondTypeAsDouble`, also what RDKit's bond-order
+# adjacency matrix holds): SINGLE 2, AROMATIC 3, DOUBLE 4, TRIPLE 6; every other type falls into "misc". Bonds read
+# through the type enum (see `_READ_ALL`) get the order of their OGB type, or 0.0 ("misc") for the other types,
+# whose orders collide with these (dative 1.0, ONEANDAHALF 1.5) or are undefined (THREECENTER, ...).
 _OGB_BOND_ORDER = {"SINGLE": 1.0, "DOUBLE": 2.0, "TRIPLE": 3.0, "AROMATIC": 1.5}
-_ORDER_OF_BOND_TYPE = {
-    member: _OGB_BOND_ORDER.get(member.name, 0.0) for member in rdchem.BondType.values.values()
-}  # 0.0 ("misc") for the non-OGB types
+_ORDER_OF_BOND_TYPE = {member: _OGB_BOND_ORDER.get(member.name, 0.0) for member in rdchem.BondType.values.values()}
+_AROMATIC_ORDER = _OGB_BOND_ORDER["AROMATIC"]
 _BOND_LOOKUP, _BOND_SHIFT, _, _ = _lookup_tables(
     [
         _listed_index([int(2 * _OGB_BOND_ORDER[name]) for name in OGB_BOND_TYPE[:-1]] + ["misc"]),
@@ -170,27 +170,39 @@ _BOND_LOOKUP, _BOND_SHIFT, _, _ = _lookup_tables(
 )
 
 
-# Per-atom reads, in OGB order without chirality and radicals (read only where they can be set, see `_READ_ENUMS`)
-# and degree (RDKit's total degree = H count + bonded heavy atoms, filled from the bonds and the H count).
+# Per-atom reads, in OGB order without the atomic number (read first: it decides how the bonds are read), chirality
+# and radicals (read only where they can be set, see `_READ_ALL`) and degree (RDKit's total degree = H count +
+# bonded heavy atoms, filled from the bonds and the H count).
 _ATOM_GETTERS = (
-    rdchem.Atom.GetAtomicNum,
     rdchem.Atom.GetFormalCharge,
     rdchem.Atom.GetTotalNumHs,
     rdchem.Atom.GetHybridization,
     rdchem.Atom.GetIsAromatic,
     rdchem.Atom.IsInRing,
 )
-_ATOM_ROWS = [0, 3, 4, 6, 7, 8]  # rows of `_ATOM_GETTERS` in the (9, atoms) OGB feature matrix
-_CHIRALITY_ROW, _DEGREE_ROW, _NUM_HS_ROW, _RADICAL_ROW = 1, 2, 4, 5
+_ATOM_ROWS = [3, 4, 6, 7, 8]  # rows of `_ATOM_GETTERS` in the (9, atoms) OGB feature matrix
+_ATOMIC_NUM_ROW, _CHIRALITY_ROW, _DEGREE_ROW, _NUM_HS_ROW, _RADICAL_ROW = 0, 1, 2, 4, 5
 
-# The chirality and bond stereo enums and the bond type enum cost 3x a plain getter each. A SMILES sets a chiral tag
-# only with `@`, a bond stereo only with `/` or `\`, and a bond type whose order is ambiguous (dative) only with
-# `->`/`<-`; CXSMILES extensions (after `|`) can set all three. Parsed SMILES without these characters therefore
-# have CHI_UNSPECIFIED atoms, STEREONONE bonds and OGB bond types given by their order; everything else (and every
-# RDKit molecule passed in) is read through the enums. Likewise RDKit gives radical electrons only to atoms without
-# implicit hydrogens, which a SMILES writes in brackets: radicals are read only for SMILES with `[`.
+# What a SMILES can set decides what must be read from RDKit. Python-level RDKit calls are the featurizer's cost:
+# wrapping an atom costs about 1 us, a bond 2 us, a plain getter 0.3 us and an enum getter (chirality, bond type and
+# stereo, hybridization) about 1 us. A SMILES sets a chiral tag only with `@`, a bond stereo only with `/` or `\`,
+# a dative bond only with `->`/`<-`, and a bond of aromatic type outside an aromatic ring (not aromatic, maybe not
+# conjugated: `[#6]:[#6]`) only with `:`; CXSMILES extensions (after `|`) can set all of them. A SMILES without these
+# characters therefore has CHI_UNSPECIFIED atoms, STEREONONE bonds, bonds of the types their orders name and aromatic
+# bonds exactly where the order is 1.5, and its bond list (begin, end, in RDKit's order) is the one the front door's
+# parse already holds (`ParsedSmiles.bonds`, RDKit's order by construction, see smiles_grammar). Its bonds are taken
+# from the parse, with their orders from RDKit's bond-order adjacency matrix (one call per molecule) and their
+# conjugation from `_settle_conjugation`, which wraps only the few bonds that may be conjugated. Everything else
+# (and every RDKit molecule passed in) is read property by property, through the enums. Likewise RDKit gives
+# radical electrons only to atoms without implicit hydrogens, which a SMILES writes in brackets: radicals are read
+# only for SMILES with `[`.
 # A test checks that these shortcuts give the same arrays as reading everything.
-_READ_ENUMS = re.compile(r"[@/\\<>|]")
+_READ_ALL = re.compile(r"[@/\\<>|:]")
+# Sanitization keeps the bonds of a SMILES as written (it changes their types, never their atoms or order) except at
+# metals, where it can replace a bond by a dative one pointing the other way (`cleanupOrganometallics`:
+# `[Fe]N(C)(C)C` gets the bond N->Fe). Only molecules made of hydrogen and organic-subset elements take their bonds
+# from the parse; the others are read bond by bond.
+_PARSED_BOND_ELEMENTS = frozenset([1, 5, 6, 7, 8, 9, 15, 16, 17, 35, 53])  # H B C N O F P S Cl Br I
 
 # `featurize_many` works on chunks of molecules with about this many atom pairs in all (64 drug-like molecules):
 # large enough to amortize the numpy calls, small enough to keep the (bonds x atoms) next-hop table in cache and
@@ -214,15 +226,14 @@ def smiles_to_mol(smiles: str, max_atoms: int | None = None) -> Chem.Mol:
     """The RDKit molecule of a SMILES after the atom rule, read through the front door (`validation.check_smiles`);
     raises `SmilesParseError` (a `ValueError`) naming the SMILES, the position and the reason if it is refused."""
     with rdBase.BlockLogs():  # the error reports failures; RDKit's own messages would be noise
-        return _parse_smiles_unlogged(smiles, max_atoms)
+        return check_smiles(smiles, max_atoms).mol
 
 
-def _parse_smiles_unlogged(smiles: str, max_atoms: int | None) -> Chem.Mol:
-    # `smiles_to_mol` without its log block: entering `rdBase.BlockLogs` costs about as much as parsing a drug-like
-    # SMILES, so the featurizer blocks RDKit's logs once around a whole list instead of once per molecule.
-    if not isinstance(smiles, str):
-        raise TypeError(f"expected a SMILES string, got {type(smiles).__name__}: {smiles!r:.80}")
-    return check_smiles(smiles, max_atoms).mol
+# A molecule ready for `_featurize_chunk`: the molecule after the atom rule, the parse of its SMILES when its bonds may
+# be taken from it (else None: read every property from RDKit, see `_READ_ALL`), whether its radicals must be
+# read, and its checked coordinates. RDKit's own log messages stay blocked around whole lists: entering
+# `rdBase.BlockLogs` costs about as much as parsing a drug-like SMILES.
+_Loaded = tuple[Chem.Mol, ParsedSmiles | None, bool, np.ndarray | None]
 
 
 # Settings of a saved featurizer (preprocessor_config.json) and their bounds. `multi_hop_max_dist` and `max_spatial`
@@ -386,9 +397,9 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         with rdBase.BlockLogs():
             return self._featurize_chunk([self._load(mol_or_smiles, pos)])[0]
 
-    def _load(self, source: str | Chem.Mol, pos: Any) -> tuple[Chem.Mol, bool, bool, np.ndarray | None]:
-        """The molecule after the atom rule, whether its enum properties and its radicals must be read (see
-        `_READ_ENUMS`), and its checked coordinates."""
+    def _load(self, source: str | Chem.Mol, pos: Any) -> _Loaded:
+        """The molecule after the atom rule, what to read of it from RDKit (see `_READ_ALL`) and its checked
+        coordinates (a `_Loaded`)."""
         if isinstance(source, Chem.Mol):
             mol = apply_atom_rule(source)
             if mol.GetNumAtoms() > self.max_atoms:
@@ -396,19 +407,20 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
                     f"molecule {_describe(source)} has {mol.GetNumAtoms()} atoms, more than the limit of "
                     f"{self.max_atoms} (the featurizer's max_atoms)"
                 )
-            read_enums = read_radicals = True
+            parsed, read_radicals = None, True
             if pos is None and self.use_3d and mol.GetNumConformers() > 0:
                 pos = mol.GetConformer().GetPositions()
         else:
-            mol = _parse_smiles_unlogged(source, self.max_atoms)
-            read_enums = _READ_ENUMS.search(source) is not None
+            parsed, mol = check_smiles(source, self.max_atoms)
+            if _READ_ALL.search(source) is not None:
+                parsed = None
             read_radicals = "[" in source
         if pos is None:
             if self.use_3d:
                 raise ValueError(
                     f"molecule {_describe(source)} has no 3D coordinates but the featurizer has use_3d=True"
                 )
-            return mol, read_enums, read_radicals, None
+            return mol, parsed, read_radicals, None
         pos = np.asarray(pos, dtype=np.float32)
         num_atoms = mol.GetNumAtoms()
         if pos.shape != (num_atoms, 3):
@@ -418,9 +430,9 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
             )
         if not np.isfinite(pos).all():
             raise ValueError(f"molecule {_describe(source)}: pos contains NaN or infinite values")
-        return mol, read_enums, read_radicals, pos
+        return mol, parsed, read_radicals, pos
 
-    def _load_record(self, record: Mapping[str, Any] | str | Chem.Mol) -> tuple[Chem.Mol, bool, bool, Any]:
+    def _load_record(self, record: Mapping[str, Any] | str | Chem.Mol) -> _Loaded:
         if not isinstance(record, Mapping):
             return self._load(record, None)
         if "smiles" not in record:
@@ -488,9 +500,7 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
                 flush()
         return features
 
-    def _featurize_chunk_or_errors(
-        self, loaded: list[tuple[Chem.Mol, bool, bool, Any]], errors: str
-    ) -> list[dict[str, np.ndarray] | Exception]:
+    def _featurize_chunk_or_errors(self, loaded: list[_Loaded], errors: str) -> list[dict[str, np.ndarray] | Exception]:
         if errors == "raise":
             return self._featurize_chunk(loaded)
         try:
@@ -527,36 +537,27 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
             raise TypeError(f"unexpected argument(s) {sorted(kwargs)}")
         return BatchFeature(pad_graph_features(features))
 
-    def _featurize_chunk(self, loaded: list[tuple[Chem.Mol, bool, bool, Any]]) -> list[dict[str, np.ndarray]]:
+    def _featurize_chunk(self, loaded: list[_Loaded]) -> list[dict[str, np.ndarray]]:
         # Python-level RDKit calls dominate the cost: each property is read with one `map` per molecule into a list
-        # for the whole chunk; all the rest is numpy on the chunk's concatenated atoms, bonds and atom pairs
-        # (molecule m owns pairs pair_start[m] + i * n_m + j), then cut into per-molecule views.
-        atom_columns = [[] for _ in _ATOM_GETTERS]
-        chirality, radicals, begin, end, bond_order, stereo, conjugated = [], [], [], [], [], [], []
-        atom_counts, bond_counts = [], []
-        for mol, read_enums, read_radicals, _ in loaded:
+        # for the whole chunk (`_read_atoms`, `_read_bonds`) or taken from the SMILES parse (`_take_parsed_bonds`);
+        # all the rest is numpy on the chunk's concatenated atoms, bonds and atom pairs (molecule m owns pairs
+        # pair_start[m] + i * n_m + j), then cut into per-molecule views.
+        atom_columns = [[] for _ in ATOM_FEATURE_DIMS]  # raw values by OGB row; the degree row stays empty
+        bond_columns = _BondColumns([], [], [], [], [])
+        atom_counts, bond_counts, adjacency = [], [], []
+        for mol, parsed, read_radicals, _ in loaded:
             num_atoms, num_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
             atom_counts.append(num_atoms)
             bond_counts.append(num_bonds)
-            atoms = list(map(mol.GetAtomWithIdx, range(num_atoms)))
-            for column, getter in zip(atom_columns, _ATOM_GETTERS):
-                column += map(getter, atoms)
-            if read_radicals:
-                radicals += map(rdchem.Atom.GetNumRadicalElectrons, atoms)
+            atomic_numbers = _read_atoms(mol, atom_columns, read_all=parsed is None, read_radicals=read_radicals)
+            if parsed is not None and _PARSED_BOND_ELEMENTS.issuperset(atomic_numbers):
+                if parsed.num_atoms != num_atoms or parsed.num_bonds != num_bonds:
+                    raise _parse_disagrees(parsed)
+                _take_parsed_bonds(parsed.bonds, bond_columns)
+                adjacency.append(Chem.GetAdjacencyMatrix(mol, useBO=True, force=True).ravel())
             else:
-                radicals += itertools.repeat(0, num_atoms)
-            bonds = list(map(mol.GetBondWithIdx, range(num_bonds)))
-            begin += map(rdchem.Bond.GetBeginAtomIdx, bonds)
-            end += map(rdchem.Bond.GetEndAtomIdx, bonds)
-            conjugated += map(rdchem.Bond.GetIsConjugated, bonds)
-            if read_enums:
-                chirality += map(rdchem.Atom.GetChiralTag, atoms)
-                bond_order += map(_ORDER_OF_BOND_TYPE.__getitem__, map(rdchem.Bond.GetBondType, bonds))
-                stereo += map(rdchem.Bond.GetStereo, bonds)
-            else:
-                chirality += itertools.repeat(0, num_atoms)  # CHI_UNSPECIFIED
-                bond_order += map(rdchem.Bond.GetBondTypeAsDouble, bonds)
-                stereo += itertools.repeat(0, num_bonds)  # STEREONONE
+                _read_bonds(mol, bond_columns)
+                adjacency.append(None)
 
         sizes = np.array(atom_counts, dtype=np.int64)
         bond_counts = np.array(bond_counts, dtype=np.int64)
@@ -566,19 +567,25 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         pair_start = np.cumsum(pair_counts) - pair_counts
 
         # Bonds: global bond g gives directed edges 2g (begin -> end) and 2g + 1 (end -> begin).
-        num_bonds = len(begin)
+        num_bonds = len(bond_columns.begin)
         bond_molecule = np.repeat(np.arange(len(loaded)), bond_counts)
         edge_source = np.empty(2 * num_bonds, dtype=np.int64)
-        edge_source[0::2] = begin
-        edge_source[1::2] = end
+        edge_source[0::2] = bond_columns.begin
+        edge_source[1::2] = bond_columns.end
         edge_target = edge_source.reshape(num_bonds, 2)[:, ::-1].ravel()
         edge_molecule = bond_molecule.repeat(2)
         edge_bond_id = np.arange(2, 2 * num_bonds + 2) // 2  # global bond index + 1
-        bond_raw = np.array([bond_order, stereo, conjugated], dtype=np.float64).reshape(3, num_bonds)
-        bond_raw[0] *= 2
+        begin, end = edge_source[0::2], edge_source[1::2]
+        order = _settle_bond_orders(bond_columns.order, begin, end, bond_molecule, sizes, adjacency, loaded)
+        bond_atoms = atom_start[bond_molecule] + edge_source.reshape(num_bonds, 2).T  # in the chunk's numbering
+        conjugated = _settle_conjugation(
+            bond_columns.conjugated, order, bond_atoms, int(sizes.sum()), bond_molecule, bond_start, loaded
+        )
+        stereo = np.array(bond_columns.stereo, dtype=np.int64)
+        bond_raw = np.stack([(2 * order).astype(np.int64), stereo, conjugated])
         # Row g + 1 holds the features + 1 of bond g; row 0 (no bond) is all zeros.
         bond_table = np.zeros((num_bonds + 1, 3), dtype=np.int64)
-        bond_table[1:] = _BOND_LOOKUP.take(bond_raw.astype(np.int64) + _BOND_SHIFT).T
+        bond_table[1:] = _BOND_LOOKUP.take(bond_raw + _BOND_SHIFT).T
         # Each molecule's edge_index block holds its 2b sources then its 2b targets, so it reshapes to (2, 2b).
         edge_slot = np.arange(2 * num_bonds) + (2 * bond_start).repeat(2 * bond_counts)
         edge_index = np.empty(4 * num_bonds, dtype=np.int64)
@@ -588,10 +595,10 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
         degree = np.bincount(edge_source + edge_atom_start, minlength=int(sizes.sum()))
 
         # Atoms: a (9, atoms) matrix of raw values, looked up in one `take`.
-        atom_raw = np.empty((len(ATOM_FEATURE_DIMS), len(chirality)), dtype=np.int64)
-        atom_raw[_ATOM_ROWS] = atom_columns
-        atom_raw[_CHIRALITY_ROW] = chirality
-        atom_raw[_RADICAL_ROW] = radicals
+        atom_raw = np.empty((len(ATOM_FEATURE_DIMS), len(degree)), dtype=np.int64)
+        for row, values in enumerate(atom_columns):
+            if row != _DEGREE_ROW:
+                atom_raw[row] = values
         np.add(atom_raw[_NUM_HS_ROW], degree, out=atom_raw[_DEGREE_ROW])  # OGB degree = RDKit's total degree
         atom_raw += _ATOM_SHIFT
         np.clip(atom_raw, _ATOM_LOW, _ATOM_HIGH, out=atom_raw)
@@ -660,6 +667,126 @@ class MoleculeFeaturizer(FeatureExtractionMixin):
             molecule["spatial_pos"] = spatial_pos[p0:p1].reshape(n, n)
             molecule["attn_edge_type"] = attn_edge_type[p0:p1].reshape(n, n, 3)
             molecule["edge_input"] = edge_input[p0:p1].reshape(n, n, max_hops, 3)
+
+
+class _BondColumns(NamedTuple):
+    """Raw bond values of a chunk, one list per property, bond by bond. A bond taken from the SMILES parse holds NaN
+    as its order (`_settle_bond_orders` fills it) and -1 as its conjugation (`_settle_conjugation`)."""
+
+    begin: list[int]
+    end: list[int]
+    order: list[float]
+    stereo: list[int]
+    conjugated: list[int]
+
+
+def _read_atoms(mol: Chem.Mol, columns: list[list], read_all: bool, read_radicals: bool) -> list[int]:
+    """Append the raw OGB values of a molecule's atoms to `columns` (one list per row of the OGB matrix, the degree
+    row left empty: it comes from the bonds) and return their atomic numbers. Chirality is read only with
+    `read_all` and radicals only with `read_radicals` (see `_READ_ALL`)."""
+    num_atoms = mol.GetNumAtoms()
+    atoms = list(map(mol.GetAtomWithIdx, range(num_atoms)))
+    atomic_numbers = list(map(rdchem.Atom.GetAtomicNum, atoms))
+    columns[_ATOMIC_NUM_ROW] += atomic_numbers
+    for row, getter in zip(_ATOM_ROWS, _ATOM_GETTERS):
+        columns[row] += map(getter, atoms)
+    if read_all:
+        columns[_CHIRALITY_ROW] += map(rdchem.Atom.GetChiralTag, atoms)
+    else:
+        columns[_CHIRALITY_ROW] += itertools.repeat(0, num_atoms)  # CHI_UNSPECIFIED
+    if read_radicals:
+        columns[_RADICAL_ROW] += map(rdchem.Atom.GetNumRadicalElectrons, atoms)
+    else:
+        columns[_RADICAL_ROW] += itertools.repeat(0, num_atoms)
+    return atomic_numbers
+
+
+def _read_bonds(mol: Chem.Mol, columns: _BondColumns) -> None:
+    """Append a molecule's bonds, read property by property from RDKit (types and stereo through their enums)."""
+    bonds = list(map(mol.GetBondWithIdx, range(mol.GetNumBonds())))
+    columns.begin.extend(map(rdchem.Bond.GetBeginAtomIdx, bonds))
+    columns.end.extend(map(rdchem.Bond.GetEndAtomIdx, bonds))
+    columns.order.extend(map(_ORDER_OF_BOND_TYPE.__getitem__, map(rdchem.Bond.GetBondType, bonds)))
+    columns.stereo.extend(map(rdchem.Bond.GetStereo, bonds))
+    columns.conjugated.extend(map(rdchem.Bond.GetIsConjugated, bonds))
+
+
+def _take_parsed_bonds(parsed_bonds: list[tuple[int, int, str]], columns: _BondColumns) -> None:
+    """Append a molecule's bonds as its SMILES parse lists them (begin, end, in RDKit's order); their orders and
+    conjugation are settled for the whole chunk, and a SMILES without `/` or `\\` has no bond stereo."""
+    num_bonds = len(parsed_bonds)
+    columns.begin.extend(map(operator.itemgetter(0), parsed_bonds))
+    columns.end.extend(map(operator.itemgetter(1), parsed_bonds))
+    columns.order.extend(itertools.repeat(np.nan, num_bonds))
+    columns.stereo.extend(itertools.repeat(0, num_bonds))  # STEREONONE
+    columns.conjugated.extend(itertools.repeat(-1, num_bonds))
+
+
+def _settle_bond_orders(
+    orders: list[float],
+    begin: np.ndarray,
+    end: np.ndarray,
+    bond_molecule: np.ndarray,
+    sizes: np.ndarray,
+    adjacency: list[np.ndarray | None],
+    loaded: list[_Loaded],
+) -> np.ndarray:
+    """Bond orders of a chunk's bonds: as read for the bonds read from RDKit, from their molecule's flattened
+    bond-order adjacency matrix (`adjacency`, None for the molecules read from RDKit) for the bonds taken from the
+    parse. A parsed bond that RDKit does not have would be a parser bug: it raises rather than mislabel the bond."""
+    order = np.array(orders, dtype=np.float64)
+    from_parse = np.flatnonzero(np.isnan(order))
+    if from_parse.size == 0:
+        return order
+    matrix_sizes = np.array([0 if matrix is None else matrix.size for matrix in adjacency], dtype=np.int64)
+    matrix_start = np.cumsum(matrix_sizes) - matrix_sizes
+    molecule = bond_molecule[from_parse]
+    pair = matrix_start[molecule] + begin[from_parse] * sizes[molecule] + end[from_parse]
+    order[from_parse] = np.concatenate([matrix for matrix in adjacency if matrix is not None]).take(pair)
+    absent = from_parse[order[from_parse] == 0]
+    if absent.size:
+        raise _parse_disagrees(loaded[bond_molecule[absent[0]]][1])
+    return order
+
+
+def _settle_conjugation(
+    conjugation: list[int],
+    order: np.ndarray,
+    bond_atoms: np.ndarray,
+    num_atoms: int,
+    bond_molecule: np.ndarray,
+    bond_start: np.ndarray,
+    loaded: list[_Loaded],
+) -> np.ndarray:
+    """Conjugation (0/1) of a chunk's bonds, given as read or -1 for bonds taken from the parse. Those follow RDKit's
+    definition (`MolOps::setConjugation`): aromatic bonds (for a parsed bond: order 1.5, see `_READ_ALL`) are
+    conjugated, and any other conjugated bond is a double or triple bond or shares an atom with a multiple (double,
+    triple, aromatic) bond. Only the bonds at such an atom are
+    read from RDKit (a few per drug-like molecule); the rest are settled without wrapping them.
+    `bond_atoms` (2, bonds) holds the bonds' atoms in the chunk's numbering."""
+    conjugated = np.array(conjugation, dtype=np.int64)
+    unsettled = conjugated < 0
+    if not unsettled.any():
+        return conjugated
+    aromatic = order == _AROMATIC_ORDER
+    multiple = order >= _AROMATIC_ORDER
+    at_multiple_bond = np.zeros(num_atoms, dtype=bool)
+    at_multiple_bond[bond_atoms[:, multiple]] = True
+    conjugated[unsettled] = aromatic[unsettled]
+    to_read = np.flatnonzero(unsettled & ~aromatic & at_multiple_bond[bond_atoms].any(axis=0))
+    molecules = bond_molecule[to_read]
+    conjugated[to_read] = [
+        loaded[m][0].GetBondWithIdx(k).GetIsConjugated()
+        for m, k in zip(molecules.tolist(), (to_read - bond_start[molecules]).tolist())
+    ]
+    return conjugated
+
+
+def _parse_disagrees(parsed: ParsedSmiles) -> RuntimeError:
+    return RuntimeError(
+        f"the SMILES parse and RDKit disagree on the graph of {shorten_smiles(parsed.smiles)}; this is a bug of "
+        "molformer_kd's SMILES parser (smiles_grammar), please report the SMILES"
+    )
 
 
 def _as_int_array(value: Any, trailing_shape: tuple[int, ...] = ()) -> np.ndarray:

@@ -14,6 +14,9 @@ carries the decoded structure (DESIGN.md, "SMILES batch"):
 Hydrogens written as atoms follow the rule of `smiles_grammar` (folded into their neighbour, not tokens). A SMILES
 is read through the front door of `validation.check_smiles`, as the graph featurizer reads it: the same strings are
 refused (grammar, more than `max_atoms` atoms, RDKit's valence and kekulization checks) with a `SmilesParseError`.
+
+`SmilesTokenizer.encode_batch` (the prediction pipeline's path) encodes a batch straight into its padded int64 arrays,
+each refused SMILES being its row's error; the front door's RDKit sanitization is most of its cost.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
 from rdkit import rdBase
 from transformers import BatchEncoding, PreTrainedTokenizer
 from transformers.tokenization_utils_base import TOKENIZER_CONFIG_FILE, TruncationStrategy
@@ -38,13 +42,24 @@ if TYPE_CHECKING:
 
     from transformers.utils import TensorType
 
-__all__ = ["DEFAULT_SMILES_VOCAB_FILE", "TOKENIZER_SETTINGS", "JsonVocabTokenizer", "SmilesTokenizer"]
+    from .validation import CheckedSmiles
+
+__all__ = [
+    "DEFAULT_SMILES_VOCAB_FILE",
+    "TOKENIZER_SETTINGS",
+    "EncodedSmilesBatch",
+    "JsonVocabTokenizer",
+    "SmilesTokenizer",
+]
 
 RESOURCES = os.path.join(os.path.dirname(__file__), "resources")
 DEFAULT_SMILES_VOCAB_FILE = os.path.join(RESOURCES, "smiles_vocab.json")
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
 
 VIRTUAL, ATOM, BOND = 0, 1, 2  # token_type_ids
+# What one molecule of `SmilesTokenizer.encode_batch` may fail with (the featurizer's `MOLECULE_FAILURES`): it is that
+# row's error; anything else is a bug and propagates.
+ROW_FAILURES = (ValueError, KeyError, IndexError, TypeError, RuntimeError)
 # Symbols every vocabulary holds whatever the corpus: the organic subset, '*', the tetrahedral stereo forms of
 # carbon (MOSES and QM9, the default corpus, carry no stereo, but isomeric input is common) and all bond tokens.
 ORGANIC_SYMBOLS = ("C", "c", "N", "n", "O", "o", "S", "s", "P", "p", "B", "b", "F", "Cl", "Br", "I", "*")
@@ -80,6 +95,21 @@ _TRANSFORMERS_TOKENIZER_KEYS = (
     "unk_token",
     "vocab_file",
 )
+
+
+class EncodedSmilesBatch(NamedTuple):
+    """`SmilesTokenizer.encode_batch` of some SMILES: the padded batch of those that encode, and the others' errors.
+
+    `inputs`: every key of `model_input_names` as an int64 array, one row per encoded SMILES (tokens (B, L), atoms
+    (B, N), `structure_positions` (B, L, 2)), equal to `tokenizer(encoded, padding=True)`; None when none encodes.
+    `encoded`: the positions (in the input list) of those rows. `errors`: per input SMILES, None or the exception
+    (a `SmilesParseError` naming SMILES and position, ...). `checked`: with `keep_checked=True`, the front door's
+    `CheckedSmiles` (parse and sanitized RDKit molecule) of each encoded row, else None."""
+
+    inputs: dict[str, np.ndarray] | None
+    encoded: list[int]
+    errors: list[Exception | None]
+    checked: list[CheckedSmiles] | None
 
 
 def _padded_length(
@@ -262,6 +292,65 @@ class SmilesTokenizer(JsonVocabTokenizer):
         limit = self.max_atoms if max_atoms is None else min(max_atoms, self.max_atoms)
         with rdBase.BlockLogs():  # the SmilesParseError reports refusals; RDKit's own messages would be noise
             return self._encode_checked(smiles, limit)
+
+    def encode_batch(
+        self, smiles: Sequence[str], max_atoms: int | None = None, keep_checked: bool = False
+    ) -> EncodedSmilesBatch:
+        """Encode a batch of SMILES straight into padded int64 arrays (`EncodedSmilesBatch`): the same batch as
+        `tokenizer(smiles, padding=True)` without a python list per token, and a SMILES that is refused (or not a
+        string) is that row's error instead of stopping the batch. `max_atoms` lowers the tokenizer's own limit."""
+        limit = self.max_atoms if max_atoms is None else min(max_atoms, self.max_atoms)
+        vocab_get, unk, cls_id = self.vocab.get, self.vocab[self.unk_token], self.vocab[self.cls_token]
+        errors: list[Exception | None] = [None] * len(smiles)
+        encoded, checked, ids, bond_ends, atom_counts, bond_counts = [], [], [], [], [], []
+        with rdBase.BlockLogs():  # once for the batch: entering the block costs as much as a parse
+            for position, one in enumerate(smiles):
+                try:
+                    result = check_smiles(one, limit)
+                except ROW_FAILURES as err:
+                    errors[position] = err
+                    continue
+                parsed = result.parsed
+                encoded.append(position)
+                if keep_checked:
+                    checked.append(result)
+                ids.append(cls_id)
+                ids += [vocab_get(t, unk) for t in parsed.atom_symbols]
+                ids += [vocab_get(t, unk) for t in parsed.bond_symbols]
+                for u, v, _ in parsed.bonds:
+                    bond_ends += (u, v)
+                atom_counts.append(len(parsed.atom_symbols))
+                bond_counts.append(len(parsed.bonds))
+        inputs = self._batch_arrays(ids, bond_ends, atom_counts, bond_counts) if encoded else None
+        return EncodedSmilesBatch(inputs, encoded, errors, checked if keep_checked else None)
+
+    def _batch_arrays(
+        self, ids: list[int], bond_ends: list[int], atom_counts: list[int], bond_counts: list[int]
+    ) -> dict[str, np.ndarray]:
+        """The padded arrays of `encode_batch` from the concatenated token ids and bond ends of its molecules."""
+        atoms = np.asarray(atom_counts, dtype=np.int64)[:, None]  # (B, 1)
+        lengths = 1 + atoms + np.asarray(bond_counts, dtype=np.int64)[:, None]
+        token = np.arange(int(lengths.max()), dtype=np.int64)[None, :]  # (1, L)
+        real = token < lengths  # (B, L), True row-major in the order of the concatenated tokens
+        input_ids = np.full(real.shape, self.pad_token_id, dtype=np.int64)
+        input_ids[real] = ids
+        is_atom = (token >= 1) & (token <= atoms)
+        is_bond = real & (token > atoms)
+        token_type_ids = np.where(is_atom, ATOM, np.where(is_bond, BOND, VIRTUAL)).astype(np.int64)
+        structure_positions = np.zeros((*real.shape, 2), dtype=np.int64)
+        structure_positions[..., 0] = np.where(is_atom, token, 0)
+        ends = np.asarray(bond_ends, dtype=np.int64).reshape(-1, 2) + 1  # atom j -> position row j + 1
+        structure_positions[is_bond] = ends
+        atom = np.arange(max(int(atoms.max()), 0), dtype=np.int64)[None, :]  # (1, N)
+        atom_mask = atom < atoms
+        return {
+            "input_ids": input_ids,
+            "attention_mask": real.astype(np.int64),
+            "token_type_ids": token_type_ids,
+            "structure_positions": structure_positions,
+            "atom_token_index": np.where(atom_mask, atom + 1, 0),
+            "atom_mask": atom_mask.astype(np.int64),
+        }
 
     def _encode_checked(self, smiles: str, max_atoms: int) -> dict[str, list]:
         parsed = check_smiles(smiles, max_atoms).parsed

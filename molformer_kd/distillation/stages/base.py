@@ -21,6 +21,7 @@ from transformers.trainer_callback import TrainerState
 from transformers.utils import logging
 
 from ...data.domain import DOMAIN_CONFIG_KEY, ApplicabilityDomain
+from ...tokenization.collators import ValidatingCollator
 from ..checkpoints import (
     barrier,
     clear_stage,
@@ -214,6 +215,11 @@ def train_and_export(
     """Train `model` on `records["train"]` (resuming as configured), export the student into the stage folder, then
     mark the stage finished. Every process returns only when the export is readable."""
     args = stage.training_args
+    if args.device.type != "cpu":
+        # A forward checks input values itself only on CPU tensors (reading them on a GPU would stall it), so on an
+        # accelerator the batches are checked where they are built, on the CPU.
+        teacher_config = teacher.config if teacher is not None else None
+        collator = ValidatingCollator(collator, student_config=model.student.config, teacher_config=teacher_config)
     trainer = DistillationTrainer(
         model=model,
         args=args,
@@ -249,14 +255,18 @@ def train_and_export(
 
 
 def record_applicability_domain(model: PreTrainedModel, train_rows: Dataset) -> None:
-    """Store the applicability domain of the training split in a graph or SMILES model's config
-    (`config.applicability_domain`, data/domain.py), so that its predictions can be flagged wherever it is loaded.
-    Point-cloud models (energies and forces) get none: the pipelines and the CLI never serve them."""
-    if getattr(model, "input_modality", None) not in ("graph", "smiles") or "smiles" not in train_rows.column_names:
+    """Store the applicability domain of the training split in the model's config (`config.applicability_domain`,
+    data/domain.py), so that its predictions can be flagged wherever it is loaded: the SMILES envelope for graph and
+    SMILES models, the elements and heavy-atom counts of the training geometries for point-cloud models (energies and
+    forces), whose ASE calculator refuses other elements."""
+    modality = getattr(model, "input_modality", None)
+    source = f"training split ({len(train_rows)} rows)"
+    if modality in ("graph", "smiles") and "smiles" in train_rows.column_names:
+        domain = ApplicabilityDomain.from_smiles(train_rows["smiles"], source=source)
+    elif modality == "point_cloud" and "atomic_numbers" in train_rows.column_names:
+        domain = ApplicabilityDomain.from_atomic_numbers(train_rows["atomic_numbers"], source=source)
+    else:
         return
-    domain = ApplicabilityDomain.from_smiles(
-        train_rows["smiles"], source=f"training split ({len(train_rows)} molecules)"
-    )
     setattr(model.config, DOMAIN_CONFIG_KEY, domain.to_dict())
 
 

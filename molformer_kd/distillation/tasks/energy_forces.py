@@ -55,9 +55,18 @@ def _batches(dataset: Dataset | Iterable[dict], batch_size: int) -> DataLoader:
 
 def evaluate_energy_forces(model: PreTrainedModel, dataset: Dataset, batch_size: int = 64) -> dict[str, float]:
     """Energy MAE (meV), force MAE (meV/Angstrom), force cosine and EFwT (%) of `model` on `dataset` rows."""
+    return _metrics_and_parity(model, dataset, batch_size)[0]
+
+
+def _metrics_and_parity(
+    model: PreTrainedModel, dataset: Dataset, batch_size: int
+) -> tuple[dict[str, float], list[dict]]:
+    """`evaluate_energy_forces`'s metrics and the model card's parity panels: true vs predicted energies (eV, one per
+    molecule) and force components (eV/Angstrom, three per real atom)."""
     model.eval()
     metrics = EnergyForceMetrics()
     device = next(model.parameters()).device
+    energies, forces = ([], []), ([], [])
     for batch in _batches(dataset, batch_size):
         inputs = {key: batch[key].to(device) for key in _INPUT_KEYS}
         with torch.no_grad():
@@ -70,7 +79,16 @@ def evaluate_energy_forces(model: PreTrainedModel, dataset: Dataset, batch_size:
             labels["forces"].to(device),
             inputs["atom_mask"],
         )
-    return metrics.compute()
+        mask = batch["atom_mask"].bool()
+        energies[0].append(labels["energy"])
+        energies[1].append(outputs.energy.detach().cpu())
+        forces[0].append(labels["forces"][mask].flatten())
+        forces[1].append(outputs.forces.detach().cpu()[mask].flatten())
+    parity = [
+        {"y_true": torch.cat(true).tolist(), "y_pred": torch.cat(predicted).tolist(), "label": label}
+        for (true, predicted), label in ((energies, "energy (eV)"), (forces, "force component (eV/Angstrom)"))
+    ]
+    return metrics.compute(), parity
 
 
 def inference_throughput(model: PreTrainedModel, dataset: Dataset, batch_size: int = 64, repeats: int = 2) -> float:
@@ -155,6 +173,8 @@ class EnergyForcesTask:
     def evaluate(
         self, model: PreTrainedModel, processor: None, rows: Dataset, args: TrainingArguments, split: str
     ) -> dict:
-        """KD-GNN metrics (energy MAE meV, force MAE meV/A, force cosine, EFwT %) of `model` on `rows`."""
+        """KD-GNN metrics (energy MAE meV, force MAE meV/A, force cosine, EFwT %) of `model` on `rows`, and the
+        parity of its energies and force components (the model card's plot)."""
         model.to(args.device)
-        return {"metrics": {split: evaluate_energy_forces(model, rows, batch_size=args.per_device_eval_batch_size)}}
+        metrics, parity = _metrics_and_parity(model, rows, args.per_device_eval_batch_size)
+        return {"metrics": {split: metrics}, "parity": parity}
