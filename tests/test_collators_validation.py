@@ -19,14 +19,9 @@ from molformer_kd.modeling import (
     SmilesTransformerConfig,
     SmilesTransformerModel,
 )
+from molformer_kd.modeling.modeling_utils import ValidatingCollator, check_model_inputs
 from molformer_kd.tokenization import SmilesTokenizer
-from molformer_kd.tokenization.collators import (
-    GraphCollator,
-    PairedCollator,
-    PointCloudCollator,
-    ValidatingCollator,
-    check_model_inputs,
-)
+from molformer_kd.tokenization.collators import GraphCollator, PairedCollator, PointCloudCollator
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 
 SMILES = ["CCO", "c1ccccc1C(=O)O", "CC(C)(C)C#N"]

@@ -50,8 +50,9 @@ from molformer_kd.modeling.auto import (
     AutoModelForEnergyAndForces,
     AutoModelForMolecularPropertyPrediction,
 )
+from molformer_kd.modeling.modeling_utils import ValidatingCollator
 from molformer_kd.tokenization import SmilesTokenizer, StBaseTokenizer
-from molformer_kd.tokenization.collators import GraphCollator, PointCloudCollator, ValidatingCollator
+from molformer_kd.tokenization.collators import GraphCollator, PointCloudCollator
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 
 # Outputs compared across runs: one row per molecule, or one row per token/atom (padded along axis 1).

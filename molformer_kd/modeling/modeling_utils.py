@@ -10,7 +10,7 @@ Every `...PreTrainedModel` of the package derives from `MolecularPreTrainedModel
 * `return_dict=None` means `config.return_dict` (default True): a `ModelOutput` of `outputs.py`, else its tuple.
 * No host-device synchronisation: the value-range checks of the inputs (ids within the vocabularies, edges pointing
   at real atoms) are `check_input_values(config, batch)`, a classmethod that needs the config only, so collators run
-  it on the batch they build on the CPU (`tokenization.collators.ValidatingCollator`), before it reaches a device.
+  it on the batch they build on the CPU (`ValidatingCollator` below wraps any collator), before it reaches a device.
   `forward` runs the same checks itself only where reading the values is free (`values_readable_for_free`: plain
   CPU tensors in eager mode), so a direct call with bad CPU tensors still gets the clear error, and a GPU (or traced,
   compiled, meta) forward never reads a value. Shape and presence checks (host metadata) stay in `forward`.
@@ -19,8 +19,9 @@ Every `...PreTrainedModel` of the package derives from `MolecularPreTrainedModel
 """
 
 import os
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
@@ -60,6 +61,43 @@ def check_batch_for(config: PretrainedConfig, batch: Mapping[str, torch.Tensor])
     collator-side check, with no model at hand."""
     model_class = AutoModel._model_mapping[type(config)]
     model_class.check_input_values(config, batch)
+
+
+def check_model_inputs(inputs: Mapping[str, Any], config: Any, where: str = "batch") -> None:
+    """Raise a ValueError naming `where` (the part of the batch) and the input if the collated CPU batch `inputs`
+    holds values the model of `config` cannot read: ids outside its vocabularies, edges off the atoms, molecules too
+    large for its position table (`MolecularPreTrainedModel.check_input_values`, from the config alone).
+
+    A collator builds its batch on the CPU, where reading the values costs no device synchronisation; the model's
+    `forward` then never reads them on a GPU (see the module docstring)."""
+    tensors = {key: value for key, value in inputs.items() if isinstance(value, torch.Tensor)}
+    try:
+        check_batch_for(config, tensors)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error} (model_type {getattr(config, 'model_type', '?')!r})") from error
+
+
+@dataclass
+class ValidatingCollator:
+    """Wraps a collator and checks each batch it builds against the model configs that will read it
+    (`check_model_inputs`): `student_config` checks `student_inputs` (or a flat batch: `GraphCollator`,
+    `PointCloudCollator`, a tokenizer's batch), `teacher_config` checks `teacher_inputs`. A config left None is not
+    checked. Holds configs, not models, so it pickles cheaply into DataLoader workers."""
+
+    collator: Callable[[Sequence[Any]], Mapping[str, Any]]
+    student_config: Any = None
+    teacher_config: Any = None
+
+    def __call__(self, rows: Sequence[Any]) -> Mapping[str, Any]:
+        batch = self.collator(rows)
+        paired = "student_inputs" in batch or "teacher_inputs" in batch
+        for key, config in (("teacher_inputs", self.teacher_config), ("student_inputs", self.student_config)):
+            if config is None or (not paired and key == "teacher_inputs"):
+                continue
+            inputs = batch.get(key) if paired else batch
+            if inputs is not None:
+                check_model_inputs(inputs, config, where=key if paired else "batch")
+        return batch
 
 
 class MolecularPreTrainedModel(PreTrainedModel):

@@ -21,7 +21,7 @@ from transformers.trainer_callback import TrainerState
 from transformers.utils import logging
 
 from ...data.domain import DOMAIN_CONFIG_KEY, ApplicabilityDomain
-from ...tokenization.collators import ValidatingCollator
+from ...modeling.modeling_utils import ValidatingCollator
 from ..checkpoints import (
     barrier,
     clear_stage,
