@@ -422,10 +422,13 @@ def default_threads(num_workers: int, busy: float | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run `predict` or `embed` as parsed by `build_parser`; returns the number of rows this process handled."""
     import torch
+    import transformers
     from tqdm.auto import tqdm
 
     from .pipelines import MolecularPropertyPredictionPipeline
 
+    # The one progress bar is the rows' (below), not one per weight load: as in `distill.py`.
+    transformers.utils.logging.disable_progress_bar()
     world_size, rank, state = _process_group(args.device)
     input_path, output_path = Path(args.input), Path(args.output)
     if not input_path.is_file():

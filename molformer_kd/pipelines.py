@@ -358,7 +358,7 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             return None
         verdicts, again = [None] * len(smiles), []
         for i, checked in zip(encoded.encoded, encoded.checked):
-            if checked.parsed._folded is None:  # no hydrogen folded: the atom rule left RDKit's molecule as it was
+            if not checked.parsed.has_folded_hydrogens:  # the atom rule left RDKit's molecule as it was
                 verdicts[i] = domain.check_profile(molecule_profile(checked.mol))
             else:
                 again.append(i)

@@ -164,6 +164,7 @@ def test_accelerate_two_processes_shard_and_merge_in_order(tmp_path, student_dir
         timeout=180,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "Loading weights" not in result.stderr  # one progress bar (the rows'), and none with --quiet
     expected, got = read_csv_columns(single), read_csv_columns(sharded)
     assert got["row"] == expected["row"] == [str(i) for i in range(len(smiles))]
     assert got["smiles"] == expected["smiles"] == smiles

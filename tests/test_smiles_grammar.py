@@ -168,6 +168,8 @@ def test_cis_trans_bonds():
 def test_hydrogen_rule():
     methane = parse_smiles("[H]C([H])([H])[H]")
     assert methane.atom_symbols == ["C"] and methane.bonds == [] and methane.atoms[0].folded_hydrogens == 4
+    assert methane.has_folded_hydrogens and parse_smiles("[2H]C").has_folded_hydrogens
+    assert not parse_smiles("CC").has_folded_hydrogens and not parse_smiles("[H][H]").has_folded_hydrogens
     assert parse_smiles("[2H]C").atom_symbols == ["C"]  # isotopes are folded too
     assert parse_smiles("C[2H]").atoms[0].span == (0, 1)
     h2 = parse_smiles("[H][H]")  # all-hydrogen molecule: kept

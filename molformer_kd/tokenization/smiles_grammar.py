@@ -467,6 +467,12 @@ class ParsedSmiles:
         return len(self.atom_symbols)
 
     @property
+    def has_folded_hydrogens(self) -> bool:
+        """Whether hydrogens written as atoms were folded into their neighbours (the atom rule): RDKit's molecule of
+        the same SMILES then holds atoms this parse does not."""
+        return self._folded is not None
+
+    @property
     def num_bonds(self) -> int:
         return len(self.bonds)
 
