@@ -10,6 +10,7 @@
 Every stage goes through `distill.py`, exactly as a user runs it.
 """
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -72,6 +73,20 @@ def main():
     print("\nwall time: " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
 
 
+@contextlib.contextmanager
+def disabled_progress_bars():
+    """No transformers bar per weight load in the demo's tables (a library user keeps transformers' default)."""
+    from transformers.utils import logging
+
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()
+
+
 def predict_with_shipped_student() -> None:
     """The shipped default student on the same SMILES (and one outside its domain), or a note when none ships."""
     from molformer_kd.data.pretrained import DEFAULT_MODEL, shipped_model
@@ -81,7 +96,8 @@ def predict_with_shipped_student() -> None:
     if shipped is None:
         print(f"\nno shipped student {DEFAULT_MODEL!r} in this checkout (`make pretrained` builds and ships it)")
         return
-    predict = MolecularPropertyPredictionPipeline.from_pretrained(DEFAULT_MODEL)
+    with disabled_progress_bars():
+        predict = MolecularPropertyPredictionPipeline.from_pretrained(DEFAULT_MODEL)
     smiles = [*EXAMPLES, "c1ccccc1Cl"]
     labels = predict.label_names
     metrics = shipped.test_metrics
