@@ -1,11 +1,15 @@
 """Report of the runs behind the shipped QM9 students (`make pretrained`): teachers, students and chemprop side by side.
 
-Every row was trained on the same split (configs/pretrained/*.yaml: QM9 random 20,000 / 2,000 / 5,000, seed 0) for
-the same three targets (HOMO, LUMO, gap in eV) and picked its checkpoint on validation gap MAE. The script reads what
-the runs wrote (`runs/pretrained/<run>/<stage>/trainer_state.json`, `.../evaluate/metrics.json`) and the chemprop peer
-report of benchmarks/chemprop_qm9.py; it trains nothing. Rows whose run is missing are listed as missing.
+A set of runs is `configs/<set>/*.yaml` trained into `runs/<set>/` (`make pretrained PRETRAINED_SET=<set>`):
+`pretrained` (QM9 random 20,000 / 2,000 / 5,000, seed 0; what ships today) or `pretrained_pool` (the whole QM9
+training pool). Within a set every row was trained on the same split (read from the set's qm9_teacher.yaml) for the
+same three targets (HOMO, LUMO, gap in eV) and picked its checkpoint on validation gap MAE. The script reads what the
+runs wrote (`runs/<set>/<run>/<stage>/trainer_state.json`, `.../evaluate/metrics.json`) and the chemprop peer report
+of benchmarks/chemprop_qm9.py (`benchmarks/results/chemprop_qm9_<set>.json`); it trains nothing. Rows whose run is
+missing are listed as missing.
 
     python benchmarks/pretrained_qm9_report.py            # -> benchmarks/results/pretrained_qm9.{json,md}
+    python benchmarks/pretrained_qm9_report.py --set pretrained_pool   # -> benchmarks/results/pretrained_pool_qm9.*
 
 Ratios are the figures to read (all rows ran on the same 2-core machine, sharing it with each other).
 """
@@ -17,6 +21,8 @@ import json
 import platform
 import subprocess
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("homo", "lumo", "gap")
@@ -113,8 +119,8 @@ def markdown(report: dict) -> str:
         "",
         f"`{report['command']}` on {report['machine']}, commit {report['commit']}.",
         "",
-        "One split (QM9 random 20,000 / 2,000 / 5,000 molecules, seed 0), three targets learned jointly, every row's "
-        "checkpoint picked on validation gap MAE. Test MAE in eV on the 5,000 test molecules; one training seed.",
+        f"One split ({report['split']}), three targets learned jointly, every row's checkpoint picked on validation "
+        f"gap MAE. Test MAE in eV on the {report['test_molecules']:,} test molecules; one training seed.",
         "",
         "| row | HOMO | LUMO | gap | best epoch / epochs | train min | shipped as |",
         "|---|---|---|---|---|---|---|",
@@ -146,12 +152,24 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def split_of(config: Path) -> tuple[str, int]:
+    """The split a set's runs share, as a phrase, and its number of test molecules (from its qm9_teacher.yaml)."""
+    split = yaml.safe_load(config.read_text())["split"]
+    train, validation, test = split["sizes"]
+    return f"QM9 {split['kind']} {train:,} / {validation:,} / {test:,} molecules, seed {split['seed']}", test
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "pretrained")
-    parser.add_argument("--chemprop", type=Path, default=ROOT / "benchmarks/results/chemprop_qm9_pretrained.json")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/pretrained_qm9")
+    parser.add_argument("--set", default="pretrained", help="configs/SET/*.yaml trained into runs/SET/")
+    parser.add_argument("--runs", type=Path, default=None, help="default runs/SET")
+    parser.add_argument("--chemprop", type=Path, default=None, help="default benchmarks/results/chemprop_qm9_SET.json")
+    parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/SET_qm9")
     args = parser.parse_args()
+    args.runs = args.runs or ROOT / "runs" / args.set
+    args.chemprop = args.chemprop or ROOT / "benchmarks" / "results" / f"chemprop_qm9_{args.set}.json"
+    args.out = args.out or ROOT / "benchmarks" / "results" / f"{args.set}_qm9"
+    split, test_molecules = split_of(ROOT / "configs" / args.set / "qm9_teacher.yaml")
     rows = {name: _row(args.runs, name, label, stage, role) for name, label, stage, role in ROWS}
     shipped = shipped_from()
     for row in rows.values():
@@ -171,7 +189,10 @@ def main() -> None:
     }
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     report = {
-        "command": "python benchmarks/pretrained_qm9_report.py",
+        "command": "python benchmarks/pretrained_qm9_report.py"
+        + ("" if args.set == "pretrained" else f" --set {args.set}"),
+        "split": split,
+        "test_molecules": test_molecules,
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "commit": commit.stdout.strip(),
         "rows": rows,

@@ -13,6 +13,8 @@ largest of the process and its reaped children):
 4. A tiny SMILES Transformer (d=32, 1+1 layers, randomly initialised: speed does not depend on the weights) through
    `molformer-kd predict` on its defaults.
 5. Each of these on a 1-molecule file: the start-up, so molecules/s after start-up is reported too.
+6. The required stack's imports alone (`python -c "import torch, transformers.modeling_utils"`, quiet): no process
+   that loads a transformers model starts faster, so N / those seconds bounds every whole-process rate at N rows.
 
 Two conditions: `quiet` (nothing added) and `other core busy` (a pure-Python busy loop in a child process, no CPU
 affinity, started before and killed after every timed run of that condition). Each of `--repeats` rounds runs every
@@ -71,12 +73,14 @@ from molformer_kd.data.pretrained import shipped_model  # noqa: E402
 MOLFORMER_KD = Path(sys.executable).parent / "molformer-kd"
 DEFAULT_CHEMPROP = Path(os.environ.get("MOLFORMER_KD_CHEMPROP", REPO / ".venv-chemprop" / "bin" / "chemprop"))
 # Where benchmarks/chemprop_qm9.py leaves chemprop's model trained on the shipped students' QM9 split.
-DEFAULT_CHEMPROP_MODEL = REPO / "runs" / "chemprop_qm9" / "qm9_teacher" / "chemprop" / "model_0" / "best.pt"
+DEFAULT_CHEMPROP_MODEL = REPO / "runs" / "pretrained" / "chemprop" / "chemprop" / "model_0" / "best.pt"
 CONDITIONS = ("quiet", "other core busy")
 BUSY_LOOP = "while True:\n    pass\n"
 TARGET_RATIO = 2.0
 TARGET_ST_MOL_PER_S = 5_000.0
 TARGET_MEMORY_RATIO = 1.5
+# Row 6: every student is a transformers `PreTrainedModel`, so these imports are part of any molformer-kd process.
+STACK_IMPORTS = "import torch, transformers.modeling_utils"
 # After-start-up rates are left out (None) where the whole run is within this factor of the start-up run: the
 # difference would be the start-up's own noise.
 AFTER_STARTUP_MIN_FACTOR = 1.25
@@ -267,9 +271,11 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def evaluate(summary: dict, memory_runs: list[dict]) -> tuple[dict, dict]:
+def evaluate(summary: dict, memory_runs: list[dict], import_runs: list[dict], n: int) -> tuple[dict, dict]:
     """Ratios the targets name, and each target: value, threshold, met (None where not measured)."""
     ratios: dict[str, float | None] = {}
+    imports = median_or_none([run["seconds"] for run in import_runs])
+    ratios[f"whole-process mol/s ceiling at {n} rows: rows / stack import seconds [quiet]"] = ratio(n, imports)
     for name, rows in summary.items():
         chem = rows.get("chemprop", {})
         for ours in ("qm9-gin default", "qm9-gin --threads 1"):
@@ -377,6 +383,17 @@ def markdown(report: dict) -> str:
     if small:
         lines.append(f"| {report['n']} (median) | {fmt(small['peak_rss_mib'])} | {fmt(small['seconds'], '.1f')} |")
     lines += [f"| {run['rows']} | {run['peak_rss_mib']:.0f} | {run['seconds']:.1f} |" for run in memory]
+    imports = [run["seconds"] for run in report["import_runs"]]
+    if imports:
+        lines += [
+            "",
+            "## Start-up floor of the required stack (quiet)",
+            "",
+            f'`python -c "{STACK_IMPORTS}"`: median {statistics.median(imports):.2f} s over {len(imports)} run(s) '
+            f"({', '.join(f'{s:.2f}' for s in imports)}). Every student is a transformers model, so no molformer-kd "
+            f"process starts faster: at {report['n']} rows no whole-process rate can exceed "
+            f"{report['n'] / statistics.median(imports):,.0f} mol/s, whatever the model and the featurizer do.",
+        ]
     lines += ["", "## Ratios", ""]
     lines += [f"- {name}: {fmt(value, '.2f')}" for name, value in report["ratios"].items()]
     lines += ["", "## Targets (issue #20)", ""]
@@ -484,6 +501,7 @@ def main(argv=None) -> dict:
         "load_average_before_round": [],
         "runs": [],
         "memory_runs": [],
+        "import_runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="screening_speed_") as tmp:
         work = Path(tmp)
@@ -512,6 +530,10 @@ def main(argv=None) -> dict:
                         record.update(count_output(output))
                         report["runs"].append(record)
                         print(json.dumps(record), flush=True)
+            record = {"round": round_index, "condition": "quiet", "row": "stack imports", "size": "imports"}
+            record.update(run_process([sys.executable, "-c", STACK_IMPORTS], env, work / "log.txt", args.timeout))
+            report["import_runs"].append(record)
+            print(json.dumps(record), flush=True)
             if round_index < args.memory_repeats:
                 output = work / "out_memory.csv"
                 record = {"round": round_index, "condition": "quiet", "row": "qm9-gin default", "size": "memory"}
@@ -522,7 +544,9 @@ def main(argv=None) -> dict:
                 report["memory_runs"].append(record)
                 print(json.dumps(record), flush=True)
     report["summary"] = summarize(report["runs"], args.n)
-    report["ratios"], report["targets"] = evaluate(report["summary"], report["memory_runs"])
+    report["ratios"], report["targets"] = evaluate(
+        report["summary"], report["memory_runs"], report["import_runs"], args.n
+    )
     report["wall_s"] = time.perf_counter() - started
 
     output = Path(args.output)

@@ -41,8 +41,12 @@ def test_summary_ratios_and_targets():
     assert quiet["qm9-gin default"]["after_startup_mol_per_s"] == pytest.approx(n / 2.0)
     assert quiet["tiny ST default"]["after_startup_mol_per_s"] is None  # 0.3 s is no more than its start-up
 
-    ratios, targets = screening_speed.evaluate(summary, [{"peak_rss_mib": 600.0, "rows": 10 * n}])
+    imports = [{"seconds": seconds} for seconds in (0.5, 0.4, 9.0)]
+    ratios, targets = screening_speed.evaluate(summary, [{"peak_rss_mib": 600.0, "rows": 10 * n}], imports, n)
     assert ratios["qm9-gin default / chemprop, whole process [quiet]"] == pytest.approx(3.0)
+    # The stack's import time bounds every whole-process rate: n rows / the median import seconds.
+    ceiling = ratios[f"whole-process mol/s ceiling at {n} rows: rows / stack import seconds [quiet]"]
+    assert ceiling == pytest.approx(2000)
     assert ratios["qm9-gin default peak RSS, memory rows / N rows [quiet]"] == pytest.approx(1.2)
     met = {name: target["met"] for name, target in targets.items()}
     assert met["qm9-gin default >= 2x chemprop mol/s, whole process [quiet]"] is True
@@ -53,7 +57,8 @@ def test_summary_ratios_and_targets():
 
 def test_missing_rows_are_not_measured():
     summary = screening_speed.summarize([record("quiet", "qm9-gin default", "n", 2.0)], 100)
-    _, targets = screening_speed.evaluate(summary, [])
+    ratios, targets = screening_speed.evaluate(summary, [], [], 100)
+    assert ratios["whole-process mol/s ceiling at 100 rows: rows / stack import seconds [quiet]"] is None
     assert all(target["met"] is None for target in targets.values())
 
 

@@ -263,3 +263,26 @@ def test_push_student_to_local_hub(tmp_path, hub_env, hub_python):
     assert "gap_mae" in listing
     # The card's usage snippet loads the repo it was pushed to, not the name of the local stage folder.
     assert 'model="tester/tiny-gin-student"' in listing
+
+
+# The sets of runs `make pretrained` trains (PRETRAINED_SET): configs/<set>/*.yaml, the students reading the set's own
+# teacher. Each must pass start-up validation here, not hours into a rebuild.
+PRETRAINED_SET_CONFIGS = sorted(f"{path.parent.name}/{path.name}" for path in CONFIGS.glob("pretrained*/*.yaml"))
+
+
+@pytest.mark.parametrize("config", PRETRAINED_SET_CONFIGS)
+def test_pretrained_set_configs_validate(tmp_path, config):
+    set_dir = CONFIGS / Path(config).parent
+    teacher = yaml.safe_load((set_dir / "qm9_teacher.yaml").read_text())
+    assert teacher["stages"][0] == "teacher"
+    values = yaml.safe_load((CONFIGS / config).read_text())
+    assert values["split"] == teacher["split"] and values["label_columns"] == teacher["label_columns"]
+    changes = {}
+    if "teacher_name_or_path" in values:
+        assert values["teacher_name_or_path"] == f"{teacher['output_dir']}/teacher"
+        # The teacher the set's qm9_teacher.yaml trains, as a config (validation reads its layer count, not weights).
+        config_values = {k: v for k, v in teacher["teacher_config"].items() if k != "model_type"}
+        GraphormerConfig(**config_values, num_labels=len(teacher["label_columns"])).save_pretrained(tmp_path / "t")
+        changes["teacher_name_or_path"] = str(tmp_path / "t")
+    run = plan(write_config(tmp_path, config, **changes))
+    assert [stage.name for stage in run.stages] == values["stages"]
