@@ -45,17 +45,20 @@ class PaiNNMessage(nn.Module):
     def forward(
         self,
         scalars: torch.Tensor,
-        vectors: torch.Tensor,
+        vectors: torch.Tensor | None,
         graph: RadiusGraph,
         rbf: torch.Tensor,
         envelope: torch.Tensor,
     ):
+        """`vectors` None stands for all zeros (the first layer): its gated term and the residual are skipped, the
+        same result without gathering an (edges, 3, F) block of zeros forward and backward."""
         weights = self.filter(rbf) * envelope.unsqueeze(-1)
         split = self.scalar_network(scalars)[graph.neighbor] * weights
         vector_gate, scalar_message, direction_gate = split.split(self.hidden_size, dim=-1)
-        vector_message = vectors[graph.neighbor] * vector_gate.unsqueeze(1) + direction_gate.unsqueeze(
-            1
-        ) * graph.unit_vectors.unsqueeze(-1)
+        vector_message = direction_gate.unsqueeze(1) * graph.unit_vectors.unsqueeze(-1)
+        if vectors is None:
+            return scalars + graph.aggregate(scalar_message), graph.aggregate(vector_message), scalar_message
+        vector_message = torch.addcmul(vector_message, vectors[graph.neighbor], vector_gate.unsqueeze(1))
         return scalars + graph.aggregate(scalar_message), vectors + graph.aggregate(vector_message), scalar_message
 
 
@@ -156,7 +159,7 @@ class PaiNNModel(PaiNNPreTrainedModel):
         rbf = sine_rbf(graph.distances, self.config.num_rbf, self.config.cutoff)
         envelope = cosine_cutoff(graph.distances, self.config.cutoff)
         scalars = self.embedding(graph.atomic_numbers)
-        vectors = scalars.new_zeros(graph.num_atoms, 3, self.config.hidden_size)
+        vectors = None  # all zeros before the first message (eq. 7's v_j^0 = 0)
         hidden_states = [graph.sequence_output(scalars)] if output_hidden_states else None
         edge_features = None
         for message, update in zip(self.messages, self.updates):
