@@ -17,7 +17,9 @@ per-target test MAE/RMSE are computed here with molformer_kd.data.metrics, in th
 
 chemprop runs with OMP_NUM_THREADS/MKL_NUM_THREADS = `--threads` (default 1). Progress: one line per finished
 epoch (from chemprop's checkpoint folder), chemprop's own output in `{work_dir}/chemprop_train.log`. Resumable: a
-work dir whose `best.pt` exists is not retrained (an interrupted training restarts from scratch). Writes
+work dir whose `best.pt` exists is not retrained, and an interrupted training resumes from chemprop's `last.ckpt`
+through benchmarks/chemprop_resume.py (chemprop's CLI, resumed by Lightning), with its wall time and epoch ends
+carried across resumes (`{work_dir}/train_progress.json`). Writes
 `{results_dir}/{results_name}.json` (every number, chemprop's resolved settings, versions, split fingerprints,
 wall times, per-epoch validation loss) and `.md`.
 """
@@ -151,27 +153,55 @@ def best_checkpoint(model_dir: Path) -> dict | None:
     return {"file": name, "epoch": epoch + 1}
 
 
-def train(command: list[str], output_dir: Path, log_path: Path, threads: int, epochs: int) -> dict:
-    """Run `chemprop train`, printing a line per finished epoch (each epoch rewrites its last.ckpt)."""
+def last_checkpoint(output_dir: Path) -> Path:
+    """The checkpoint chemprop rewrites after every epoch (`save_last=True`): where an interrupted run resumes."""
+    return output_dir / "model_0" / "checkpoints" / "last.ckpt"
+
+
+def resumed_command(command: list[str], checkpoint: Path) -> list[str]:
+    """`chemprop train ...` (command[0] the chemprop executable) as the same arguments run by chemprop_resume.py
+    with chemprop's own Python, resuming from `checkpoint`."""
+    python = Path(command[0]).parent / "python"
+    return [str(python), str(ROOT / "benchmarks" / "chemprop_resume.py"), "--resume-from", str(checkpoint), "--"] + (
+        command[1:]
+    )
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        return path.lstat().st_mtime_ns, path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def train(command: list[str], output_dir: Path, log_path: Path, threads: int, epochs: int, progress_file: Path) -> dict:
+    """Run `chemprop train`, printing a line per finished epoch (each epoch rewrites its last.ckpt), or resume it
+    when `progress_file` holds an earlier, interrupted attempt: its wall time and epoch ends (seconds from the
+    first start, counting only time spent training) are carried on and the file is rewritten after every epoch."""
+    last = last_checkpoint(output_dir)
     model_dir = output_dir / "model_0"
-    last = model_dir / "checkpoints" / "last.ckpt"
+    progress = json.loads(progress_file.read_text()) if progress_file.is_file() and last.is_file() else None
+    earlier_s = progress["wall_s"] if progress else 0.0
+    ends = list(progress["epoch_end_s"]) if progress else []
+    resumes = progress.get("resumes", 0) + 1 if progress else 0
+    launched = command
+    if progress:
+        log(f"resuming chemprop from {last} after epoch {len(ends)} ({earlier_s:.0f} s of training so far)")
+        launched = resumed_command(command, last)
     start = time.perf_counter()
-    ends = []
-    seen = None
-    with open(log_path, "w") as handle:
-        handle.write(" ".join(command) + "\n\n")
+    seen = file_stamp(last)  # a resumed run's last.ckpt is the previous epoch's, not a new one
+    with open(log_path, "a" if progress else "w") as handle:
+        handle.write(" ".join(launched) + "\n\n")
         handle.flush()
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=chemprop_env(threads))
+        process = subprocess.Popen(launched, stdout=handle, stderr=subprocess.STDOUT, env=chemprop_env(threads))
         log(f"chemprop train started (pid {process.pid}); its output: {log_path}")
         while True:
             finished = process.poll() is not None
-            try:
-                stamp = last.lstat().st_mtime_ns, last.stat().st_mtime_ns
-            except OSError:
-                stamp = None
+            stamp = file_stamp(last)
             if stamp is not None and stamp != seen:
                 seen = stamp
-                ends.append(time.perf_counter() - start)
+                ends.append(earlier_s + time.perf_counter() - start)
+                progress_file.write_text(json.dumps({"wall_s": ends[-1], "epoch_end_s": ends, "resumes": resumes}))
                 epoch = len(ends)
                 took = ends[-1] - (ends[-2] if len(ends) > 1 else 0.0)
                 best = best_checkpoint(model_dir)
@@ -183,11 +213,11 @@ def train(command: list[str], output_dir: Path, log_path: Path, threads: int, ep
             if finished:
                 break
             time.sleep(1)
-    wall_s = time.perf_counter() - start
+    wall_s = earlier_s + time.perf_counter() - start
     if process.returncode != 0:
         raise SystemExit(f"chemprop train failed (exit {process.returncode}); see {log_path}")
     # Epoch ends seen by polling (1 s resolution); the first includes featurization and model set-up.
-    return {"wall_s": wall_s, "epoch_end_s": ends, "command": command}
+    return {"wall_s": wall_s, "epoch_end_s": ends, "command": command, "resumes": resumes}
 
 
 def predict_command(chemprop: str, smiles_csv: Path, model_file: Path, output: Path) -> list[str]:
@@ -256,7 +286,8 @@ def markdown(report: dict) -> str:
         f"patience = epochs, chemprop's default), best validation-loss epoch {best if best is not None else '?'} "
         f"(`{budget['best_checkpoint']}`, chemprop counts from 0)",
         f"- training wall time: {budget['train_wall_s']:.0f} s ({budget['train_wall_s'] / 3600:.2f} h), "
-        f"~{budget['seconds_per_epoch']:.0f} s per epoch; test prediction {budget['predict_wall_s']:.0f} s",
+        f"~{budget['seconds_per_epoch']:.0f} s per epoch; test prediction {budget['predict_wall_s']:.0f} s"
+        + (f"; resumed {budget['train_resumes']} time(s) from last.ckpt" if budget.get("train_resumes") else ""),
         f"- threads: OMP_NUM_THREADS=MKL_NUM_THREADS={report['threads']} for chemprop, on "
         f"{report['machine']['cpu_count']} CPU cores ({report['machine']['processor']}), no accelerator",
         f"- chemprop settings (its defaults): batch size {settings.get('batch_size', '?')}, message hidden dim "
@@ -335,11 +366,13 @@ def main(argv=None) -> dict:
         log(f"{model_file} exists: not retrained")
         record = json.loads(record_file.read_text())
     else:
-        if output_dir.exists():
-            log(f"removing the unfinished chemprop run in {output_dir}")
+        progress_file = work_dir / "train_progress.json"
+        if output_dir.exists() and not (last_checkpoint(output_dir).is_file() and progress_file.is_file()):
+            log(f"removing the unfinished chemprop run in {output_dir} (nothing to resume from)")
             shutil.rmtree(output_dir)
+            progress_file.unlink(missing_ok=True)
         epochs = args.epochs or 50
-        record = train(command, output_dir, work_dir / "chemprop_train.log", args.threads, epochs)
+        record = train(command, output_dir, work_dir / "chemprop_train.log", args.threads, epochs, progress_file)
         record_file.write_text(json.dumps(record, indent=2))
         log(f"chemprop train finished in {record['wall_s']:.0f} s; best model {model_file}")
 
@@ -383,6 +416,7 @@ def main(argv=None) -> dict:
             "best_epoch": best["epoch"] if best else None,
             "best_checkpoint": best["file"] if best else None,
             "train_wall_s": record["wall_s"],
+            "train_resumes": record.get("resumes", 0),
             "epochs_source": "--epochs" if args.epochs else "chemprop's default",
             "seconds_per_epoch": seconds_per_epoch,
             "first_epoch_s": ends[0] if ends else None,
