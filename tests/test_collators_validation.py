@@ -108,3 +108,35 @@ def test_a_model_off_the_cpu_checks_a_cpu_batch_from_its_config():
         model.validate_inputs(batch)
     output = model(**{key: value.to("meta") for key, value in batch.items()})
     assert output.last_hidden_state.device.type == "meta"
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_training_stages_check_batches_in_the_collator_on_an_accelerator(monkeypatch, device):
+    # A stage training on an accelerator gets the collator wrapped (a forward there reads no input value); on the
+    # CPU the forward checks, and the collator is passed as it is. torch.device("cuda") needs no GPU to exist.
+    from types import SimpleNamespace
+
+    from molformer_kd.distillation.stages import base
+
+    class Handed(Exception):
+        pass
+
+    handed = {}
+
+    def trainer_stand_in(**kwargs):
+        handed.update(kwargs)
+        raise Handed
+
+    monkeypatch.setattr(base, "DistillationTrainer", trainer_stand_in)
+    student, teacher = GINConfig.from_preset("tiny"), GraphormerConfig.from_preset("tiny")
+    stage = SimpleNamespace(training_args=SimpleNamespace(device=torch.device(device), eval_strategy="no"))
+    model = SimpleNamespace(student=SimpleNamespace(config=student))
+    collator = GraphCollator(MoleculeFeaturizer())
+    with pytest.raises(Handed):
+        base.train_and_export(stage, model, {"train": []}, collator, None, teacher=SimpleNamespace(config=teacher))
+    if device == "cpu":
+        assert handed["data_collator"] is collator
+        return
+    wrapped = handed["data_collator"]
+    assert isinstance(wrapped, ValidatingCollator)
+    assert (wrapped.collator, wrapped.student_config, wrapped.teacher_config) == (collator, student, teacher)
