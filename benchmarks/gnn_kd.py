@@ -27,6 +27,11 @@ Validation pick. A config with `eval_strategy`, `save_strategy` and `load_best_m
 validation split every `eval_steps` and exports the checkpoint with the lowest task loss (`eval_task_loss`,
 a_E L_E + a_F L_F against the labels): the same criterion for every row, not each row's own KD-weighted total.
 
+Teacher cache. A distilled row reads the frozen teacher's targets from `{work_dir}/teacher_cache` (written by the
+first row that needs them, keyed by teacher weights, data and objective, and shared by the seeds) instead of running
+the teacher on every batch (`teacher_cache.PointCloudTeacherCache`; losses equal the live teacher's). A row's
+`train_seconds` does not include writing the cache.
+
 Sizes and budgets come from the YAML configs (CPU-sized versions of the paper's models); --teacher-steps,
 --student-steps, --epochs and --scale-width override them. For a seed s every student starts from the same
 initialization (torch seed s + 1) and sees the batches in the same order (Trainer seed s), so objectives differ only
@@ -380,6 +385,7 @@ class Sweep:
             None,
             teacher=teacher,
             callbacks=[TrainingClock(), TaskLossMetric()],
+            teacher_cache_dir=Path(self.options.work_dir) / "teacher_cache" if teacher is not None else None,
         )
         entry = self.test(model, row.model, self.teacher(row.teacher) if row.teacher is not None else None)
         logged = [log for log in trainer.state.log_history if "loss" in log]

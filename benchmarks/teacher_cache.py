@@ -1,17 +1,24 @@
 """Teacher-output cache: what a distillation step costs relative to a student-alone step, with and without the cache.
 
-On the embedded QM9 set (one torch thread), three DistillationTrainer runs of the same student and batches:
+Two tasks (`--task`), each three DistillationTrainer runs of the same student and batches (one torch thread):
 
 * `student`: the student alone (task objective, the student's batch only);
-* `distill`: task + CCMD, the frozen 3D teacher featurized and run on every batch;
+* `distill`: task + a KD objective, the frozen teacher run on every batch;
 * `distill_cached`: the same with `teacher_cache_dir` (teacher outputs read from the Arrow cache, written once before).
 
+`property` (default): embedded QM9, a 3D Graphormer teacher -> 2D Graphormer student, task + CCMD (the teacher's
+hidden states are cached). `energy_forces`: the QM9/xTB conformations shipped with the package, the PaiNN teacher
+and PaiNN-small student of configs/potentials/ (128 x 4 -> 64 x 3), energy/force task + n2n (the teacher's node
+features are cached: `gnn_objectives.TEACHER_TARGETS`).
+
 Each run trains WARMUP + STEPS optimizer steps; a step's time is the median spacing of `on_step_end` after the
-warm-up (data loading and collation included). The three runs alternate for ROUNDS rounds; each round's ratios to
+warm-up (data loading and collation included). The three runs alternate for ROUNDS rounds, each round starting
+with the next run; each round's ratios to
 its student-alone step are taken (runs seconds apart share the machine's load) and their median is reported. The
 first cached round also checks that its logged losses equal the live run's (the cache must not change training).
 
     .venv/bin/python benchmarks/teacher_cache.py             # writes benchmarks/results/teacher_cache.{json,md}
+    .venv/bin/python benchmarks/teacher_cache.py --task energy_forces   # -> teacher_cache_energy_forces.{json,md}
 """
 
 from __future__ import annotations
@@ -30,19 +37,31 @@ import torch
 from transformers import PrinterCallback, TrainerCallback, TrainingArguments
 
 from molformer_kd.data import load_embedded_qm9
+from molformer_kd.data.xtb import energy_statistics, load_qm9_xtb
 from molformer_kd.distillation.objectives import CCMDObjective, TaskObjective
+from molformer_kd.distillation.registry import build_objective
 from molformer_kd.distillation.tasks import label_statistics
 from molformer_kd.distillation.teacher_cache import cache_bytes_per_molecule, cached_fields
 from molformer_kd.distillation.trainer import DistillationModel, DistillationTrainer
 from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
+from molformer_kd.modeling.configuration_painn import PaiNNConfig
 from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularPropertyPrediction, GraphormerModel
-from molformer_kd.tokenization.collators import PairedCollator, SingleModelCollator
+from molformer_kd.modeling.modeling_painn import PaiNNForEnergyAndForces
+from molformer_kd.tokenization.collators import (
+    PairedCollator,
+    PointCloudCollator,
+    SingleModelCollator,
+    SingleModelPointCloudCollator,
+)
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # A teacher a few times the student's size (as in CCMD: a 12-layer teacher, smaller students), both CPU-sized.
 TEACHER = {"num_hidden_layers": 6, "hidden_size": 128, "num_attention_heads": 8, "ffn_size": 128}
 STUDENT = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "ffn_size": 32}
+# The energy/force pair of the issue #19 sweep (configs/potentials/qm9_xtb_20k_{teacher,painn_small}.yaml).
+POTENTIAL_TEACHER = {"hidden_size": 128, "num_layers": 4, "num_rbf": 20, "cutoff": 5.0, "direct_forces": True}
+POTENTIAL_STUDENT = {"hidden_size": 64, "num_layers": 3, "num_rbf": 20, "cutoff": 5.0, "direct_forces": True}
 RUNS = ("student", "distill", "distill_cached")
 
 
@@ -56,14 +75,43 @@ class StepClock(TrainerCallback):
         self.times.append(time.perf_counter())
 
 
-def make_trainer(run: str, rows, output_dir: Path, cache_dir: Path, steps: int, batch_size: int):
-    torch.manual_seed(0)
+def property_models(run: str, rows):
+    """Teacher, student, objectives and collator of a `property` run."""
     teacher = GraphormerModel(GraphormerConfig.from_preset("tiny", geometry="3d", **TEACHER)).eval()
     student_config = GraphormerConfig.from_preset("tiny", geometry="2d", **STUDENT, **label_statistics(rows, ["gap"]))
     student = GraphormerForMolecularPropertyPrediction(student_config)
     objectives = {"task": TaskObjective()}
-    if run != "student":
-        objectives["ccmd"] = CCMDObjective(teacher.config, student_config)
+    if run == "student":
+        return teacher, student, objectives, SingleModelCollator(MoleculeFeaturizer(), label_columns=["gap"])
+    objectives["ccmd"] = CCMDObjective(teacher.config, student_config)
+    return teacher, student, objectives, PairedCollator(MoleculeFeaturizer(use_3d=True), MoleculeFeaturizer(), ["gap"])
+
+
+def energy_forces_models(run: str, rows):
+    """Teacher, student, objectives and collator of an `energy_forces` run."""
+    statistics_of_rows = energy_statistics(rows)
+    teacher = PaiNNForEnergyAndForces(PaiNNConfig(**POTENTIAL_TEACHER, **statistics_of_rows)).eval()
+    student = PaiNNForEnergyAndForces(PaiNNConfig(**POTENTIAL_STUDENT, **statistics_of_rows))
+    objectives = {"energy_forces": build_objective("energy_forces", None, student.config)}
+    if run == "student":
+        return teacher, student, objectives, SingleModelPointCloudCollator()
+    objectives["n2n"] = build_objective("n2n", teacher.config, student.config)
+    return teacher, student, objectives, PointCloudCollator(paired=True)
+
+
+TASKS = {
+    "property": {"models": property_models, "kd": ("task", "ccmd_global", "ccmd_local"), "results": "teacher_cache"},
+    "energy_forces": {
+        "models": energy_forces_models,
+        "kd": ("task_energy", "task_forces", "n2n"),
+        "results": "teacher_cache_energy_forces",
+    },
+}
+
+
+def make_trainer(task: str, run: str, rows, output_dir: Path, cache_dir: Path, steps: int, batch_size: int):
+    torch.manual_seed(0)
+    teacher, student, objectives, collator = TASKS[task]["models"](run, rows)
     args = TrainingArguments(
         output_dir=str(output_dir),
         use_cpu=True,
@@ -77,11 +125,8 @@ def make_trainer(run: str, rows, output_dir: Path, cache_dir: Path, steps: int, 
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        remove_unused_columns=False,
     )
-    if run == "student":
-        collator = SingleModelCollator(MoleculeFeaturizer(), label_columns=["gap"])
-    else:
-        collator = PairedCollator(MoleculeFeaturizer(use_3d=True), MoleculeFeaturizer(), label_columns=["gap"])
     clock = StepClock()
     trainer = DistillationTrainer(
         model=DistillationModel(student, objectives),
@@ -96,16 +141,14 @@ def make_trainer(run: str, rows, output_dir: Path, cache_dir: Path, steps: int, 
     return trainer, clock, teacher
 
 
-def logged_losses(trainer) -> list[dict]:
-    return [
-        {k: v for k, v in e.items() if k in ("loss", "task", "ccmd_global", "ccmd_local")}
-        for e in trainer.state.log_history
-        if "loss" in e
-    ]
+def logged_losses(trainer, task: str) -> list[dict]:
+    keys = ("loss", *TASKS[task]["kd"])
+    return [{k: v for k, v in e.items() if k in keys} for e in trainer.state.log_history if "loss" in e]
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="property")
     parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps per run")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
@@ -115,7 +158,11 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     started = time.perf_counter()
     total_steps = options.warmup + options.steps
-    rows = load_embedded_qm9()["train"].select(range(options.batch_size * total_steps))
+    if options.task == "property":
+        rows = load_embedded_qm9()["train"].select(range(options.batch_size * total_steps))
+    else:
+        train = load_qm9_xtb()["train"]
+        rows = train.select(range(min(len(train), options.batch_size * total_steps)))
 
     per_step: dict[str, list[float]] = {run: [] for run in RUNS}
     losses: dict[str, list[dict]] = {}
@@ -124,19 +171,24 @@ def main(argv=None) -> dict:
         cache_dir = work / "cache"
         # The cache is written once, as a run's first distill stage would; its cost is reported, not in the steps.
         build_start = time.perf_counter()
-        trainer, _, teacher = make_trainer("distill_cached", rows, work / "build", cache_dir, 1, options.batch_size)
+        trainer, _, teacher = make_trainer(
+            options.task, "distill_cached", rows, work / "build", cache_dir, 1, options.batch_size
+        )
         build_seconds = time.perf_counter() - build_start
         cache_bytes = sum(p.stat().st_size for p in cache_dir.glob("*.arrow"))
         del trainer
         for round_index in range(options.rounds):
-            for run in RUNS:
-                trainer, clock, _ = make_trainer(run, rows, work / run, cache_dir, total_steps, options.batch_size)
+            # Each round starts with another run: load drifting within a round hits every run alike over the rounds.
+            for run in RUNS[round_index % len(RUNS) :] + RUNS[: round_index % len(RUNS)]:
+                trainer, clock, _ = make_trainer(
+                    options.task, run, rows, work / run, cache_dir, total_steps, options.batch_size
+                )
                 trainer.train()
                 times = clock.times[options.warmup - 1 :]
                 # The median spacing: a step slowed by another job on the shared cores does not count.
                 per_step[run].append(statistics.median(b - a for a, b in itertools.pairwise(times)))
                 if round_index == 0:
-                    losses[run] = logged_losses(trainer)
+                    losses[run] = logged_losses(trainer, options.task)
                 print(f"round {round_index} {run}: {1e3 * per_step[run][-1]:.1f} ms/step", file=sys.stderr)
 
     equal_losses = all(
@@ -145,11 +197,23 @@ def main(argv=None) -> dict:
         for k in b
     )
     median = {run: statistics.median(values) for run, values in per_step.items()}
-    fields = cached_fields({"hidden_states"})
-    mean_tokens = 1 + sum(len(p) for p in rows["pos"]) / len(rows)
-    estimate = cache_bytes_per_molecule(
-        round(mean_tokens), TEACHER["hidden_size"], TEACHER["num_hidden_layers"], TEACHER["num_attention_heads"], fields
-    )
+    if options.task == "property":
+        fields = cached_fields({"hidden_states"})
+        mean_tokens = 1 + sum(len(p) for p in rows["pos"]) / len(rows)
+        estimate = cache_bytes_per_molecule(
+            round(mean_tokens),
+            TEACHER["hidden_size"],
+            TEACHER["num_hidden_layers"],
+            TEACHER["num_attention_heads"],
+            fields,
+        )
+        teacher_setup = {"model": "3D Graphormer", **TEACHER}
+        student_setup, objectives, data = {"model": "2D Graphormer", **STUDENT}, "task + ccmd (all layers)", "QM9"
+    else:  # n2n: the teacher's node features, 4 bytes x width per atom
+        mean_atoms = sum(len(z) for z in rows["atomic_numbers"]) / len(rows)
+        estimate = 4 * mean_atoms * POTENTIAL_TEACHER["hidden_size"]
+        teacher_setup = {"model": "PaiNN", **POTENTIAL_TEACHER}
+        student_setup, objectives, data = {"model": "PaiNN", **POTENTIAL_STUDENT}, "energy_forces + n2n", "QM9/xTB"
     result = {
         "command": "python benchmarks/teacher_cache.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "environment": {
@@ -159,15 +223,17 @@ def main(argv=None) -> dict:
             "torch": torch.__version__,
         },
         "setup": {
-            "data": "load_embedded_qm9() train rows",
+            "task": options.task,
+            "data": "load_embedded_qm9() train rows" if options.task == "property" else "load_qm9_xtb() train rows",
+            "data_name": data,
             "rows": len(rows),
             "batch_size": options.batch_size,
             "timed_steps": options.steps,
             "warmup_steps": options.warmup,
             "rounds": options.rounds,
-            "teacher": {"geometry": "3d", **TEACHER, "parameters": sum(p.numel() for p in teacher.parameters())},
-            "student": {"geometry": "2d", **STUDENT},
-            "objectives": "task + ccmd (all layers)",
+            "teacher": {**teacher_setup, "parameters": sum(p.numel() for p in teacher.parameters())},
+            "student": student_setup,
+            "objectives": objectives,
         },
         "ms_per_step_median": {run: 1e3 * value for run, value in median.items()},
         "ms_per_step_rounds": {run: [1e3 * v for v in values] for run, values in per_step.items()},
@@ -185,13 +251,19 @@ def main(argv=None) -> dict:
         "wall_seconds": time.perf_counter() - started,
     }
     options.output.mkdir(parents=True, exist_ok=True)
-    (options.output / "teacher_cache.json").write_text(json.dumps(result, indent=1) + "\n")
-    (options.output / "teacher_cache.md").write_text(markdown(result))
+    name = TASKS[options.task]["results"]
+    (options.output / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (options.output / f"{name}.md").write_text(markdown(result))
     return result
 
 
 def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
+
+
+def describe(model: dict) -> str:
+    layers = model.get("num_hidden_layers", model.get("num_layers"))
+    return f"{layers} layers x {model['hidden_size']}"
 
 
 def markdown(result: dict) -> str:
@@ -207,14 +279,14 @@ def markdown(result: dict) -> str:
         ),
         "",
         (
-            f"Data: {setup['rows']} embedded QM9 training rows, batch {setup['batch_size']}; "
+            f"Data: {setup['rows']} {setup['data_name']} training rows, batch {setup['batch_size']}; "
             f"{setup['timed_steps']} timed steps after {setup['warmup_steps']} warm-up steps, {setup['rounds']} "
-            "rounds alternating the three runs (median step spacing per run; ratios within a round, median over "
-            "rounds). Teacher: 3D Graphormer "
-            f"{setup['teacher']['num_hidden_layers']} layers x {setup['teacher']['hidden_size']} "
-            f"({setup['teacher']['parameters']} parameters); student: 2D Graphormer "
-            f"{setup['student']['num_hidden_layers']} layers x {setup['student']['hidden_size']}; objectives "
-            f"{setup['objectives']}. A step includes collation."
+            "rounds alternating the three runs, each round starting with another (median step spacing per run; "
+            "ratios within a round, median over "
+            f"rounds). Teacher: {setup['teacher']['model']} "
+            f"{describe(setup['teacher'])} ({setup['teacher']['parameters']} parameters); student: "
+            f"{setup['student']['model']} {describe(setup['student'])}; objectives {setup['objectives']}. "
+            "A step includes collation."
         ),
         "",
         "| run | ms / step (median over rounds) | ratio to student alone |",
@@ -225,7 +297,7 @@ def markdown(result: dict) -> str:
             f"Cached vs live distillation step: **{result['speedup_cached_vs_live']:.2f}x** faster. Writing the cache "
             f"(one pass of the teacher over the {setup['rows']} rows) took {cache['build_seconds']:.1f} s, "
             f"{cache['build_in_cached_steps']:.0f} cached steps' worth; the file holds "
-            f"{cache['bytes_per_molecule'] / 1024:.1f} KiB per molecule (estimate from `cache_bytes_per_molecule`: "
+            f"{cache['bytes_per_molecule'] / 1024:.1f} KiB per molecule (estimate: "
             f"{cache['estimated_bytes_per_molecule'] / 1024:.1f} KiB). Logged losses cached == live: "
             f"{result['cached_losses_equal_live']}."
         ),

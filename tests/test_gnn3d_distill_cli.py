@@ -65,6 +65,8 @@ def test_tiny_painn_config_end_to_end_in_a_subprocess(tmp_path):
     # The export holds the student alone: n2n's projection (16 -> 32) stays in the training module.
     with safe_open(run / "distill" / "model.safetensors", "pt") as weights:
         assert set(weights.keys()) == set(student.state_dict())
+    # The distill stage read the teacher's n2n targets from its cache (the config's teacher_cache: true).
+    assert len(list((run / "teacher_cache").glob("teacher-*.arrow"))) == 1
     logs = train_logs(run / "distill")
     assert len(logs) == 8 and all({"task_energy", "task_forces", "n2n"} <= set(entry) for entry in logs)
     assert all(

@@ -136,8 +136,9 @@ class DistillationArguments:
             "help": "Distill stage: compute the frozen teacher's outputs (the hidden states / attentions the "
             "objectives read) once per dataset and reuse them every epoch, so a distillation epoch costs about one "
             "student epoch. Disk (memory-mapped, float32) per molecule of T tokens: 4*(L+1)*T*D bytes of hidden "
-            "states (all of QM9 with the paper teacher: ~56 GB) plus 4*L*H*T^2 of attentions for ST-KD. Refused for "
-            "the energy/force task."
+            "states (all of QM9 with the paper teacher: ~56 GB) plus 4*L*H*T^2 of attentions for ST-KD. Energy/force "
+            "distillation caches the KD-GNN objectives' per-atom teacher targets instead: 4*N*(their widths) bytes "
+            "per molecule of N atoms."
         },
     )
     teacher_cache_dir: str | None = field(

@@ -20,27 +20,34 @@ The edge convention (`edge_index` rows: centre i, neighbour j; `edge_vectors` = 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+from transformers.utils import ModelOutput
 
 from ..modeling.gnn3d import energy_force_loss, per_atom_mean
 from .objectives import projection
 from .registry import DistillationObjective, register_objective
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from transformers import PretrainedConfig
-    from transformers.utils import ModelOutput
 
 __all__ = [
+    "PER_MOLECULE_TARGETS",
+    "TEACHER_TARGETS",
     "EdgeToNodeObjective",
     "EnergyForcesObjective",
     "NodeToNodeObjective",
+    "TeacherTargets",
     "VanillaAtomEnergyObjective",
     "VanillaEnergyForcesObjective",
     "VectorToVectorObjective",
     "edges_to_nodes",
     "edges_to_vectors",
+    "teacher_target",
 ]
 
 
@@ -82,6 +89,58 @@ def _field(outputs: ModelOutput, name: str, role: str, objective: str) -> torch.
             f"(is the {role} a SchNet/PaiNN ...ForEnergyAndForces model?)"
         )
     return value
+
+
+# What the KD objectives compare the student with, computed from the teacher's output: per molecule (B,) or per atom
+# (B, N, ...), 0 at padding. Every target is a function of the teacher's output on a batch alone, so a teacher cache
+# can store them per molecule (`teacher_cache.PointCloudTeacherCache`) and a distilled step then skips the teacher.
+# e2n's and v2v's edge sums are stored summed, not as (E, F) edges: an edge list grows with the square of the atoms.
+TEACHER_TARGETS: dict[str, Callable[[ModelOutput, str], torch.Tensor]] = {
+    "energy": lambda outputs, objective: _field(outputs, "energy", "teacher", objective),
+    "forces": lambda outputs, objective: _field(outputs, "forces", "teacher", objective),
+    "atom_energies": lambda outputs, objective: _field(outputs, "atom_energies", "teacher", objective),
+    "node_features": lambda outputs, objective: _field(outputs, "node_features", "teacher", objective),
+    "vector_features": lambda outputs, objective: _field(outputs, "vector_features", "teacher", objective),
+    "edge_sums": lambda outputs, objective: edges_to_nodes(
+        _field(outputs, "edge_features", "teacher", objective),
+        _field(outputs, "edge_index", "teacher", objective),
+        _field(outputs, "atom_mask", "teacher", objective),
+    ),
+    "edge_vector_sums": lambda outputs, objective: edges_to_vectors(
+        _field(outputs, "edge_features", "teacher", objective),
+        _field(outputs, "edge_vectors", "teacher", objective),
+        _field(outputs, "edge_index", "teacher", objective),
+        _field(outputs, "atom_mask", "teacher", objective),
+    ),
+}
+PER_MOLECULE_TARGETS = ("energy",)
+
+
+@dataclass
+class TeacherTargets(ModelOutput):
+    """The `TEACHER_TARGETS` of a batch read from a teacher cache, in place of the teacher's output (None: not cached);
+    `atom_mask` (B, N) is the batch's."""
+
+    energy: torch.FloatTensor | None = None
+    forces: torch.FloatTensor | None = None
+    atom_energies: torch.FloatTensor | None = None
+    node_features: torch.FloatTensor | None = None
+    vector_features: torch.FloatTensor | None = None
+    edge_sums: torch.FloatTensor | None = None
+    edge_vector_sums: torch.FloatTensor | None = None
+    atom_mask: torch.Tensor | None = None
+
+
+def teacher_target(outputs: ModelOutput, name: str, objective: str) -> torch.Tensor:
+    """Target `name` of `TEACHER_TARGETS`: read from cached `TeacherTargets`, else computed from the live output."""
+    if isinstance(outputs, TeacherTargets):
+        value = getattr(outputs, name)
+        if value is None:
+            raise ValueError(
+                f"objective {objective!r} needs the teacher's {name}, which the teacher cache does not hold"
+            )
+        return value
+    return TEACHER_TARGETS[name](outputs, objective)
 
 
 def _setting(config: PretrainedConfig, name: str, role: str, objective: str) -> Any:
@@ -159,6 +218,8 @@ class VanillaEnergyForcesObjective(DistillationObjective):
     """Vanilla KD (1), eq. 7: the teacher's predicted energy and forces as targets, with the task's a_E, a_F and
     loss kinds (options override them); components `vanilla1_energy`, `vanilla1_forces`."""
 
+    teacher_targets = ("energy", "forces")
+
     def __init__(
         self,
         teacher_config: PretrainedConfig,
@@ -177,8 +238,8 @@ class VanillaEnergyForcesObjective(DistillationObjective):
         _, parts = energy_force_loss(
             _field(student_outputs, "energy", "student", "vanilla1"),
             _field(student_outputs, "forces", "student", "vanilla1"),
-            _field(teacher_outputs, "energy", "teacher", "vanilla1"),
-            _field(teacher_outputs, "forces", "teacher", "vanilla1"),
+            teacher_target(teacher_outputs, "energy", "vanilla1"),
+            teacher_target(teacher_outputs, "forces", "vanilla1"),
             student_outputs.atom_mask,
             **self.settings,
         )
@@ -189,6 +250,8 @@ class VanillaEnergyForcesObjective(DistillationObjective):
 class VanillaAtomEnergyObjective(DistillationObjective):
     """Vanilla KD (2), eq. 8: `1/N sum_i L_E(E_i,s, E_i,t)` on per-atom energy contributions (L_E = the task's
     energy loss kind unless `energy_loss` is given); component `vanilla2`."""
+
+    teacher_targets = ("atom_energies",)
 
     def __init__(
         self, teacher_config: PretrainedConfig, student_config: PretrainedConfig, energy_loss: str | None = None
@@ -202,7 +265,7 @@ class VanillaAtomEnergyObjective(DistillationObjective):
         self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         student = _field(student_outputs, "atom_energies", "student", "vanilla2")
-        teacher = _field(teacher_outputs, "atom_energies", "teacher", "vanilla2").to(student.dtype)
+        teacher = teacher_target(teacher_outputs, "atom_energies", "vanilla2").to(student.dtype)
         difference = student - teacher
         per_atom = difference.abs() if self.energy_loss == "mae" else difference**2
         return {"vanilla2": per_atom_mean(per_atom, student_outputs.atom_mask).mean()}
@@ -211,6 +274,8 @@ class VanillaAtomEnergyObjective(DistillationObjective):
 @register_objective("n2n")
 class NodeToNodeObjective(DistillationObjective):
     """Node-to-node, eq. 4: `MSE(P s_i, t_i)` on the last layer's scalar node features; component `n2n`."""
+
+    teacher_targets = ("node_features",)
 
     def __init__(self, teacher_config: PretrainedConfig, student_config: PretrainedConfig) -> None:
         super().__init__()
@@ -223,7 +288,7 @@ class NodeToNodeObjective(DistillationObjective):
         self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         student = _field(student_outputs, "node_features", "student", "n2n")
-        teacher = _field(teacher_outputs, "node_features", "teacher", "n2n")
+        teacher = teacher_target(teacher_outputs, "node_features", "n2n")
         return {"n2n": masked_feature_mse(self.projection(student), teacher, student_outputs.atom_mask)}
 
 
@@ -231,6 +296,8 @@ class NodeToNodeObjective(DistillationObjective):
 class EdgeToNodeObjective(DistillationObjective):
     """Edge-to-node, eq. 5: `MSE(P s_i, sum_j H_edge,(i,j))` with the teacher's last-layer edge features summed into
     their centre atoms; component `e2n`."""
+
+    teacher_targets = ("edge_sums",)
 
     def __init__(self, teacher_config: PretrainedConfig, student_config: PretrainedConfig) -> None:
         super().__init__()
@@ -243,13 +310,8 @@ class EdgeToNodeObjective(DistillationObjective):
         self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         student = _field(student_outputs, "node_features", "student", "e2n")
-        mask = student_outputs.atom_mask
-        target = edges_to_nodes(
-            _field(teacher_outputs, "edge_features", "teacher", "e2n"),
-            _field(teacher_outputs, "edge_index", "teacher", "e2n"),
-            mask,
-        )
-        return {"e2n": masked_feature_mse(self.projection(student), target, mask)}
+        target = teacher_target(teacher_outputs, "edge_sums", "e2n")
+        return {"e2n": masked_feature_mse(self.projection(student), target, student_outputs.atom_mask)}
 
 
 @register_objective("v2v")
@@ -279,6 +341,7 @@ class VectorToVectorObjective(DistillationObjective):
                 f"objective 'v2v': source='vectors' but the teacher ({type(teacher_config).__name__}) has none"
             )
         self.source = source
+        self.teacher_targets = ("vector_features",) if source == "vectors" else ("edge_vector_sums",)
         teacher_width = _setting(
             teacher_config, "hidden_size" if source == "vectors" else "edge_feature_size", "teacher", "v2v"
         )
@@ -290,14 +353,5 @@ class VectorToVectorObjective(DistillationObjective):
         self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         student = _field(student_outputs, "vector_features", "student", "v2v")
-        mask = student_outputs.atom_mask
-        if self.source == "vectors":
-            target = _field(teacher_outputs, "vector_features", "teacher", "v2v")
-        else:
-            target = edges_to_vectors(
-                _field(teacher_outputs, "edge_features", "teacher", "v2v"),
-                _field(teacher_outputs, "edge_vectors", "teacher", "v2v"),
-                _field(teacher_outputs, "edge_index", "teacher", "v2v"),
-                mask,
-            )
-        return {"v2v": masked_feature_mse(self.projection(student), target, mask)}
+        target = teacher_target(teacher_outputs, self.teacher_targets[0], "v2v")
+        return {"v2v": masked_feature_mse(self.projection(student), target, student_outputs.atom_mask)}

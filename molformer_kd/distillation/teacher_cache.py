@@ -21,6 +21,14 @@ The file lives on disk and is memory-mapped: the page cache holds what fits, sha
 
 Multi-process runs: the main process writes the file (temporary name, then an atomic rename) while the others wait
 at a barrier; then every process memory-maps it.
+
+Energy/force distillation (point clouds, `PointCloudTeacherCache`). The KD-GNN objectives compare the student with
+per-molecule or per-atom teacher targets (`gnn_objectives.TEACHER_TARGETS`: energy, forces, atom energies, node or
+vector features, and e2n's / v2v's edge sums), each a function of the teacher's output on the (fixed, noise-free)
+point cloud. The cache stores those targets, one row per molecule over its real atoms, and batches carry them as
+`teacher_targets`; the edge sums are stored summed per atom, not as the (E, F) edge features, whose number grows with
+the square of the atoms. A molecule of N atoms takes 4 * N * (sum of the targets' widths) bytes, e.g. n2n with a
+128-wide teacher: 512 N bytes.
 """
 
 from __future__ import annotations
@@ -41,9 +49,10 @@ from datasets import Sequence as SequenceFeature
 from datasets.arrow_writer import ArrowWriter
 from torch import nn
 
-from ..tokenization.collators import GraphCollator, PairedCollator, collect_labels
+from ..tokenization.collators import GraphCollator, PairedCollator, PointCloudCollator, collect_labels
 from ..tokenization.featurization import MoleculeFeaturizer
 from .checkpoints import atomic_write_text, reported_file_errors
+from .gnn_objectives import PER_MOLECULE_TARGETS, TEACHER_TARGETS
 
 if TYPE_CHECKING:
     from transformers.utils import ModelOutput
@@ -51,13 +60,17 @@ if TYPE_CHECKING:
 __all__ = [
     "CACHEABLE_OUTPUTS",
     "CACHE_ROW_COLUMN",
+    "CachedPointCloudCollator",
     "CachedTeacherCollator",
+    "PointCloudTeacherCache",
     "TeacherCache",
     "TeacherCacheError",
+    "build_point_cloud_cache",
     "build_teacher_cache",
     "cache_bytes_per_molecule",
     "cached_fields",
     "check_cacheable_collator",
+    "point_cloud_targets",
     "rows_fingerprint",
     "teacher_cache_key",
     "teacher_fingerprint",
@@ -72,6 +85,8 @@ CACHEABLE_OUTPUTS = ("hidden_states", "attentions")
 CACHE_ROW_COLUMN = "__teacher_cache_row__"
 # The rows' columns the teacher's inputs are made from (PairedCollator's teacher featurizer reads these).
 TEACHER_INPUT_COLUMNS = ("smiles", "pos")
+# The same for point clouds (PointCloudCollator).
+POINT_CLOUD_INPUT_COLUMNS = ("atomic_numbers", "positions")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -91,15 +106,37 @@ def cached_fields(teacher_outputs_needed: Iterable[str]) -> tuple[str, ...]:
     return ("last_hidden_state", *sorted(needed))
 
 
+def point_cloud_targets(objectives: Iterable[Any]) -> tuple[str, ...]:
+    """The `TEACHER_TARGETS` a point-cloud cache holds for these objectives (sorted); every objective that reads the
+    teacher must name its targets (`teacher_targets`)."""
+    targets = set()
+    for objective in objectives:
+        if not getattr(objective, "needs_teacher", True):
+            continue
+        names = getattr(objective, "teacher_targets", None)
+        if names is None:
+            raise TeacherCacheError(
+                f"teacher_cache: objective {type(objective).__name__} reads the teacher's raw output, which a "
+                "point-cloud cache does not hold; set teacher_cache: false"
+            )
+        targets.update(names)
+    return tuple(sorted(targets))
+
+
 def check_cacheable_collator(collator: Any) -> None:
     """The cache replaces the teacher's batch, so that batch must be a fixed function of the row: the paired collator
-    of the property task (no coordinate noise, no augmentation). Anything else is refused at start-up."""
-    if type(collator) is not PairedCollator:
-        raise TeacherCacheError(
-            f"teacher_cache: the teacher's inputs come from a {type(collator).__name__}, whose batches may differ "
-            "between epochs (noised coordinates, augmentation) or are not per-token model inputs (point clouds); "
-            "only the property task's PairedCollator (fixed featurized rows) can be cached. Set teacher_cache: false"
-        )
+    of the property task or of energy/force distillation (no coordinate noise, no augmentation). Anything else is
+    refused at start-up."""
+    if type(collator) is PairedCollator:
+        return
+    if type(collator) is PointCloudCollator and collator.paired:
+        return
+    raise TeacherCacheError(
+        f"teacher_cache: the teacher's inputs come from a {type(collator).__name__}, whose batches may differ between "
+        "epochs (noised coordinates, augmentation); only the paired collators of the property task (PairedCollator) "
+        "and of energy/force distillation (PointCloudCollator(paired=True)) give fixed teacher inputs. "
+        "Set teacher_cache: false"
+    )
 
 
 def cache_bytes_per_molecule(tokens: int, hidden_size: int, layers: int, heads: int, fields: Sequence[str]) -> int:
@@ -125,9 +162,10 @@ def teacher_fingerprint(teacher: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def rows_fingerprint(rows: Dataset) -> str:
-    """sha256 of the columns the teacher reads (`smiles`, `pos`), in row order (Arrow IPC bytes of those columns)."""
-    columns = [c for c in TEACHER_INPUT_COLUMNS if c in rows.column_names]
+def rows_fingerprint(rows: Dataset, input_columns: Sequence[str] = TEACHER_INPUT_COLUMNS) -> str:
+    """sha256 of the columns the teacher reads (default `smiles`, `pos`), in row order (Arrow IPC bytes of those
+    columns)."""
+    columns = [c for c in input_columns if c in rows.column_names]
     table = rows.select_columns(columns).with_format("arrow")[:]
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -136,22 +174,23 @@ def rows_fingerprint(rows: Dataset) -> str:
 
 
 def teacher_cache_key(
-    teacher: str, rows: str, featurizer: MoleculeFeaturizer, fields: Sequence[str], dtype: str
+    teacher: str, rows: str, featurizer: MoleculeFeaturizer | None, fields: Sequence[str], dtype: str
 ) -> str:
-    """The cache file's name: a hash of the teacher and rows fingerprints, the featurizer, the fields and dtype."""
+    """The cache file's name: a hash of the teacher and rows fingerprints, the featurizer (None: point clouds, read
+    as they are), the fields and dtype."""
     description = {
         "format": CACHE_FORMAT_VERSION,
         "teacher": teacher,
         "rows": rows,
-        "featurizer": featurizer.to_json_string(),
+        "featurizer": featurizer.to_json_string() if featurizer is not None else "point cloud",
         "fields": list(fields),
         "dtype": dtype,
     }
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _features(fields: Sequence[str]) -> Features:
-    return Features({"tokens": Value("int32"), **{name: SequenceFeature(Value("float32")) for name in fields}})
+def _features(fields: Sequence[str], count_column: str = "tokens") -> Features:
+    return Features({count_column: Value("int32"), **{name: SequenceFeature(Value("float32")) for name in fields}})
 
 
 def build_teacher_cache(
@@ -167,19 +206,60 @@ def build_teacher_cache(
 
     `teacher_forward(batch)` gets the collated CPU batch and returns the teacher's `MolecularModelOutput`.
     """
-    path = Path(path)
     meta: dict[str, Any] = {"fields": list(fields), "rows": len(rows)}
+    _write_cache(
+        path,
+        rows,
+        collator,
+        batch_size,
+        _features(fields),
+        lambda batch: _unpadded_table(teacher_forward(batch), fields, meta),
+        meta,
+    )
+
+
+def build_point_cloud_cache(
+    path: str | os.PathLike,
+    rows: Dataset,
+    collator: PointCloudCollator,
+    teacher_forward: Callable[[dict], Any],
+    targets: Sequence[str],
+    batch_size: int,
+) -> None:
+    """`build_teacher_cache` for energy/force distillation: writes the `TEACHER_TARGETS` named in `targets` of every
+    row (its real atoms only; one value for per-molecule targets), computed from `teacher_forward(batch)`."""
+    meta: dict[str, Any] = {"fields": list(targets), "rows": len(rows)}
+    _write_cache(
+        path,
+        rows,
+        collator,
+        batch_size,
+        _features(targets, "atoms"),
+        lambda batch: _unpadded_target_table(teacher_forward(batch), batch, targets, meta),
+        meta,
+    )
+
+
+def _write_cache(
+    path: str | os.PathLike,
+    rows: Dataset,
+    collator: Callable[[list], dict],
+    batch_size: int,
+    features: Features,
+    table_of_batch: Callable[[dict], pa.Table],
+    meta: dict,
+) -> None:
+    path = Path(path)
     with reported_file_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(handle)
         try:
-            writer = ArrowWriter(path=temporary, features=_features(fields))
+            writer = ArrowWriter(path=temporary, features=features)
             for start in range(0, len(rows), batch_size):
                 batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
                 with torch.no_grad():
-                    outputs = teacher_forward(batch)
-                writer.write_table(_unpadded_table(outputs, fields, meta))
+                    writer.write_table(table_of_batch(batch))
             writer.finalize()
             os.replace(temporary, path)
         except BaseException:
@@ -215,9 +295,31 @@ def _unpadded_table(outputs: ModelOutput, fields: Sequence[str], meta: dict) -> 
     return pa.table(columns)
 
 
+def _unpadded_target_table(outputs: ModelOutput, batch: dict, targets: Sequence[str], meta: dict) -> pa.Table:
+    """One Arrow row per molecule: its atom count and each target over its real atoms (or its one value), flattened."""
+    atoms = batch["teacher_inputs"]["atom_mask"].bool().sum(dim=1).cpu()
+    columns: dict[str, pa.Array] = {"atoms": pa.array(atoms.numpy().astype(np.int32))}
+    for name in targets:
+        value = TEACHER_TARGETS[name](outputs, "teacher_cache").detach()
+        meta.setdefault("dtype", str(value.dtype).removeprefix("torch."))
+        meta[name] = list(value.shape[1:] if name in PER_MOLECULE_TARGETS else value.shape[2:])
+        value = value.float().cpu()
+        pieces = [
+            (value[b : b + 1] if name in PER_MOLECULE_TARGETS else value[b, :count]).reshape(-1).numpy()
+            for b, count in enumerate(atoms.tolist())
+        ]
+        offsets = np.zeros(len(pieces) + 1, dtype=np.int32)
+        np.cumsum([len(p) for p in pieces], out=offsets[1:])
+        columns[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(pieces)))
+    return pa.table(columns)
+
+
 class TeacherCache:
     """Written cache files, memory-mapped and read as one table: `padded(indices)` re-pads the cached outputs of
     those rows into a batch. Row i is the i-th row over all files, in order."""
+
+    # The column holding each row's length: real tokens here, atoms in `PointCloudTeacherCache`.
+    count_column = "tokens"
 
     def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
         self.paths = [str(p) for p in paths]
@@ -230,7 +332,7 @@ class TeacherCache:
         # Per row: its token count, its Arrow chunk and where its values start in that chunk's flat values. Reading
         # a batch is then numpy slicing of memory-mapped buffers (an Arrow `take` per batch costs several times more).
         chunks = [chunk for p in self.paths for chunk in Dataset.from_file(p).data.table.to_batches()]
-        self.tokens = np.concatenate([chunk.column("tokens").to_numpy() for chunk in chunks]).astype(np.int64)
+        self.tokens = np.concatenate([chunk.column(self.count_column).to_numpy() for chunk in chunks]).astype(np.int64)
         self.row_chunk = np.concatenate([np.full(chunk.num_rows, c) for c, chunk in enumerate(chunks)])
         self.values: dict[str, list[np.ndarray]] = {}
         self.row_start: dict[str, np.ndarray] = {}
@@ -275,6 +377,62 @@ class TeacherCache:
             stacked = torch.from_numpy(padded).to(dtype)
             result[name] = stacked[:, 0] if name == "last_hidden_state" else tuple(stacked.unbind(dim=1))
         return result
+
+
+class PointCloudTeacherCache(TeacherCache):
+    """The cache of energy/force distillation: `padded(indices)` gives each target of those rows, per atom (B, N, ...)
+    padded with zeros to the batch's largest molecule, or per molecule (B,), plus the batch's `atom_mask`."""
+
+    count_column = "atoms"
+
+    def padded(self, indices: Sequence[int]) -> dict[str, Any]:
+        indices = np.asarray(indices, dtype=np.int64)
+        atoms = self.tokens[indices]
+        width = int(atoms.max())
+        dtype = _DTYPES[self.meta.get("dtype", "float32")]
+        result: dict[str, Any] = {"atom_mask": torch.from_numpy(np.arange(width)[None, :] < atoms[:, None]).long()}
+        for name in self.meta["fields"]:
+            shape = tuple(self.meta[name])
+            per_molecule = name in PER_MOLECULE_TARGETS
+            padded = np.zeros((len(indices), *shape) if per_molecule else (len(indices), width, *shape), np.float32)
+            size = int(np.prod(shape, dtype=np.int64))
+            for b, (row, count) in enumerate(zip(indices, atoms)):
+                start = self.row_start[name][row]
+                length = size if per_molecule else size * count
+                flat = self.values[name][self.row_chunk[row]][start : start + length]
+                if per_molecule:
+                    padded[b] = flat.reshape(shape)
+                else:
+                    padded[b, :count] = flat.reshape(count, *shape)
+            result[name] = torch.from_numpy(padded).to(dtype)
+        return result
+
+
+class CachedPointCloudCollator:
+    """Energy/force distillation batches whose teacher part comes from a `PointCloudTeacherCache`: the paired point
+    cloud batch with `teacher_targets` (the padded cached targets) in place of `teacher_inputs`. Rows without
+    `CACHE_ROW_COLUMN` get the paired collator's batch, so the trainer runs the live teacher on them."""
+
+    def __init__(self, paired: PointCloudCollator, cache: PointCloudTeacherCache) -> None:
+        self.paired = paired
+        self.cache = cache
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        batch = self.paired(rows)
+        if not all(CACHE_ROW_COLUMN in row for row in rows):
+            return batch
+        indices = [int(row[CACHE_ROW_COLUMN]) for row in rows]
+        targets = self.cache.padded(indices)
+        atoms, cached_atoms = batch["student_inputs"]["atom_mask"].sum(dim=1), targets["atom_mask"].sum(dim=1)
+        if not torch.equal(atoms, cached_atoms):
+            b = int(torch.nonzero(atoms != cached_atoms)[0])
+            raise TeacherCacheError(
+                f"teacher_cache row {indices[b]} has {int(cached_atoms[b])} atoms but row {rows[b].get('mol_id', b)!r} "
+                f"has {int(atoms[b])}: the cache does not belong to these rows"
+            )
+        del batch["teacher_inputs"]
+        batch["teacher_targets"] = targets
+        return batch
 
 
 class CachedTeacherCollator:

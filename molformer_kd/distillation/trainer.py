@@ -15,11 +15,13 @@ missing labels; task losses averaging over observed labels are weighted by molec
 Teacher cache (`teacher_cache_dir`, `teacher_cache.py`). The frozen teacher's outputs on the train and eval rows are
 written once (main process; the others wait at a barrier, so the first pass over a large dataset must fit in the
 process group's timeout) and batches then carry them as `teacher_outputs`: `teacher_forward` returns them instead of
-running the teacher, and every loss is the same as with the live teacher.
+running the teacher, and every loss is the same as with the live teacher. Energy/force distillation caches the
+objectives' teacher targets instead (`gnn_objectives.TEACHER_TARGETS`), carried as `teacher_targets`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -31,15 +33,24 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import ModelOutput, logging
 
+from ..modeling.modeling_utils import ValidatingCollator
 from ..modeling.outputs import MolecularModelOutput
+from ..tokenization.collators import PointCloudCollator
 from .checkpoints import atomic_export, barrier, mark_checkpoint_complete, reported_file_errors
+from .gnn_objectives import TeacherTargets
 from .teacher_cache import (
     CACHE_ROW_COLUMN,
+    POINT_CLOUD_INPUT_COLUMNS,
+    TEACHER_INPUT_COLUMNS,
+    CachedPointCloudCollator,
     CachedTeacherCollator,
+    PointCloudTeacherCache,
     TeacherCache,
+    build_point_cloud_cache,
     build_teacher_cache,
     cached_fields,
     check_cacheable_collator,
+    point_cloud_targets,
     rows_fingerprint,
     teacher_cache_key,
     teacher_fingerprint,
@@ -250,24 +261,39 @@ class DistillationTrainer(Trainer):
         the datasets get a row-index column and the collator becomes a `CachedTeacherCollator`."""
         if self.teacher is None:
             raise ValueError("teacher_cache_dir is set but no objective needs a teacher: there is nothing to cache")
+        # On an accelerator the stage wraps the collator to check batch values on the CPU (`ValidatingCollator`): the
+        # cache is built with the paired collator inside, and the cached batches are checked for the student only
+        # (the teacher does not run on them).
+        validating = self.data_collator if isinstance(self.data_collator, ValidatingCollator) else None
+        if validating is not None:
+            self.data_collator = validating.collator
         check_cacheable_collator(self.data_collator)
         if isinstance(self.eval_dataset, dict):
             raise TypeError("teacher_cache_dir supports one eval dataset, not a dict of them")
-        fields = cached_fields(self.model.teacher_outputs_needed)
+        point_clouds = isinstance(self.data_collator, PointCloudCollator)
+        if point_clouds:  # energy/force distillation: the objectives' targets, per atom
+            fields = point_cloud_targets(self.model.objectives.values())
+            featurizer, input_columns, build = None, POINT_CLOUD_INPUT_COLUMNS, build_point_cloud_cache
+            cache_class, cached_collator = PointCloudTeacherCache, CachedPointCloudCollator
+        else:
+            fields = cached_fields(self.model.teacher_outputs_needed)
+            featurizer, input_columns = self.data_collator.teacher_featurizer, TEACHER_INPUT_COLUMNS
+            build = build_teacher_cache
+            cache_class, cached_collator = TeacherCache, CachedTeacherCollator
         teacher = teacher_fingerprint(self.accelerator.unwrap_model(self.teacher))
         dtype = str(self.accelerator.mixed_precision)
         datasets = [rows for rows in (self.train_dataset, self.eval_dataset) if rows is not None]
-        featurizer, batch_size = self.data_collator.teacher_featurizer, self.args.per_device_eval_batch_size
+        batch_size = self.args.per_device_eval_batch_size
         paths = []
         for rows in datasets:
-            key = teacher_cache_key(teacher, rows_fingerprint(rows), featurizer, fields, dtype)
+            key = teacher_cache_key(teacher, rows_fingerprint(rows, input_columns), featurizer, fields, dtype)
             path = os.path.join(folder, f"teacher-{key}.arrow")
             if self.args.should_save and not os.path.isfile(f"{path}.json"):
                 logger.warning("teacher cache: computing the teacher's %s on %d rows -> %s", fields, len(rows), path)
-                build_teacher_cache(path, rows, self.data_collator, self._cache_teacher_forward, fields, batch_size)
+                build(path, rows, self.data_collator, self._cache_teacher_forward, fields, batch_size)
             paths.append(path)
         barrier()
-        self.teacher_cache = TeacherCache(paths)
+        self.teacher_cache = cache_class(paths)
         offset = 0
         indexed = []
         for rows in datasets:
@@ -276,7 +302,9 @@ class DistillationTrainer(Trainer):
         self.train_dataset = indexed[0] if self.train_dataset is not None else None
         if self.eval_dataset is not None:
             self.eval_dataset = indexed[-1]
-        self.data_collator = CachedTeacherCollator(self.data_collator, self.teacher_cache)
+        self.data_collator = cached_collator(self.data_collator, self.teacher_cache)
+        if validating is not None:
+            self.data_collator = dataclasses.replace(validating, collator=self.data_collator, teacher_config=None)
 
     def _cache_teacher_forward(self, batch: dict[str, Any]):
         with self.compute_loss_context_manager():
@@ -285,10 +313,14 @@ class DistillationTrainer(Trainer):
     # ---- loss ----------------------------------------------------------------------------------------------
 
     def teacher_forward(self, inputs: dict[str, Any]) -> ModelOutput | None:
-        """The teacher's outputs for a batch: read from the batch when it carries cached ones, else a forward."""
+        """The teacher's outputs for a batch: read from the batch when it carries cached ones (outputs, or the
+        energy/force objectives' targets), else a forward."""
         cached = inputs.get("teacher_outputs")
         if cached is not None:
             return MolecularModelOutput(**cached)
+        targets = inputs.get("teacher_targets")
+        if targets is not None:
+            return TeacherTargets(**targets)
         if self.teacher is None:
             return None
         if "teacher_inputs" not in inputs:

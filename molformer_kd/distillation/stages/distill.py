@@ -7,7 +7,8 @@ import copy
 import os
 from typing import TYPE_CHECKING
 
-from ..teacher_cache import cached_fields, check_cacheable_collator
+from ...tokenization.collators import PointCloudCollator
+from ..teacher_cache import cached_fields, check_cacheable_collator, point_cloud_targets
 from ..trainer import DistillationModel
 from .base import Planner, RunPlan, Stage, train_and_export
 from .models import build_objectives, new_model
@@ -65,7 +66,10 @@ class DistillStage(Stage):
         # new_processor may set config entries (SMILES vocabulary): work on copies, the plan's configs stay as read.
         teacher_processor = kind.new_processor(copy.deepcopy(teacher_config))
         student_processor = kind.new_processor(copy.deepcopy(student_config))
-        check_cacheable_collator(kind.paired_collator(teacher_processor, student_processor, False))
+        collator = kind.paired_collator(teacher_processor, student_processor, False)
+        check_cacheable_collator(collator)
+        if isinstance(collator, PointCloudCollator):
+            point_cloud_targets(objectives.values())
         return run.distill_args.teacher_cache_dir or os.path.join(run.training_args.output_dir, "teacher_cache")
 
     def summary(self) -> dict:
