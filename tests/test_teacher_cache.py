@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 import torch
-from transformers import TrainingArguments
+from trainer_helpers import assert_trained_alike, training_args
 
 from molformer_kd.data import load_embedded_qm9
 from molformer_kd.distillation.objectives import (
@@ -64,25 +64,6 @@ def paired_collator():
     return PairedCollator(MoleculeFeaturizer(use_3d=True), MoleculeFeaturizer(), label_columns=["gap"])
 
 
-def training_args(output_dir, **overrides):
-    values = {
-        "output_dir": str(output_dir),
-        "use_cpu": True,
-        "seed": 0,
-        "per_device_train_batch_size": 4,
-        "per_device_eval_batch_size": 5,
-        "learning_rate": 1e-2,
-        "lr_scheduler_type": "constant",
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        **overrides,
-    }
-    return TrainingArguments(**values)
-
-
 def test_cached_outputs_equal_live_teacher_in_any_order(rows, tmp_path):
     """Written in batches of 5, read back in batches of another order and size: every real token of every field
     equals the live teacher's output on that batch."""
@@ -126,7 +107,9 @@ def test_cached_training_logs_the_same_losses(records, tmp_path):
     def run(name, cache_dir):
         teacher = teacher_model()
         model = make_model(train, teacher)
-        args = training_args(tmp_path / name, max_steps=4, eval_strategy="steps", eval_steps=2)
+        args = training_args(
+            tmp_path / name, max_steps=4, eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=5
+        )
         trainer = DistillationTrainer(
             model=model,
             args=args,
@@ -146,24 +129,7 @@ def test_cached_training_logs_the_same_losses(records, tmp_path):
     files = sorted(p.name for p in cache_dir.iterdir())
     assert len(files) == 4  # train + validation, each an .arrow file and its .json
 
-    def losses(trainer):
-        return [
-            {
-                k: v
-                for k, v in entry.items()
-                if k not in ("epoch", "step") and "runtime" not in k and "per_second" not in k and k != "grad_norm"
-            }
-            for entry in trainer.state.log_history
-        ]
-
-    live_losses, cached_losses = losses(live), losses(cached)
-    assert len(live_losses) == len(cached_losses) and any("eval_ccmd_local" in e for e in live_losses)
-    for ours, theirs in zip(cached_losses, live_losses):
-        assert ours.keys() == theirs.keys()
-        for key in theirs:
-            assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-7), key
-    for name, value in live.model.student.state_dict().items():
-        torch.testing.assert_close(cached.model.student.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert_trained_alike(cached, live, "eval_ccmd_local")
 
     stamps = {p.name: p.stat().st_mtime_ns for p in cache_dir.iterdir()}
     run("again", cache_dir)

@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 import torch
-from transformers import TrainingArguments
+from trainer_helpers import assert_trained_alike, training_args
 
 from molformer_kd.data.xtb import load_qm9_xtb
 from molformer_kd.distillation.gnn_objectives import TEACHER_TARGETS, TeacherTargets
@@ -75,26 +75,6 @@ def test_cached_targets_equal_the_live_teachers_in_any_order(data, tmp_path):
     assert all(torch.equal(copied[name], cached[name]) for name in cached)
 
 
-def training_args(output_dir, **overrides):
-    values = {
-        "output_dir": str(output_dir),
-        "use_cpu": True,
-        "seed": 0,
-        "per_device_train_batch_size": 4,
-        "per_device_eval_batch_size": 3,
-        "learning_rate": 1e-2,
-        "lr_scheduler_type": "constant",
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "remove_unused_columns": False,
-        **overrides,
-    }
-    return TrainingArguments(**values)
-
-
 @pytest.mark.parametrize("teacher_kind", ["painn", "schnet"])
 def test_cached_training_logs_the_same_losses(data, tmp_path, teacher_kind):
     """A few steps of every KD-GNN objective at once (task, vanilla1, vanilla2, n2n, e2n, v2v) with and without the
@@ -118,7 +98,14 @@ def test_cached_training_logs_the_same_losses(data, tmp_path, teacher_kind):
         names = ("energy_forces", "vanilla1", "vanilla2", "n2n", "e2n", "v2v")
         objectives = {n: build_objective(n, teacher.config, student.config) for n in names}
         weights = {"energy_forces": 1.0, "vanilla1": 0.5, "vanilla2": 0.5, "n2n": 1.0, "e2n": 0.1, "v2v": 1.0}
-        args = training_args(tmp_path / name, max_steps=4, eval_strategy="steps", eval_steps=2)
+        args = training_args(
+            tmp_path / name,
+            max_steps=4,
+            eval_strategy="steps",
+            eval_steps=2,
+            per_device_eval_batch_size=3,
+            remove_unused_columns=False,
+        )
         trainer = DistillationTrainer(
             model=DistillationModel(student, objectives, weights),
             args=args,
@@ -138,21 +125,7 @@ def test_cached_training_logs_the_same_losses(data, tmp_path, teacher_kind):
     assert isinstance(cached.data_collator, CachedPointCloudCollator)
     assert len(list(cache_dir.iterdir())) == 4  # train + validation, each an .arrow file and its .json
 
-    def losses(trainer):
-        skip = ("epoch", "step", "grad_norm")
-        return [
-            {k: v for k, v in e.items() if k not in skip and "runtime" not in k and "per_second" not in k}
-            for e in trainer.state.log_history
-        ]
-
-    live_losses, cached_losses = losses(live), losses(cached)
-    assert len(live_losses) == len(cached_losses) and any("eval_e2n" in e for e in live_losses)
-    for ours, theirs in zip(cached_losses, live_losses):
-        assert ours.keys() == theirs.keys()
-        for key in theirs:
-            assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-7), key
-    for name, value in live.model.student.state_dict().items():
-        torch.testing.assert_close(cached.model.student.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert_trained_alike(cached, live, "eval_e2n")
 
     stamps = {p.name: p.stat().st_mtime_ns for p in cache_dir.iterdir()}
     run("again", cache_dir)
@@ -205,7 +178,7 @@ def test_a_validating_collator_keeps_checking_the_student_with_the_cache(data, t
     validating = ValidatingCollator(PointCloudCollator(paired=True), student.config, teacher.config)
     trainer = DistillationTrainer(
         model=DistillationModel(student, objectives, {"energy_forces": 1.0, "n2n": 1.0}),
-        args=training_args(tmp_path / "run", max_steps=1),
+        args=training_args(tmp_path / "run", max_steps=1, remove_unused_columns=False),
         teacher=teacher,
         data_collator=validating,
         train_dataset=data["train"].select(range(4)),

@@ -4,7 +4,8 @@ import copy
 
 import pytest
 import torch
-from transformers import AutoModel, TrainerState, TrainingArguments
+from trainer_helpers import training_args as shared_training_args
+from transformers import AutoModel, TrainerState
 
 from molformer_kd.data import load_embedded_qm9
 from molformer_kd.distillation.objectives import CCMDObjective, TaskObjective
@@ -37,23 +38,8 @@ def collator():
 
 
 def training_args(output_dir, **overrides):
-    values = {
-        "output_dir": str(output_dir),
-        "use_cpu": True,
-        "seed": 0,
-        "per_device_train_batch_size": 4,
-        "learning_rate": 1e-2,
-        "lr_scheduler_type": "constant",
-        "weight_decay": 0.0,
-        "max_grad_norm": 0.0,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-    }
-    values.update(overrides)
-    return TrainingArguments(**values)
+    # Plain SGD-like steps: no weight decay or clipping, so the tests' hand computations hold.
+    return shared_training_args(output_dir, **{"weight_decay": 0.0, "max_grad_norm": 0.0, **overrides})
 
 
 def parameters(model):
