@@ -2,6 +2,7 @@
 (`load_best_model_at_end`): the exported student is the best checkpoint's, and the stage records which one."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -144,11 +145,23 @@ def test_distill_with_teacher_cache_exports_the_best_checkpoint(tmp_path):
     assert (stage_dir / STAGE_COMPLETE).is_file()
 
 
-def test_teacher_cache_refused_at_startup_for_energy_forces(tmp_path):
-    """Point-cloud teacher batches are not per-token outputs a cache re-pads: refused while planning, before any data
+def test_teacher_cache_is_planned_for_energy_forces(tmp_path):
+    """Energy/force distillation caches its objectives' teacher targets: the distill stage is planned with the cache
+    folder. A distill stage none of whose objectives reads the teacher is refused while planning, before any data
     is loaded or any stage trains."""
     path = write_config(tmp_path, "gnn_kd_painn_to_painn_tiny.yaml", stages=["teacher", "distill"], teacher_cache=True)
-    with pytest.raises(ValueError, match="teacher_cache: the teacher's inputs come from a PointCloudCollator"):
+    distill = next(
+        stage for stage in distill_run.plan_from_cli(["--config", str(path)]).stages if stage.name == "distill"
+    )
+    assert distill.teacher_cache_dir == os.path.join(str(tmp_path / "run"), "teacher_cache")
+    path = write_config(
+        tmp_path,
+        "gnn_kd_painn_to_painn_tiny.yaml",
+        stages=["teacher", "distill"],
+        objectives={"energy_forces": {"weight": 1.0}},
+        teacher_cache=True,
+    )
+    with pytest.raises(ValueError, match="no objective of the distill stage reads the teacher"):
         distill_run.plan_from_cli(["--config", str(path)])
     assert not (tmp_path / "run").exists()
 
