@@ -11,6 +11,8 @@ missing are listed as missing.
     python benchmarks/pretrained_qm9_report.py            # -> benchmarks/results/pretrained_qm9.{json,md}
     python benchmarks/pretrained_qm9_report.py --set pretrained_pool   # -> benchmarks/results/pretrained_pool_qm9.*
 
+The report ends with the targets of issue #16 that these rows measure (`ISSUE_TARGETS`), each met or not.
+
 Ratios are the figures to read (all rows ran on the same 2-core machine, sharing it with each other).
 """
 
@@ -26,6 +28,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("homo", "lumo", "gap")
+# Issue #16's targets that these rows measure: (name, numerator row, denominator row, threshold, strict), met when
+# the test gap MAE ratio is below (strict) or at most the threshold. "best 2D" and "best distilled" are the rows
+# with the lowest test gap MAE among the 2D models trained alone (chemprop included) and among the students.
+ISSUE_TARGETS = (
+    ("3D teacher <= 0.6 x the best 2D model trained alone", "teacher_2d3d", "best 2D", 0.6, False),
+    ("CCMD GIN beats the GIN trained alone", "gin_ccmd", "gin_alone", 1.0, True),
+    ("ST-KD >= 20% better than the SMILES Transformer alone", "st_kd", "st_alone", 0.8, False),
+    ("best distilled student >= 10% better than chemprop at its defaults", "best distilled", "chemprop", 0.9, False),
+)
 CURVE_EPOCHS = (1, 2, 4, 6, 8, 10, 12, 15, 18, 20, 25, 30, 35, 40)
 
 # name, label, training stage folder (under runs/pretrained), role
@@ -141,6 +152,10 @@ def markdown(report: dict) -> str:
     lines += ["", "## Ratios (test gap MAE)", ""]
     for name, value in report["ratios"].items():
         lines.append(f"- {name}: {_fmt(value, 3)}")
+    lines += ["", "## Targets (issue #16, test gap MAE ratios)", ""]
+    for name, target in report["targets"].items():
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
+        lines.append(f"- {name} (`{target['rows']}`): {_fmt(target['ratio'], 3)} -> **{verdict}**")
     curves = {name: row for name, row in rows.items() if row.get("validation_gap_mae_curve")}
     if curves:
         lines += ["", "## Validation gap MAE by epoch", "", "| epoch | " + " | ".join(curves) + " |"]
@@ -187,6 +202,20 @@ def main() -> None:
         "CCMD GIN / chemprop": _ratio(rows, "gin_ccmd", "chemprop"),
         "ST-KD / chemprop": _ratio(rows, "st_kd", "chemprop"),
     }
+    best = {
+        "best 2D": best_2d,
+        "best distilled": min(
+            (name for name, row in rows.items() if row["role"] == "student" and row.get("test")),
+            key=lambda name: rows[name]["test"]["gap"],
+            default=None,
+        ),
+    }
+    targets = {}
+    for name, numerator, denominator, threshold, strict in ISSUE_TARGETS:
+        numerator, denominator = best.get(numerator, numerator), best.get(denominator, denominator)
+        value = _ratio(rows, numerator or "", denominator or "")
+        met = None if value is None else (value < threshold if strict else value <= threshold)
+        targets[name] = {"ratio": value, "threshold": threshold, "rows": f"{numerator} / {denominator}", "met": met}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     report = {
         "command": "python benchmarks/pretrained_qm9_report.py"
@@ -197,6 +226,7 @@ def main() -> None:
         "commit": commit.stdout.strip(),
         "rows": rows,
         "ratios": ratios,
+        "targets": targets,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
