@@ -2,8 +2,8 @@
 
 Reproducible: the same qm9pack data, seed and size give the same bytes. Steps: read all of qm9pack's QM9
 (130,831 molecules), draw ``--size`` molecules with ``--seed``, map each XYZ geometry onto its SMILES heavy atoms
-by graph matching (failures are skipped, counted and listed in the file's metadata), convert energies to eV and
-store a seeded 80/10/10 train/validation/test split in the file.
+by graph matching (failures are skipped, counted and listed in the file's metadata; the hydrogens keep their
+coordinates in ``h_pos``), convert energies to eV and store a seeded 80/10/10 train/validation/test split in the file.
 
     python scripts/build_embedded_qm9.py [--size 3000] [--seed 0] [--output PATH]
 """
@@ -59,9 +59,18 @@ def build(size: int, seed: int, output: str) -> None:
         "skipped": skipped,
         "splits": {name: len(splits[name]) for name in SPLIT_NAMES},
         "split_method": f"random, fractions {list(DEFAULT_SIZES)}, seed {seed}",
-        "units": {"gap": "eV", "homo": "eV", "lumo": "eV", "u0": "eV", "mu": "Debye", "pos": "Angstrom"},
+        "units": {
+            "gap": "eV",
+            "homo": "eV",
+            "lumo": "eV",
+            "u0": "eV",
+            "mu": "Debye",
+            "pos": "Angstrom",
+            "h_pos": "Angstrom",
+        },
         "hartree_to_ev": HARTREE_TO_EV,
         "atom_order": "pos rows = heavy atoms of Chem.MolFromSmiles(smiles) in RDKit order (XYZ mapped by graph match)",
+        "hydrogens": "h_pos rows = the XYZ atoms that are not SMILES tokens (the hydrogens), in XYZ order",
         "bond_tolerance_angstrom": BOND_TOLERANCE,
     }
     write_embedded_qm9(output, metadata, records)

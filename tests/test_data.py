@@ -62,7 +62,7 @@ def test_embedded_counts_columns_and_splits(embedded):
     metadata = embedded_qm9_metadata()
     assert set(embedded) == {"train", "validation", "test"}
     for split in embedded.values():
-        assert split.column_names == ["smiles", "pos", "gap", "homo", "lumo", "u0", "mu", "mol_id"]
+        assert split.column_names == ["smiles", "pos", "gap", "homo", "lumo", "u0", "mu", "mol_id", "h_pos"]
     sizes = {name: len(split) for name, split in embedded.items()}
     assert sizes == metadata["splits"]
     assert sum(sizes.values()) == metadata["n_molecules"] == metadata["n_candidates"] - metadata["n_skipped"]
@@ -134,6 +134,30 @@ def test_graph_matching_recovers_shuffled_atoms():
     inverse = np.argsort(permutation)
     assert order == inverse[: Chem.MolFromSmiles(smiles).GetNumAtoms()].tolist()
     np.testing.assert_allclose(map_positions_to_smiles(smiles, elements, coords), original[: len(order)])
+
+
+def test_qm9_record_keeps_the_hydrogens_positions():
+    """A qm9pack row in shuffled XYZ order: `pos` are the token atoms in SMILES order, `h_pos` the other atoms (the
+    hydrogens) in XYZ order, nothing lost and nothing doubled."""
+    smiles = "Nc1ccc(O)cc1C(=O)OC"
+    elements, coords, _, original = _shuffled_xyz(smiles, seed=3)
+    row = {
+        "Index": 5,
+        "SMILES": smiles,
+        "Elements": repr(elements),
+        "XYZ_Ang": repr(coords.tolist()),
+        "HOMO_au": -0.3,
+        "LUMO_au": 0.1,
+        "HOMO_LUMO_gap_au": 0.4,
+        "InternalEnergy_0K_au": -155.0,
+        "Dipole_debye": 1.3,
+    }
+    record = qm9_record(row)
+    heavy = Chem.MolFromSmiles(smiles).GetNumAtoms()
+    np.testing.assert_allclose(record["pos"], original[:heavy], atol=1e-5)
+    hydrogens = [k for k, element in enumerate(elements) if element == "H"]
+    np.testing.assert_allclose(record["h_pos"], coords[hydrogens], atol=1e-5)
+    assert len(record["pos"]) + len(record["h_pos"]) == len(elements)
 
 
 def test_graph_matching_puts_double_bonds_on_short_bonds():

@@ -28,18 +28,23 @@ def on_disk(tmp_path):
 
 
 def test_embed_conformer_geometry():
-    pos, method, error = embed_conformer("OC(=O)c1ccccc1")
+    pos, method, error, h_pos = embed_conformer("OC(=O)c1ccccc1")
     assert error is None and method == "ETKDGv3+MMFF94"
     mol = Chem.MolFromSmiles("OC(=O)c1ccccc1")
     assert np.asarray(pos).shape == (mol.GetNumAtoms(), 3)
     for bond in mol.GetBonds():
         length = np.linalg.norm(np.subtract(pos[bond.GetBeginAtomIdx()], pos[bond.GetEndAtomIdx()]))
         assert 1.15 < length < 1.6
+    # The 6 hydrogens: each about 1 Angstrom (C-H 1.09, O-H 0.97) from its nearest heavy atom.
+    assert np.asarray(h_pos).shape == (6, 3)
+    nearest = np.linalg.norm(np.asarray(h_pos)[:, None] - np.asarray(pos)[None], axis=-1).min(axis=1)
+    assert np.all((nearest > 0.9) & (nearest < 1.15))
     assert embed_conformer("OC(=O)c1ccccc1", seed=0)[0] == pos  # seeded
     assert embed_conformer(IMPOSSIBLE)[2].startswith("ETKDGv3 embedding failed")
     assert "invalid SMILES" in embed_conformer("C1CC")[2]
     # Explicit [2H] is folded into its neighbour: not a token, so no position for it.
     assert len(embed_conformer("[2H]OC")[0]) == 2
+    assert len(embed_conformer("[2H]OC").h_pos) == 4
 
 
 def test_generate_conformers_drop(on_disk, caplog):
@@ -54,6 +59,9 @@ def test_generate_conformers_drop(on_disk, caplog):
     assert result["conformer_error"] == [None] * 4
     assert np.allclose(result["pos"][2], KNOWN_POS)  # existing coordinates are kept
     assert [len(pos) for pos in result["pos"]] == [3, 7, 2, 4]
+    # Generated rows carry their hydrogens (CCO 6, fluorobenzene 5, the deuterated acetic acid 3 + its folded [2H]);
+    # the row that kept its input coordinates has none to give.
+    assert [None if h is None else len(h) for h in result["h_pos"]] == [6, 5, None, 4]
 
 
 def test_generate_conformers_keep_parallel_and_cached(on_disk):

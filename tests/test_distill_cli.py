@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from distill_cli_helpers import TWO_PROCESSES, run_distill_cli
+from distill_cli_helpers import CONFIGS, FAST, TWO_PROCESSES, log_history, run_distill_cli, write_config
 from transformers import AutoModel
 
 from molformer_kd import distill_command as distill_run
@@ -17,29 +17,8 @@ from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularProp
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
 
 pytest_plugins = ["fixtures_hub"]
-
-# Settings that make a stage a few seconds on 2 CPU cores.
-FAST = {
-    "max_train_samples": 48,
-    "max_test_samples": 24,
-    "max_steps": 3,
-    "per_device_train_batch_size": 8,
-    "logging_steps": 1,
-    "save_strategy": "no",
-    "disable_tqdm": True,
-}
-
-
-def write_config(tmp_path, base: str | None = None, name="config.yaml", **changes) -> Path:
-    values = yaml.safe_load((CONFIGS / base).read_text()) if base else {}
-    values["output_dir"] = str(tmp_path / "run")
-    values.update(changes)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(values))
-    return path
 
 
 def plan(path):
@@ -106,10 +85,6 @@ def test_bad_config_exits_before_loading_anything(tmp_path):
     assert "missing teacher checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
-
-
-def log_history(stage_dir):
-    return json.loads((Path(stage_dir) / "trainer_state.json").read_text())["log_history"]
 
 
 def test_ccmd_gin_chain_teacher_distill_finetune_evaluate(tmp_path):

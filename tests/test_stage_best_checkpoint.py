@@ -6,8 +6,8 @@ import os
 
 import pytest
 import torch
+from distill_cli_helpers import FAST, log_history, write_config
 from safetensors.torch import load_file
-from test_distill_cli import FAST, log_history, write_config
 from transformers import TrainerCallback
 
 from molformer_kd import distill_command as distill_run

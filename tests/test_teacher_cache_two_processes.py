@@ -6,8 +6,7 @@ import os
 import pytest
 import torch
 import yaml
-from distill_cli_helpers import TWO_PROCESSES, run_distill_cli
-from test_distill_cli import log_history, write_config
+from distill_cli_helpers import TWO_PROCESSES, log_history, run_distill_cli, write_config
 
 from molformer_kd import distill_command as distill_run
 from molformer_kd.modeling.configuration_graphormer import GraphormerConfig

@@ -3,13 +3,16 @@
 Runs through ``Dataset.map`` (``num_proc`` processes; cached by the datasets fingerprint when the dataset lives
 on disk, as every loader's output does). Each row gets ``conformer_method`` (``input`` when it already had
 coordinates, ``ETKDGv3+MMFF94``, or ``ETKDGv3`` when MMFF94 has no parameters for the molecule) and
-``conformer_error`` (the reason when no conformer could be made). Failures are dropped or kept with ``pos`` None,
+``conformer_error`` (the reason when no conformer could be made), and ``h_pos``, the generated hydrogens'
+coordinates (all-atom 3D teachers read them; a row that kept its input coordinates keeps its own ``h_pos``, or
+None). Failures are dropped or kept with ``pos`` None,
 as the caller chooses, and always summarised in the returned report and the log.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 from datasets import Dataset, DatasetDict, Value
@@ -17,22 +20,32 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
 from .molecules import smiles_problem, token_atom_indices
-from .records import DataReport, Issue
+from .records import HYDROGEN_POSITIONS, DataReport, Issue
 
-__all__ = ["embed_conformer", "generate_conformers"]
+__all__ = ["Conformer", "embed_conformer", "generate_conformers"]
 
 _MMFF_MAX_ITERS = 2000
 
 
-def embed_conformer(smiles: str, seed: int = 0, optimize: bool = True) -> tuple[list | None, str | None, str | None]:
-    """(pos of the SMILES token atoms in SMILES order, method, error) for one molecule; pos is None on failure.
+class Conformer(NamedTuple):
+    """One molecule's embedding: `pos` of the SMILES token atoms in SMILES order, the `method` that made it or the
+    `error` why none could be made (`pos` None), and `h_pos`, the coordinates of the other atoms (the hydrogens)."""
+
+    pos: list | None
+    method: str | None
+    error: str | None
+    h_pos: list | None = None
+
+
+def embed_conformer(smiles: str, seed: int = 0, optimize: bool = True) -> Conformer:
+    """The `Conformer` of one molecule.
 
     ETKDGv3 from the default start, then once more from random coordinates (which rescues many strained or
-    large molecules); the embedding uses all hydrogens, the stored pos keeps only the tokens.
+    large molecules); the embedding uses all hydrogens, and `pos` keeps only the tokens.
     """
     problem = smiles_problem(smiles)
     if problem is not None:
-        return None, None, f"invalid SMILES {smiles!r}: {problem}"
+        return Conformer(None, None, f"invalid SMILES {smiles!r}: {problem}")
     with rdBase.BlockLogs():
         mol = Chem.AddHs(Chem.MolFromSmiles(smiles))  # AddHs appends H atoms, so token indices are unchanged
         params = AllChem.ETKDGv3()
@@ -40,7 +53,7 @@ def embed_conformer(smiles: str, seed: int = 0, optimize: bool = True) -> tuple[
         if AllChem.EmbedMolecule(mol, params) != 0:
             params.useRandomCoords = True
             if AllChem.EmbedMolecule(mol, params) != 0:
-                return None, None, "ETKDGv3 embedding failed (also from random coordinates)"
+                return Conformer(None, None, "ETKDGv3 embedding failed (also from random coordinates)")
         method = "ETKDGv3"
         # MMFFOptimizeMolecule returns 1 when not converged within maxIters: that partly optimised geometry is
         # still better than ETKDG's; -1 means the force field could not be set up.
@@ -51,20 +64,28 @@ def embed_conformer(smiles: str, seed: int = 0, optimize: bool = True) -> tuple[
         ):
             method = "ETKDGv3+MMFF94"
     coords = mol.GetConformer().GetPositions()
-    return coords[token_atom_indices(Chem.MolFromSmiles(smiles))].tolist(), method, None
+    tokens = token_atom_indices(Chem.MolFromSmiles(smiles))
+    others = np.setdiff1d(np.arange(len(coords)), tokens)
+    return Conformer(coords[tokens].tolist(), method, None, coords[others].tolist())
 
 
 def _conformer_columns(row: dict, seed: int, optimize: bool, overwrite: bool) -> dict:
     if row["pos"] is not None and not overwrite:
-        return {"pos": row["pos"], "conformer_method": "input", "conformer_error": None}
-    pos, method, error = embed_conformer(row["smiles"], seed, optimize)
-    return {"pos": pos, "conformer_method": method, "conformer_error": error}
+        return {"pos": row["pos"], "h_pos": row.get("h_pos"), "conformer_method": "input", "conformer_error": None}
+    conformer = embed_conformer(row["smiles"], seed, optimize)
+    return {
+        "pos": conformer.pos,
+        "h_pos": conformer.h_pos,
+        "conformer_method": conformer.method,
+        "conformer_error": conformer.error,
+    }
 
 
 def _generate_split(
     dataset: Dataset, on_failure: str, num_proc: int | None, seed: int, optimize: bool, overwrite: bool
 ) -> tuple[Dataset, DataReport]:
     features = dataset.features.copy()
+    features.update(HYDROGEN_POSITIONS)
     features["conformer_method"] = Value("string")
     features["conformer_error"] = Value("string")
     mapped = dataset.map(

@@ -5,6 +5,7 @@ are parsed with ``ast.literal_eval``. ``import qm9pack`` itself is broken (it im
 data folder is located with ``importlib.util.find_spec`` and never imported. Energies are converted from Hartree
 to eV; the dipole stays in Debye. XYZ atoms (with H) are mapped onto the SMILES heavy atoms by graph matching
 (``geometry.match_atoms_to_smiles``); molecules whose geometry does not match their SMILES are skipped and reported.
+The hydrogens, which are not SMILES tokens, keep their DFT coordinates in ``h_pos`` (all-atom 3D teachers read them).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import pandas as pd
 from datasets import Dataset, DatasetDict, Value
 
 from .caching import cached_build, file_sha256
-from .geometry import BOND_TOLERANCE, map_positions_to_smiles
-from .records import DataReport, Issue, record_features
+from .geometry import BOND_TOLERANCE, match_atoms_to_smiles
+from .records import HYDROGEN_POSITIONS, DataReport, Issue, record_features
 from .splits import DEFAULT_SIZES, SPLIT_NAMES, split_dataset
 
 __all__ = [
@@ -106,8 +107,13 @@ def qm9_record(row: Mapping) -> dict:
         raise ValueError(
             f"{qm9_mol_id(row['Index'])}: {len(elements)} elements but coordinates of shape {coords.shape}"
         )
-    pos = map_positions_to_smiles(row["SMILES"], elements, coords)
-    record = {"smiles": row["SMILES"], "pos": np.round(pos, _POS_DECIMALS).tolist()}
+    order = match_atoms_to_smiles(row["SMILES"], elements, coords)
+    folded = np.setdiff1d(np.arange(len(elements)), order)  # the hydrogens: atoms that are not SMILES tokens
+    record = {
+        "smiles": row["SMILES"],
+        "pos": np.round(coords[order], _POS_DECIMALS).tolist(),
+        "h_pos": np.round(coords[folded], _POS_DECIMALS).tolist(),
+    }
     for column, (label, factor) in _QM9PACK_LABELS.items():
         record[label] = float(row[column]) * factor
     record["mol_id"] = qm9_mol_id(row["Index"])
@@ -123,6 +129,7 @@ def _qm9_record_or_error(row: Mapping) -> dict:
         return {
             "smiles": row["SMILES"],
             "pos": None,
+            "h_pos": None,
             **labels,
             "mol_id": qm9_mol_id(row["Index"]),
             "qm9_error": str(error),
@@ -151,7 +158,7 @@ def load_qm9(
     def build():
         frame = read_qm9pack(limit)
         raw = Dataset.from_pandas(frame, preserve_index=False)
-        features = record_features(QM9_LABELS, {"qm9_error": Value("string")})
+        features = record_features(QM9_LABELS, {**HYDROGEN_POSITIONS, "qm9_error": Value("string")})
         converted = raw.map(
             _qm9_record_or_error,
             remove_columns=raw.column_names,
@@ -173,6 +180,7 @@ def load_qm9(
         "sizes": list(sizes),
         "limit": limit,
         "bond_tolerance": BOND_TOLERANCE,
+        "columns": "h_pos",  # records before the hydrogens' coordinates were kept lacked it
     }
     dataset, report = cached_build("qm9", key, build, cache_dir)
     return (dataset, report) if return_report else dataset
@@ -209,14 +217,15 @@ def load_embedded_qm9(
 ) -> DatasetDict | tuple[DatasetDict, DataReport]:
     """The QM9 subset shipped with the package (offline): train/validation/test with DFT geometries.
 
-    Columns: smiles, pos ((N_heavy, 3) Angstrom in SMILES atom order), gap, homo, lumo, u0 (eV), mu (Debye),
-    mol_id (``qm9_<QM9 index>``). Built by scripts/build_embedded_qm9.py; the split is stored in the file.
+    Columns: smiles, pos ((N_heavy, 3) Angstrom in SMILES atom order), h_pos (the hydrogens' (N_H, 3)), gap, homo,
+    lumo, u0 (eV), mu (Debye), mol_id (``qm9_<QM9 index>``). Built by scripts/build_embedded_qm9.py; the split is
+    stored in the file.
     """
     path = EMBEDDED_QM9_PATH
 
     def build():
         metadata, records = read_embedded_qm9(path)
-        features = record_features(QM9_LABELS)
+        features = record_features(QM9_LABELS, HYDROGEN_POSITIONS)
         splits = {}
         for name in SPLIT_NAMES:
             rows = [{column: record[column] for column in features} for record in records if record["split"] == name]

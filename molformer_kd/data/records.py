@@ -18,8 +18,14 @@ logger = logging.getLogger("molformer_kd.data")
 _LISTED_ISSUES = 10
 
 
+# The optional record column of the folded hydrogens' coordinates (the atoms that are not SMILES tokens, any order),
+# read by the point-cloud featurizer of all-atom 3D teachers.
+HYDROGEN_POSITIONS = {"h_pos": List(List(Value("float32"), length=3))}
+
+
 def record_features(label_columns: Sequence[str], extra: dict | None = None) -> Features:
-    """Arrow schema of a record: smiles, pos ((N, 3) float32, nullable), float64 labels (NaN = missing), mol_id."""
+    """Arrow schema of a record: smiles, pos ((N, 3) float32, nullable), float64 labels (NaN = missing), mol_id;
+    `extra` columns after them (e.g. `HYDROGEN_POSITIONS`)."""
     columns = {"smiles": Value("string"), "pos": List(List(Value("float32"), length=3))}
     columns.update({name: Value("float64") for name in label_columns})
     columns["mol_id"] = Value("string")

@@ -6,7 +6,10 @@ Conventions shared by every objective here:
   `hidden_states[l]` the output of layer l (1-based), each (B, 1+N, D) with token 0 the global/virtual token
   (SMILES students: (B, L, D), atom tokens located through `atom_token_index`).
 * Atoms of molecule b are the teacher's tokens 1..N_b; `batch["teacher_inputs"]["attention_mask"]` (B, N) marks
-  the real ones. The student's atom j is its token 1+j (graph students) or `atom_token_index[b, j]` (SMILES).
+  the real ones. An all-atom point-cloud teacher (SchNet, PaiNN) has more tokens, its hydrogens, after the N_b
+  atoms it shares with the student: `batch["shared_atom_mask"]` (B, N) then marks the shared ones, and the
+  objectives read its tokens 1..N_b alone (its global token 0 is its pooled vector, hydrogens included).
+  The student's atom j is its token 1+j (graph students) or `atom_token_index[b, j]` (SMILES).
 * Reduction: every component is a per-molecule loss averaged over the molecules of the batch. This is what lets
   `DistillationTrainer` weight micro-batches by their molecule count and make gradient accumulation exact.
 * `P` (CCMD), `W_feat` (ST-KD) and the D&D projection are student-owned `nn.Linear` maps student width ->
@@ -69,7 +72,9 @@ def projection(student_width: int, teacher_width: int, bias: bool = True) -> nn.
 
 
 def teacher_atom_mask(batch: dict[str, Any]) -> torch.Tensor:
-    """(B, N) bool of real atoms, in teacher atom order."""
+    """(B, N) bool of the atoms teacher and student share, in teacher atom order (teacher tokens 1..N)."""
+    if batch.get("shared_atom_mask") is not None:
+        return batch["shared_atom_mask"].bool()
     teacher_inputs = batch.get("teacher_inputs") or {}
     student_inputs = batch.get("student_inputs") or {}
     for inputs, key in ((teacher_inputs, "attention_mask"), (student_inputs, "atom_mask")):

@@ -9,8 +9,8 @@ any order and size are re-padded from it (`TeacherCache.padded`).
 
 Key. A cache file is named by a hash of everything its values depend on: the teacher's weights and config, the
 teacher featurizer's settings, the outputs cached, the precision they were computed in and the rows' `smiles` and
-`pos` columns (in order). A changed teacher, dataset or setting never reads a stale cache; an unchanged one is
-reused across runs and stages.
+`pos` columns (and `h_pos` for an all-atom point-cloud teacher), in order. A changed teacher, dataset or setting
+never reads a stale cache; an unchanged one is reused across runs and stages.
 
 Memory. Per molecule of T tokens (QM9: T = 1 + at most 9 heavy atoms, about 10 on average), for a teacher of
 width D, L layers and H heads, float32: `hidden_states` 4 * (L+1) * T * D bytes, `attentions` 4 * L * H * T^2,
@@ -51,6 +51,7 @@ from torch import nn
 
 from ..tokenization.collators import GraphCollator, PairedCollator, PointCloudCollator, collect_labels
 from ..tokenization.featurization import MoleculeFeaturizer
+from ..tokenization.point_cloud import PointCloudFeaturizer
 from .checkpoints import atomic_write_text, reported_file_errors
 from .gnn_objectives import PER_MOLECULE_TARGETS, TEACHER_TARGETS
 
@@ -83,7 +84,8 @@ CACHE_FORMAT_VERSION = 1
 CACHEABLE_OUTPUTS = ("hidden_states", "attentions")
 # The dataset column that tells the cached collator which cache row a dataset row is.
 CACHE_ROW_COLUMN = "__teacher_cache_row__"
-# The rows' columns the teacher's inputs are made from (PairedCollator's teacher featurizer reads these).
+# The rows' columns a graph teacher's inputs are made from (PairedCollator's teacher featurizer reads these; a
+# point-cloud teacher's featurizer names its own, `input_columns`).
 TEACHER_INPUT_COLUMNS = ("smiles", "pos")
 # The same for point clouds (PointCloudCollator).
 POINT_CLOUD_INPUT_COLUMNS = ("atomic_numbers", "positions")
@@ -174,7 +176,11 @@ def rows_fingerprint(rows: Dataset, input_columns: Sequence[str] = TEACHER_INPUT
 
 
 def teacher_cache_key(
-    teacher: str, rows: str, featurizer: MoleculeFeaturizer | None, fields: Sequence[str], dtype: str
+    teacher: str,
+    rows: str,
+    featurizer: MoleculeFeaturizer | PointCloudFeaturizer | None,
+    fields: Sequence[str],
+    dtype: str,
 ) -> str:
     """The cache file's name: a hash of the teacher and rows fingerprints, the featurizer (None: point clouds, read
     as they are), the fields and dtype."""
@@ -213,7 +219,7 @@ def build_teacher_cache(
         collator,
         batch_size,
         _features(fields),
-        lambda batch: _unpadded_table(teacher_forward(batch), fields, meta),
+        lambda batch: _unpadded_table(teacher_forward(batch), fields, meta, batch.get("shared_atom_mask")),
         meta,
     )
 
@@ -268,10 +274,15 @@ def _write_cache(
     atomic_write_text(f"{path}.json", json.dumps(meta, indent=1))
 
 
-def _unpadded_table(outputs: ModelOutput, fields: Sequence[str], meta: dict) -> pa.Table:
-    """One Arrow row per molecule: its token count and each field's values over its real tokens, flattened."""
+def _unpadded_table(
+    outputs: ModelOutput, fields: Sequence[str], meta: dict, shared_atom_mask: torch.Tensor | None = None
+) -> pa.Table:
+    """One Arrow row per molecule: its token count and each field's values over its real tokens, flattened.
+
+    With `shared_atom_mask` (an all-atom point-cloud teacher) only the global token and the atoms the student shares
+    are kept: the objectives read nothing else, and the hydrogens would double the file."""
     token_mask = outputs.token_mask.bool().cpu()
-    tokens = token_mask.sum(dim=1)
+    tokens = token_mask.sum(dim=1) if shared_atom_mask is None else 1 + shared_atom_mask.bool().cpu().sum(dim=1)
     # Real tokens must be a prefix (global token, then atoms) so that re-padding at the end restores the layout.
     if not all(bool(token_mask[b, : tokens[b]].all()) for b in range(len(tokens))):
         raise TeacherCacheError("teacher_cache: the teacher's real tokens are not a prefix of its sequence")

@@ -277,7 +277,8 @@ class DistillationTrainer(Trainer):
             cache_class, cached_collator = PointCloudTeacherCache, CachedPointCloudCollator
         else:
             fields = cached_fields(self.model.teacher_outputs_needed)
-            featurizer, input_columns = self.data_collator.teacher_featurizer, TEACHER_INPUT_COLUMNS
+            featurizer = self.data_collator.teacher_featurizer
+            input_columns = getattr(featurizer, "input_columns", TEACHER_INPUT_COLUMNS)
             build = build_teacher_cache
             cache_class, cached_collator = TeacherCache, CachedTeacherCollator
         teacher = teacher_fingerprint(self.accelerator.unwrap_model(self.teacher))

@@ -33,8 +33,8 @@ from .modeling_graphormer import (
     GraphormerForMolecularPropertyPrediction,
     GraphormerModel,
 )
-from .modeling_painn import PaiNNForEnergyAndForces, PaiNNModel
-from .modeling_schnet import SchNetForEnergyAndForces, SchNetModel
+from .modeling_painn import PaiNNForEnergyAndForces, PaiNNForMolecularPropertyPrediction, PaiNNModel
+from .modeling_schnet import SchNetForEnergyAndForces, SchNetForMolecularPropertyPrediction, SchNetModel
 from .modeling_smiles_transformer import SmilesTransformerForMolecularPropertyPrediction, SmilesTransformerModel
 from .modeling_utils import BATCH_KEYS, MolecularPreTrainedModel
 from .outputs import (
@@ -71,12 +71,14 @@ __all__ = [
     "MulticlassClassificationPredictor",
     "PaiNNConfig",
     "PaiNNForEnergyAndForces",
+    "PaiNNForMolecularPropertyPrediction",
     "PaiNNModel",
     "PropertyPredictionMixin",
     "PropertyPredictor",
     "RegressionPredictor",
     "SchNetConfig",
     "SchNetForEnergyAndForces",
+    "SchNetForMolecularPropertyPrediction",
     "SchNetModel",
     "SmilesTransformerConfig",
     "SmilesTransformerForMolecularPropertyPrediction",

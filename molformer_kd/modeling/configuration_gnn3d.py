@@ -23,6 +23,9 @@ class AtomisticConfig(PreTrainedConfig):
     atom_reference_energies: eV per element, indexed by atomic number (`data.xtb.fit_atom_reference_energies`),
         added to every atom's predicted energy; None = no references.
     energy_shift, energy_scale: per-atom energy = energy_scale * network output + energy_shift + reference.
+    hydrogens: whether the model reads the hydrogens of a property record (`h_pos`) after its SMILES token atoms
+        (`tokenization.PointCloudFeaturizer`); False reads the token atoms alone, as the graph models do. The point
+        clouds of the energy/force task always hold every atom.
     energy_loss ("mae" | "mse"), force_loss ("mae" | "mse" | "l2mae", the mean per-atom error norm used by the OC20
         code), energy_loss_weight (a_E), force_loss_weight (a_F): the task loss a_E L_E + a_F L_F (KD-GNN eq. 1);
         the paper weights forces 100 and energy 1.
@@ -33,6 +36,7 @@ class AtomisticConfig(PreTrainedConfig):
     num_rbf: int = 20
     cutoff: float | int = 5.0
     max_atomic_number: int = 100
+    hydrogens: bool = True
     atom_reference_energies: list[float | int] | None = None
     energy_shift: float | int = 0.0
     energy_scale: float | int = 1.0

@@ -21,6 +21,7 @@ from .gnn3d import (
     cosine_cutoff,
     sine_rbf,
 )
+from .heads import PropertyPredictionMixin, build_predictor
 
 # Added under square roots of vector norms: v starts at 0, where d|v|/dv is undefined.
 _NORM_EPS = 1e-8
@@ -195,6 +196,23 @@ class PaiNNForEnergyAndForces(EnergyAndForcesMixin, PaiNNPreTrainedModel):
         self.post_init()
 
 
-register_family(PaiNNConfig, PaiNNModel, energy_class=PaiNNForEnergyAndForces, legacy_model_types=("painn",))
+class PaiNNForMolecularPropertyPrediction(PropertyPredictionMixin, PaiNNPreTrainedModel):
+    """PaiNN with a property head on `pooler_output`, the mean of the atoms' last-layer features (hydrogens included
+    when the point cloud has them): an all-atom 3D property model, and a CCMD / ST-KD / D&D teacher for 2D students."""
 
-__all__ = ["PaiNNForEnergyAndForces", "PaiNNModel", "PaiNNPreTrainedModel"]
+    def __init__(self, config: PaiNNConfig) -> None:
+        super().__init__(config)
+        self.painn = PaiNNModel(config)
+        self.head = build_predictor(config)
+        self.post_init()
+
+
+register_family(
+    PaiNNConfig,
+    PaiNNModel,
+    property_class=PaiNNForMolecularPropertyPrediction,
+    energy_class=PaiNNForEnergyAndForces,
+    legacy_model_types=("painn",),
+)
+
+__all__ = ["PaiNNForEnergyAndForces", "PaiNNForMolecularPropertyPrediction", "PaiNNModel", "PaiNNPreTrainedModel"]

@@ -21,6 +21,7 @@ from .gnn3d import (
     cosine_cutoff,
     gaussian_rbf,
 )
+from .heads import PropertyPredictionMixin, build_predictor
 
 
 class SchNetInteraction(nn.Module):
@@ -115,6 +116,23 @@ class SchNetForEnergyAndForces(EnergyAndForcesMixin, SchNetPreTrainedModel):
         self.post_init()
 
 
-register_family(SchNetConfig, SchNetModel, energy_class=SchNetForEnergyAndForces, legacy_model_types=("schnet",))
+class SchNetForMolecularPropertyPrediction(PropertyPredictionMixin, SchNetPreTrainedModel):
+    """SchNet with a property head on `pooler_output`, the mean of the atoms' last-layer features (hydrogens included
+    when the point cloud has them): an all-atom 3D property model, and a CCMD / ST-KD / D&D teacher for 2D students."""
 
-__all__ = ["SchNetForEnergyAndForces", "SchNetModel", "SchNetPreTrainedModel"]
+    def __init__(self, config: SchNetConfig) -> None:
+        super().__init__(config)
+        self.schnet = SchNetModel(config)
+        self.head = build_predictor(config)
+        self.post_init()
+
+
+register_family(
+    SchNetConfig,
+    SchNetModel,
+    property_class=SchNetForMolecularPropertyPrediction,
+    energy_class=SchNetForEnergyAndForces,
+    legacy_model_types=("schnet",),
+)
+
+__all__ = ["SchNetForEnergyAndForces", "SchNetForMolecularPropertyPrediction", "SchNetModel", "SchNetPreTrainedModel"]

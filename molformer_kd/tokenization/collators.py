@@ -2,7 +2,8 @@
 
 `GraphCollator` turns a list of `MoleculeFeaturizer.featurize` dicts (or raw records, when it holds a featurizer)
 into the padded graph batch; `PairedCollator` builds `{"teacher_inputs", "student_inputs", "labels"}` for
-distillation, with a graph student (a `MoleculeFeaturizer`) or a SMILES student (a tokenizer);
+distillation, from a graph teacher or an all-atom point-cloud teacher (`PointCloudFeaturizer`), with a graph student
+(a `MoleculeFeaturizer`) or a SMILES student (a tokenizer);
 `SingleModelCollator` builds `{"student_inputs", "labels"}` for stages that train one model (with D&D's coordinate
 noise for denoising); `PointCloudCollator` pads the all-atom point clouds of the energy/force models.
 """
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from .featurization import GRAPH_FEATURE_KEYS, MoleculeFeaturizer, _describe, pad_graph_features
+from .point_cloud import PointCloudFeaturizer
 
 
 def collect_labels(rows: Sequence[Mapping[str, Any]], label_columns: Sequence[str]) -> torch.Tensor:
@@ -100,9 +102,12 @@ class PairedCollator:
     `{"smiles", "pos", <label columns>, "mol_id"}`.
 
     Args:
-        teacher_featurizer ([`MoleculeFeaturizer`]):
+        teacher_featurizer ([`MoleculeFeaturizer`] or [`PointCloudFeaturizer`]):
             The teacher's featurizer; with `use_3d=True` every row needs `pos` (a clear error names the row
-            otherwise) and `teacher_inputs` carries `pos`.
+            otherwise) and `teacher_inputs` carries `pos`. A `PointCloudFeaturizer` gives the point-cloud batch of
+            a SchNet/PaiNN teacher (`atomic_numbers`, `pos`, `atom_mask`), token atoms first, then the hydrogens;
+            the batch then also holds `shared_atom_mask` (B, N): the teacher atoms that are student atoms (its
+            first N_b), the ones the objectives align.
         student_encoder ([`MoleculeFeaturizer`] or a SMILES tokenizer):
             A featurizer gives a graph `student_inputs` (2D unless it has `use_3d=True`); anything else is called
             as `student_encoder(list_of_smiles, padding=True, return_tensors="pt")` and gives the SMILES batch.
@@ -110,17 +115,21 @@ class PairedCollator:
             Row columns stacked into `labels` (B, T), NaN where missing; no `labels` key without label columns.
 
     Atom j of the teacher must be atom j of the student: the collator checks the atom counts of every molecule
-    (graph student, or a tokenizer that returns `atom_mask`) and raises naming the SMILES when they differ.
+    (graph student, or a tokenizer that returns `atom_mask`; a point-cloud teacher's token atoms) and raises naming
+    the SMILES when they differ.
     """
 
     def __init__(
         self,
-        teacher_featurizer: MoleculeFeaturizer,
+        teacher_featurizer: MoleculeFeaturizer | PointCloudFeaturizer,
         student_encoder: MoleculeFeaturizer | Callable,
         label_columns: Sequence[str] = (),
     ) -> None:
-        if not _is_featurizer(teacher_featurizer):
-            raise TypeError(f"teacher_featurizer must be a MoleculeFeaturizer, got {type(teacher_featurizer)}")
+        if not isinstance(teacher_featurizer, MoleculeFeaturizer | PointCloudFeaturizer):
+            raise TypeError(
+                f"teacher_featurizer must be a MoleculeFeaturizer or a PointCloudFeaturizer, got "
+                f"{type(teacher_featurizer)}"
+            )
         if isinstance(label_columns, str):
             label_columns = [label_columns]
         self.teacher_featurizer = teacher_featurizer
@@ -131,7 +140,8 @@ class PairedCollator:
         # A 2D student featurized with the teacher's settings gets exactly the teacher's graph arrays.
         student, teacher = self.student_encoder, self.teacher_featurizer
         return (
-            not student.use_3d
+            _is_featurizer(teacher)
+            and not student.use_3d
             and student.multi_hop_max_dist == teacher.multi_hop_max_dist
             and student.max_spatial == teacher.max_spatial
             and student.feature_scheme == teacher.feature_scheme
@@ -145,8 +155,13 @@ class PairedCollator:
             if not isinstance(row, Mapping) or "smiles" not in row:
                 raise ValueError(f"PairedCollator expects dataset rows with a 'smiles' key, got {row!r:.200}")
         teacher_features = self.teacher_featurizer.featurize_many(rows)
-        teacher_atoms = np.array([len(f["input_nodes"]) for f in teacher_features])
-        batch = {"teacher_inputs": GraphCollator.pad(teacher_features)}
+        if _is_featurizer(self.teacher_featurizer):
+            teacher_atoms = np.array([len(f["input_nodes"]) for f in teacher_features])
+            batch = {"teacher_inputs": GraphCollator.pad(teacher_features)}
+        else:
+            teacher_atoms = np.array([f["shared_atoms"] for f in teacher_features])
+            shared = torch.arange(int(teacher_atoms.max()))[None, :] < torch.from_numpy(teacher_atoms)[:, None]
+            batch = {"teacher_inputs": PointCloudCollator()(teacher_features), "shared_atom_mask": shared.long()}
 
         if _is_featurizer(self.student_encoder):
             if self._student_shares_teacher_graph():
@@ -189,7 +204,8 @@ def add_coordinate_noise(
 class SingleModelCollator:
     """Records -> `{"student_inputs", "labels"?}` for stages that train or test one model (no teacher).
 
-    Graph models get the padded graph batch (`GraphCollator`), SMILES models their tokenizer's batch.
+    Graph models get the padded graph batch (`GraphCollator`), point-cloud models (a `PointCloudFeaturizer`) the
+    padded point clouds, SMILES models their tokenizer's batch.
     `noise_sigma` (denoise stage) perturbs the coordinates (D&D eq. 3) and adds the true noise as `noise`.
     """
 
@@ -201,6 +217,8 @@ class SingleModelCollator:
         if isinstance(self.processor, MoleculeFeaturizer):
             inputs = GraphCollator(self.processor)(rows)
             inputs.pop("labels", None)
+        elif isinstance(self.processor, PointCloudFeaturizer):
+            inputs = PointCloudCollator()(self.processor.featurize_many(rows))
         else:
             inputs = dict(self.processor([row["smiles"] for row in rows], padding=True, return_tensors="pt"))
         if self.noise_sigma is not None:

@@ -20,6 +20,7 @@ from transformers.utils import CONFIG_NAME, FEATURE_EXTRACTOR_NAME, cached_file
 
 from ..data.pretrained import resolve_pretrained_name
 from .featurization import MoleculeFeaturizer
+from .point_cloud import PointCloudFeaturizer
 from .tokenization_smiles import SmilesTokenizer
 from .tokenization_st_base import StBaseTokenizer
 
@@ -32,6 +33,8 @@ __all__ = ["MOLECULAR_TOKENIZERS", "check_processor_matches_model", "load_proces
 
 # Tokenizer classes by the `tokenizer_class` name saved in tokenizer_config.json.
 MOLECULAR_TOKENIZERS = {cls.__name__: cls for cls in (SmilesTokenizer, StBaseTokenizer)}
+# The models that read point clouds (`PointCloudFeaturizer`), and only they.
+POINT_CLOUD_MODEL_TYPES = ("molformer_painn", "molformer_schnet", "painn", "schnet")
 # The tokenizer each SMILES Transformer variant reads.
 _TOKENIZER_OF_VARIANT = {"st_kd": SmilesTokenizer, "st_base": StBaseTokenizer}
 
@@ -59,20 +62,21 @@ def _json_file(model_id: str | os.PathLike, filename: str, **hub_kwargs) -> dict
 
 def load_processor(
     model_id: str | os.PathLike, revision: str | None = None, token: str | None = None
-) -> MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer:
-    """The processor saved with a student: its `MoleculeFeaturizer` (preprocessor_config.json, graph students) or
-    its SMILES tokenizer (tokenizer_config.json, SMILES students), checked against the checkpoint's config.json when
-    it has one (`check_processor_matches_model`). `model_id` may name a shipped student (`qm9-gin`)."""
+) -> MoleculeFeaturizer | PointCloudFeaturizer | SmilesTokenizer | StBaseTokenizer:
+    """The processor saved with a model: its `MoleculeFeaturizer` (preprocessor_config.json, graph students), its
+    `PointCloudFeaturizer` (the same file, all-atom 3D property models) or its SMILES tokenizer
+    (tokenizer_config.json, SMILES students), checked against the checkpoint's config.json when it has one
+    (`check_processor_matches_model`). `model_id` may name a shipped student (`qm9-gin`)."""
     model_id = resolve_pretrained_name(model_id)
     hub_kwargs = {"revision": revision, "token": token}
     featurizer_settings = _json_file(model_id, FEATURE_EXTRACTOR_NAME, **hub_kwargs)
     if featurizer_settings is not None:
         source = f"{model_id}/{FEATURE_EXTRACTOR_NAME}"
-        if (
-            featurizer_settings.get("feature_extractor_type", MoleculeFeaturizer.__name__)
-            == MoleculeFeaturizer.__name__
-        ):
+        featurizer_type = featurizer_settings.get("feature_extractor_type", MoleculeFeaturizer.__name__)
+        if featurizer_type == MoleculeFeaturizer.__name__:
             processor = MoleculeFeaturizer.from_pretrained(model_id, **hub_kwargs)
+        elif featurizer_type == PointCloudFeaturizer.__name__:
+            processor = PointCloudFeaturizer.from_pretrained(model_id, **hub_kwargs)
         else:
             processor = AutoFeatureExtractor.from_pretrained(model_id, **hub_kwargs)
     else:
@@ -94,10 +98,22 @@ def load_processor(
 
 def check_processor_matches_model(processor: Any, model_config: Any, source: str) -> None:
     """Raise a one-line `ValueError` naming `source` when the processor disagrees with the model config (a
-    `PretrainedConfig` or its config.json dict): a 2D Graphormer's `multi_hop_max_dist` / `max_spatial`, a
+    `PretrainedConfig` or its config.json dict): a point-cloud featurizer for SchNet/PaiNN only, with the hydrogens
+    the model reads; a 2D Graphormer's `multi_hop_max_dist` / `max_spatial`, a
     Graphormer's geometry (`use_3d`), a SMILES Transformer's tokenizer class (variant), vocabulary size and pad id."""
     config = model_config if isinstance(model_config, Mapping) else model_config.to_dict()
     model_type = config.get("model_type")
+    point_cloud_model = model_type in POINT_CLOUD_MODEL_TYPES
+    if isinstance(processor, PointCloudFeaturizer) != point_cloud_model:
+        raise ValueError(
+            f"{source}: a {type(processor).__name__} cannot serve a {model_type!r} model; SchNet and PaiNN read the "
+            "point clouds of a PointCloudFeaturizer, and only they do"
+        )
+    if point_cloud_model and processor.hydrogens != config.get("hydrogens", True):
+        raise ValueError(
+            f"{source}: hydrogens = {processor.hydrogens} but the model's config has hydrogens = "
+            f"{config.get('hydrogens', True)}; the point clouds must hold the atoms the model was trained on"
+        )
     if isinstance(processor, MoleculeFeaturizer):
         if model_type != "molformer_graphormer":
             return

@@ -118,7 +118,7 @@ def is_checkpoint_dir(path: str | os.PathLike | None) -> bool:
 
 
 def check_model_fits_task(kind: TaskKind, config: PretrainedConfig, role: str, auto_class: type | None = None) -> None:
-    """A model of `config` must exist in the task's Auto class (a painn student cannot learn `gap` labels)."""
+    """A model of `config` must exist in the task's Auto class (a GIN cannot learn energies and forces)."""
     auto_class = auto_class or kind.auto_class
     if type(config) not in auto_class._model_mapping:
         raise ValueError(

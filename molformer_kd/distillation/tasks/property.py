@@ -25,7 +25,8 @@ from ...modeling.auto import AutoModelForMolecularPropertyPrediction
 from ...modeling.heads import RegressionPredictor, predictor_class
 from ...tokenization.collators import PairedCollator, SingleModelCollator
 from ...tokenization.featurization import MoleculeFeaturizer
-from ...tokenization.processors import load_processor
+from ...tokenization.point_cloud import PointCloudFeaturizer
+from ...tokenization.processors import POINT_CLOUD_MODEL_TYPES, load_processor
 from ...tokenization.tokenization_smiles import SmilesTokenizer
 from ...tokenization.tokenization_st_base import StBaseTokenizer
 from ..arguments import CONFORMER_METHODS, DataArguments
@@ -48,8 +49,14 @@ SMILES_MODEL_TYPES = ("molformer_smiles_transformer",)
 PREDICTIONS_FILE = "predictions.csv"
 
 
-def new_processor(config: PretrainedConfig) -> MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer:
-    """A processor for a freshly configured model: the SMILES tokenizer or a graph featurizer matching the config."""
+Processor = MoleculeFeaturizer | PointCloudFeaturizer | SmilesTokenizer | StBaseTokenizer
+
+
+def new_processor(config: PretrainedConfig) -> Processor:
+    """A processor for a freshly configured model: the SMILES tokenizer, the point-cloud featurizer of a 3D GNN (with
+    the hydrogens when its config reads them), or a graph featurizer matching the config."""
+    if config.model_type in POINT_CLOUD_MODEL_TYPES:
+        return PointCloudFeaturizer(hydrogens=config.hydrogens)
     if config.model_type in SMILES_MODEL_TYPES:
         if getattr(config, "variant", "st_kd") == "st_base":
             return StBaseTokenizer()
@@ -63,9 +70,7 @@ def new_processor(config: PretrainedConfig) -> MoleculeFeaturizer | SmilesTokeni
     )
 
 
-def processor_config_overrides(
-    config: PretrainedConfig, processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer
-) -> dict:
+def processor_config_overrides(config: PretrainedConfig, processor: Processor) -> dict:
     """Config values a fresh model takes from its processor (SMILES vocabulary size and padding id)."""
     if config.model_type in SMILES_MODEL_TYPES:
         return {"vocab_size": len(processor), "pad_token_id": processor.pad_token_id}
@@ -253,7 +258,9 @@ class PropertyTask:
 
     def check_config(self, config: PretrainedConfig, role: str) -> None:
         """A 3D model needs coordinates: a table of SMILES gets them only from `conformers`."""
-        if getattr(config, "reads_coordinates", False) and not self.has_coordinates:
+        point_cloud = config.model_type in POINT_CLOUD_MODEL_TYPES  # all-atom 3D GNNs: coordinates and hydrogens
+        reads_coordinates = getattr(config, "reads_coordinates", False) or point_cloud
+        if reads_coordinates and not self.has_coordinates:
             raise ValueError(
                 f"{role}: a 3D model needs 3D coordinates, and a CSV/TSV dataset has none; add "
                 "`conformers: {method: etkdg+mmff}` to generate them, or use an SDF with coordinates"
@@ -270,29 +277,27 @@ class PropertyTask:
                 f"the model is a {model_problem_type!r} model, the config asks for problem_type {self.problem_type!r}"
             )
 
-    def new_processor(self, config: PretrainedConfig) -> MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer:
+    def new_processor(self, config: PretrainedConfig) -> Processor:
         """The processor for a freshly configured model; sets the config entries it dictates (SMILES vocabulary)."""
         processor = new_processor(config)
         for key, value in processor_config_overrides(config, processor).items():
             setattr(config, key, value)
         return processor
 
-    def load_processor(self, path: str | os.PathLike) -> MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer:
+    def load_processor(self, path: str | os.PathLike) -> Processor:
         return load_processor(path)
 
-    def collator(self, processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer) -> SingleModelCollator:
+    def collator(self, processor: Processor) -> SingleModelCollator:
         return SingleModelCollator(processor, label_columns=self.label_columns)
 
-    def denoising_collator(
-        self, processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer, noise_sigma: float
-    ) -> SingleModelCollator:
+    def denoising_collator(self, processor: Processor, noise_sigma: float) -> SingleModelCollator:
         """Batches of noised coordinates and their noise (D&D stage 1): no labels, the noise is the target."""
         return SingleModelCollator(processor, noise_sigma=noise_sigma)
 
     def paired_collator(
         self,
-        teacher_processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer,
-        student_processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer,
+        teacher_processor: Processor,
+        student_processor: Processor,
         with_labels: bool,
     ) -> PairedCollator:
         return PairedCollator(
@@ -308,7 +313,7 @@ class PropertyTask:
     def evaluate(
         self,
         model: PreTrainedModel,
-        processor: MoleculeFeaturizer | SmilesTokenizer | StBaseTokenizer,
+        processor: Processor,
         rows: Dataset,
         args: TrainingArguments,
         split: str,
