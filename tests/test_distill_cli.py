@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 from distill_cli_helpers import CONFIGS, FAST, TWO_PROCESSES, log_history, run_distill_cli, write_config
-from transformers import AutoModel
+from transformers import CONFIG_MAPPING, AutoModel
 
 from molformer_kd import distill_command as distill_run
 from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction
@@ -254,10 +254,17 @@ def test_pretrained_set_configs_validate(tmp_path, config):
     assert values["split"] == teacher["split"] and values["label_columns"] == teacher["label_columns"]
     changes = {}
     if "teacher_name_or_path" in values:
-        assert values["teacher_name_or_path"] == f"{teacher['output_dir']}/teacher"
-        # The teacher the set's qm9_teacher.yaml trains, as a config (validation reads its layer count, not weights).
-        config_values = {k: v for k, v in teacher["teacher_config"].items() if k != "model_type"}
-        GraphormerConfig(**config_values, num_labels=len(teacher["label_columns"])).save_pretrained(tmp_path / "t")
+        # A teacher one of the set's own configs trains (qm9_teacher.yaml, or another teacher of the set), as a config:
+        # validation reads its layer count and width, not its weights.
+        teachers = {}
+        for path in set_dir.glob("*.yaml"):
+            other = yaml.safe_load(path.read_text())
+            if other["stages"][0] == "teacher":
+                teachers[f"{other['output_dir']}/teacher"] = other["teacher_config"]
+        assert values["teacher_name_or_path"] in teachers
+        config_values = dict(teachers[values["teacher_name_or_path"]])
+        config_class = CONFIG_MAPPING[config_values.pop("model_type")]
+        config_class(**config_values, num_labels=len(teacher["label_columns"])).save_pretrained(tmp_path / "t")
         changes["teacher_name_or_path"] = str(tmp_path / "t")
     run = plan(write_config(tmp_path, config, **changes))
     assert [stage.name for stage in run.stages] == values["stages"]

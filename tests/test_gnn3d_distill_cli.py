@@ -127,7 +127,19 @@ def test_autograd_force_teacher_vanilla_kd_then_finetune(tmp_path):
 @pytest.mark.parametrize(
     "changes,message",
     [
-        ({"dataset": "qm9_embedded"}, "teacher_config: model_type 'molformer_painn' has no molecular property model"),
+        # A PaiNN is a property model too now (all-atom teacher), but the energy/force objectives need energy models.
+        (
+            {"dataset": "qm9_embedded"},
+            "objective 'energy_forces' belongs to the 'energy_forces' task kind, but this run's task kind is 'prop",
+        ),
+        (
+            {"dataset": "qm9_embedded", "objectives": {"task": {}, "n2n": {}}},
+            "objective 'n2n' belongs to the 'energy_forces' task kind.*its objectives are .*'ccmd'",
+        ),
+        (
+            {"objectives": {"energy_forces": {}, "ccmd": {}}},
+            "objective 'ccmd' belongs to the 'property' task kind, but this run's task kind is 'energy_forces'",
+        ),
         (
             {"student_config": {"model_type": "molformer_gin", "preset": "tiny"}},
             "student_config: model_type 'molformer_gin' has no energy/force model",

@@ -175,8 +175,14 @@ def _loss_settings(
     }
 
 
+class KDGNNObjective(DistillationObjective):
+    """Base of the objectives of this module: they read energy/force models' outputs on point-cloud batches."""
+
+    task_kind = "energy_forces"
+
+
 @register_objective("energy_forces")
-class EnergyForcesObjective(DistillationObjective):
+class EnergyForcesObjective(KDGNNObjective):
     """Task loss a_E L_E(E_hat, E) + a_F L_F(F_hat, F) against the labels (eq. 1); components `task_energy`,
     `task_forces` (already multiplied by a_E, a_F). Options default to the student config's settings."""
 
@@ -214,7 +220,7 @@ class EnergyForcesObjective(DistillationObjective):
 
 
 @register_objective("vanilla1")
-class VanillaEnergyForcesObjective(DistillationObjective):
+class VanillaEnergyForcesObjective(KDGNNObjective):
     """Vanilla KD (1), eq. 7: the teacher's predicted energy and forces as targets, with the task's a_E, a_F and
     loss kinds (options override them); components `vanilla1_energy`, `vanilla1_forces`."""
 
@@ -247,7 +253,7 @@ class VanillaEnergyForcesObjective(DistillationObjective):
 
 
 @register_objective("vanilla2")
-class VanillaAtomEnergyObjective(DistillationObjective):
+class VanillaAtomEnergyObjective(KDGNNObjective):
     """Vanilla KD (2), eq. 8: `1/N sum_i L_E(E_i,s, E_i,t)` on per-atom energy contributions (L_E = the task's
     energy loss kind unless `energy_loss` is given); component `vanilla2`."""
 
@@ -272,7 +278,7 @@ class VanillaAtomEnergyObjective(DistillationObjective):
 
 
 @register_objective("n2n")
-class NodeToNodeObjective(DistillationObjective):
+class NodeToNodeObjective(KDGNNObjective):
     """Node-to-node, eq. 4: `MSE(P s_i, t_i)` on the last layer's scalar node features; component `n2n`."""
 
     teacher_targets = ("node_features",)
@@ -293,7 +299,7 @@ class NodeToNodeObjective(DistillationObjective):
 
 
 @register_objective("e2n")
-class EdgeToNodeObjective(DistillationObjective):
+class EdgeToNodeObjective(KDGNNObjective):
     """Edge-to-node, eq. 5: `MSE(P s_i, sum_j H_edge,(i,j))` with the teacher's last-layer edge features summed into
     their centre atoms; component `e2n`."""
 
@@ -315,7 +321,7 @@ class EdgeToNodeObjective(DistillationObjective):
 
 
 @register_objective("v2v")
-class VectorToVectorObjective(DistillationObjective):
+class VectorToVectorObjective(KDGNNObjective):
     """Vector-to-vector: `MSE(P v_i, target_i)` on equivariant (B, N, 3, F) features; component `v2v`.
 
     `source="vectors"` distils the teacher's vector features (PaiNN -> PaiNN); `source="edges"` builds the target

@@ -59,10 +59,13 @@ class DistillationObjective(nn.Module):
 
     `teacher_outputs_needed` / `student_outputs_needed` name the optional outputs ("hidden_states",
     "attentions") the trainer asks the models for (`output_hidden_states=True`, `output_attentions=True`);
-    `needs_teacher` is False for objectives computed from the student alone (the task loss).
+    `needs_teacher` is False for objectives computed from the student alone (the task loss). `task_kind` names the
+    task kind whose batches and model outputs the objective reads (`tasks.TaskKind.name`): a run of another kind
+    refuses it at start-up.
     """
 
     objective_name: str = ""
+    task_kind: str = "property"
     needs_teacher: bool = True
     teacher_outputs_needed: frozenset = frozenset()
     student_outputs_needed: frozenset = frozenset()

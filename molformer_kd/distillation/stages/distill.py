@@ -45,7 +45,7 @@ class DistillStage(Stage):
             self.teacher_source, model_args.teacher_config, "teacher", kind.teacher_auto_class
         )
         student_config = planner.model_config(self.student_source, model_args.student_config, "student")
-        objectives, _ = build_objectives(distill_args.objectives, teacher_config, student_config)
+        objectives, _ = build_objectives(kind, distill_args.objectives, teacher_config, student_config)
         self.objectives = distill_args.objectives
         if distill_args.teacher_cache:
             self.teacher_cache_dir = self._plan_teacher_cache(run, objectives, teacher_config, student_config)
@@ -91,7 +91,7 @@ class DistillStage(Stage):
             student, processor = new_model(
                 kind, run.model_args.student_config, "student", kind.statistics(records["train"])
             )
-        objectives, weights = build_objectives(distill_args.objectives, teacher.config, student.config)
+        objectives, weights = build_objectives(kind, distill_args.objectives, teacher.config, student.config)
         with_labels = kind.task_objective in objectives
 
         train_and_export(

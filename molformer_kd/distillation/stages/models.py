@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..registry import build_objective
+from ..registry import OBJECTIVES, build_objective, get_objective
 from ..tasks import TaskKind, build_config
 
 if TYPE_CHECKING:
@@ -24,10 +24,22 @@ def new_model(
 
 
 def build_objectives(
-    objective_specs: dict, teacher_config: PretrainedConfig | None, student_config: PretrainedConfig
+    kind: TaskKind,
+    objective_specs: dict,
+    teacher_config: PretrainedConfig | None,
+    student_config: PretrainedConfig,
 ) -> tuple[dict[str, nn.Module], dict[str, float]]:
-    """Objective modules and weights from `{name: {'weight': w, **options}}` (validated at start-up)."""
+    """Objective modules and weights from `{name: {'weight': w, **options}}` (validated at start-up): each one must
+    read the batches and outputs of the run's task kind."""
     objectives, weights = {}, {}
+    for name in objective_specs:
+        objective_kind = get_objective(name).task_kind
+        if objective_kind != kind.name:
+            own = sorted(n for n, cls in OBJECTIVES.items() if cls.task_kind == kind.name)
+            raise ValueError(
+                f"objective {name!r} belongs to the {objective_kind!r} task kind, but this run's task kind is "
+                f"{kind.name!r} ({kind.datasets_hint}); its objectives are {own}"
+            )
     for name, options in objective_specs.items():
         options = dict(options or {})
         weights[name] = float(options.pop("weight", 1.0))
