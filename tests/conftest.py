@@ -16,6 +16,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def embedded_qm9(tmp_path_factory):
+    """The embedded QM9 set (train / validation / test), loaded once per session into a temporary cache."""
+    from molformer_kd.data import load_embedded_qm9
+
+    return load_embedded_qm9(cache_dir=tmp_path_factory.mktemp("embedded_qm9"))
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

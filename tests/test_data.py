@@ -126,6 +126,21 @@ def _shuffled_xyz(smiles, seed):
     return [elements[k] for k in permutation], coords[permutation], permutation, coords
 
 
+def _qm9pack_row(index, smiles, elements, coords):
+    """A qm9pack CSV row (list columns as Python literals, energies in Hartree) holding this geometry."""
+    return {
+        "Index": index,
+        "SMILES": smiles,
+        "Elements": repr(elements),
+        "XYZ_Ang": repr(coords.tolist()),
+        "HOMO_au": -0.3,
+        "LUMO_au": 0.1,
+        "HOMO_LUMO_gap_au": 0.4,
+        "InternalEnergy_0K_au": -155.0,
+        "Dipole_debye": 1.3,
+    }
+
+
 def test_graph_matching_recovers_shuffled_atoms():
     smiles = "Nc1ccc(O)cc1C(=O)OC"  # no symmetry once element and H count label the atoms
     elements, coords, permutation, original = _shuffled_xyz(smiles, seed=3)
@@ -141,18 +156,7 @@ def test_qm9_record_keeps_the_hydrogens_positions():
     hydrogens) in XYZ order, nothing lost and nothing doubled."""
     smiles = "Nc1ccc(O)cc1C(=O)OC"
     elements, coords, _, original = _shuffled_xyz(smiles, seed=3)
-    row = {
-        "Index": 5,
-        "SMILES": smiles,
-        "Elements": repr(elements),
-        "XYZ_Ang": repr(coords.tolist()),
-        "HOMO_au": -0.3,
-        "LUMO_au": 0.1,
-        "HOMO_LUMO_gap_au": 0.4,
-        "InternalEnergy_0K_au": -155.0,
-        "Dipole_debye": 1.3,
-    }
-    record = qm9_record(row)
+    record = qm9_record(_qm9pack_row(5, smiles, elements, coords))
     heavy = Chem.MolFromSmiles(smiles).GetNumAtoms()
     np.testing.assert_allclose(record["pos"], original[:heavy], atol=1e-5)
     hydrogens = [k for k, element in enumerate(elements) if element == "H"]
@@ -176,19 +180,8 @@ def test_graph_matching_rejects_other_constitution():
     elements, coords, _, _ = _shuffled_xyz("COC", seed=1)  # dimethyl ether geometry, ethanol SMILES
     with pytest.raises(AtomMappingError, match="'CCO'"):
         match_atoms_to_smiles("CCO", elements, coords)
-    row = {
-        "Index": 7,
-        "SMILES": "CCO",
-        "Elements": repr(elements),
-        "XYZ_Ang": repr(coords.tolist()),
-        "HOMO_au": -0.3,
-        "LUMO_au": 0.1,
-        "HOMO_LUMO_gap_au": 0.4,
-        "InternalEnergy_0K_au": -155.0,
-        "Dipole_debye": 1.3,
-    }
     with pytest.raises(ValueError, match="'CCO'"):  # what the build script counts as a skip
-        qm9_record(row)
+        qm9_record(_qm9pack_row(7, "CCO", elements, coords))
 
 
 def test_graph_matching_keeps_hydrogen_only_molecules():

@@ -8,14 +8,13 @@ import pytest
 import torch
 from distill_cli_helpers import FAST, log_history, write_config
 from rdkit import Chem
-from trainer_helpers import assert_trained_alike, training_args
+from trainer_helpers import assert_trained_alike, distill_four_steps
 
 from molformer_kd import distill_command as distill_run
-from molformer_kd.data import load_embedded_qm9
 from molformer_kd.distillation.objectives import CCMDObjective, DenoiseAndDistillObjective, TaskObjective
 from molformer_kd.distillation.tasks import label_statistics
 from molformer_kd.distillation.teacher_cache import TeacherCache
-from molformer_kd.distillation.trainer import DistillationModel, DistillationTrainer
+from molformer_kd.distillation.trainer import DistillationModel
 from molformer_kd.modeling import AutoModelForMolecularPropertyPrediction
 from molformer_kd.modeling.configuration_gin import GINConfig
 from molformer_kd.modeling.configuration_painn import PaiNNConfig
@@ -30,13 +29,8 @@ from molformer_kd.tokenization.point_cloud import PointCloudFeaturizer
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    return load_embedded_qm9(cache_dir=tmp_path_factory.mktemp("qm9"))
-
-
-@pytest.fixture(scope="module")
-def rows(records):
-    return records["train"].select(range(12))
+def rows(embedded_qm9):
+    return embedded_qm9["train"].select(range(12))
 
 
 def painn_config(rows=None, **overrides):
@@ -186,10 +180,10 @@ def test_ccmd_reads_only_the_shared_atoms(rows):
     torch.testing.assert_close(losses["ccmd_local"], torch.stack(expected_local).mean())
 
 
-def test_cached_all_atom_teacher_trains_like_the_live_one(records, tmp_path):
+def test_cached_all_atom_teacher_trains_like_the_live_one(embedded_qm9, tmp_path):
     """CCMD + D&D + task from a PaiNN teacher with and without the teacher cache: equal logged losses and weights;
     the cache keeps the global token and the token atoms only."""
-    train, validation = records["train"].select(range(12)), records["validation"].select(range(6))
+    train, validation = embedded_qm9["train"].select(range(12)), embedded_qm9["validation"].select(range(6))
 
     def run(name, cache_dir):
         teacher = teacher_model()
@@ -203,19 +197,16 @@ def test_cached_all_atom_teacher_trains_like_the_live_one(records, tmp_path):
             "ccmd": CCMDObjective(teacher.config, student_config),
             "dnd": DenoiseAndDistillObjective(teacher.config, student_config),
         }
-        trainer = DistillationTrainer(
-            model=DistillationModel(student, objectives, {"task": 1.0, "ccmd": 0.5, "dnd": 0.1}),
-            args=training_args(
-                tmp_path / name, max_steps=4, eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=5
-            ),
-            teacher=teacher,
-            data_collator=PairedCollator(PointCloudFeaturizer(), MoleculeFeaturizer(graph_encodings=False), ["gap"]),
-            train_dataset=train,
-            eval_dataset=validation,
-            teacher_cache_dir=cache_dir,
+        return distill_four_steps(
+            tmp_path / name,
+            DistillationModel(student, objectives, {"task": 1.0, "ccmd": 0.5, "dnd": 0.1}),
+            teacher,
+            PairedCollator(PointCloudFeaturizer(), MoleculeFeaturizer(graph_encodings=False), ["gap"]),
+            train,
+            validation,
+            cache_dir,
+            per_device_eval_batch_size=5,
         )
-        trainer.train()
-        return trainer
 
     live = run("live", None)
     cached = run("cached", tmp_path / "cache")

@@ -4,9 +4,8 @@ import pickle
 
 import pytest
 import torch
-from trainer_helpers import assert_trained_alike, training_args
+from trainer_helpers import assert_trained_alike, distill_four_steps, training_args
 
-from molformer_kd.data import load_embedded_qm9
 from molformer_kd.distillation.objectives import (
     CCMDObjective,
     DenoiseAndDistillObjective,
@@ -32,13 +31,8 @@ from molformer_kd.tokenization.tokenization_smiles import SmilesTokenizer
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    return load_embedded_qm9(cache_dir=tmp_path_factory.mktemp("qm9"))
-
-
-@pytest.fixture(scope="module")
-def rows(records):
-    return records["train"].select(range(12))
+def rows(embedded_qm9):
+    return embedded_qm9["train"].select(range(12))
 
 
 def teacher_model(seed=0):
@@ -99,28 +93,24 @@ def test_cached_outputs_equal_live_teacher_in_any_order(rows, tmp_path):
         assert torch.equal(ours, theirs)
 
 
-def test_cached_training_logs_the_same_losses(records, tmp_path):
+def test_cached_training_logs_the_same_losses(embedded_qm9, tmp_path):
     """A few steps of CCMD + D&D + task with and without the cache (same seeds): equal logged train and eval losses
     and equal final student weights. A second run finds the cache files instead of writing new ones."""
-    train, validation = records["train"].select(range(12)), records["validation"].select(range(6))
+    train, validation = embedded_qm9["train"].select(range(12)), embedded_qm9["validation"].select(range(6))
 
     def run(name, cache_dir):
         teacher = teacher_model()
         model = make_model(train, teacher)
-        args = training_args(
-            tmp_path / name, max_steps=4, eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=5
+        return distill_four_steps(
+            tmp_path / name,
+            model,
+            teacher,
+            paired_collator(),
+            train,
+            validation,
+            cache_dir,
+            per_device_eval_batch_size=5,
         )
-        trainer = DistillationTrainer(
-            model=model,
-            args=args,
-            teacher=teacher,
-            data_collator=paired_collator(),
-            train_dataset=train,
-            eval_dataset=validation,
-            teacher_cache_dir=cache_dir,
-        )
-        trainer.train()
-        return trainer
 
     live = run("live", None)
     cache_dir = tmp_path / "cache"

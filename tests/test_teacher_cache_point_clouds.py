@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 import torch
-from trainer_helpers import assert_trained_alike, training_args
+from trainer_helpers import assert_trained_alike, distill_four_steps, training_args
 
 from molformer_kd.data.xtb import load_qm9_xtb
 from molformer_kd.distillation.gnn_objectives import TEACHER_TARGETS, TeacherTargets
@@ -98,25 +98,17 @@ def test_cached_training_logs_the_same_losses(data, tmp_path, teacher_kind):
         names = ("energy_forces", "vanilla1", "vanilla2", "n2n", "e2n", "v2v")
         objectives = {n: build_objective(n, teacher.config, student.config) for n in names}
         weights = {"energy_forces": 1.0, "vanilla1": 0.5, "vanilla2": 0.5, "n2n": 1.0, "e2n": 0.1, "v2v": 1.0}
-        args = training_args(
+        return distill_four_steps(
             tmp_path / name,
-            max_steps=4,
-            eval_strategy="steps",
-            eval_steps=2,
+            DistillationModel(student, objectives, weights),
+            teacher,
+            PointCloudCollator(paired=True),
+            train,
+            validation,
+            cache_dir,
             per_device_eval_batch_size=3,
             remove_unused_columns=False,
         )
-        trainer = DistillationTrainer(
-            model=DistillationModel(student, objectives, weights),
-            args=args,
-            teacher=teacher,
-            data_collator=PointCloudCollator(paired=True),
-            train_dataset=train,
-            eval_dataset=validation,
-            teacher_cache_dir=cache_dir,
-        )
-        trainer.train()
-        return trainer
 
     live = run("live", None)
     cache_dir = tmp_path / "cache"

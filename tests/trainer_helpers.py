@@ -1,9 +1,11 @@
-"""What the DistillationTrainer tests share: tiny-run training arguments, and the check that a run with a teacher
-cache trained exactly as the run with the live teacher did."""
+"""What the DistillationTrainer tests share: tiny-run training arguments, a four-step distillation run, and the check
+that a run with a teacher cache trained exactly as the run with the live teacher did."""
 
 import pytest
 import torch
 from transformers import TrainingArguments
+
+from molformer_kd.distillation.trainer import DistillationTrainer
 
 
 def training_args(output_dir, **overrides) -> TrainingArguments:
@@ -22,6 +24,23 @@ def training_args(output_dir, **overrides) -> TrainingArguments:
         **overrides,
     }
     return TrainingArguments(**values)
+
+
+def distill_four_steps(output_dir, model, teacher, collator, train, validation, cache_dir, **overrides):
+    """Four training steps of `model` (a DistillationModel) from `teacher`, evaluated on `validation` every two, with
+    the teacher cache in `cache_dir` (None: the live teacher); returns the trainer."""
+    args = training_args(output_dir, max_steps=4, eval_strategy="steps", eval_steps=2, **overrides)
+    trainer = DistillationTrainer(
+        model=model,
+        args=args,
+        teacher=teacher,
+        data_collator=collator,
+        train_dataset=train,
+        eval_dataset=validation,
+        teacher_cache_dir=cache_dir,
+    )
+    trainer.train()
+    return trainer
 
 
 def logged_losses(trainer) -> list[dict]:
