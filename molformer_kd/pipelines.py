@@ -68,6 +68,7 @@ from .data.pretrained import (
 from .hub import safetensors_only_from_pretrained
 from .modeling.auto import AutoModelForMolecularPropertyPrediction
 from .tokenization.featurization import MOLECULE_FAILURES, graph_profiles, pad_graph_features
+from .tokenization.point_cloud import PointCloudFeaturizer
 from .tokenization.processors import check_processor_matches_model, load_processor
 from .tokenization.smiles_grammar import shorten_smiles
 from .tokenization.tokenization_smiles import EncodedSmilesBatch, SmilesTokenizer
@@ -209,6 +210,12 @@ class MolecularPropertyPredictionPipeline(Pipeline):
             # from where the model came from.
             processor = _processor_kwargs(load_processor(model.name_or_path))
             tokenizer, feature_extractor = processor.get("tokenizer"), processor.get("feature_extractor")
+        if isinstance(tokenizer, PointCloudFeaturizer) or isinstance(feature_extractor, PointCloudFeaturizer):
+            raise ValueError(
+                f"{getattr(model, 'name_or_path', '') or type(model).__name__} is an all-atom 3D model: it reads the "
+                "coordinates of every atom, which a SMILES does not give. This pipeline serves the 2D students; "
+                "evaluate a 3D model on records with coordinates (distill.py's `evaluate` stage)"
+            )
         super().__init__(model=model, tokenizer=tokenizer, feature_extractor=feature_extractor, **kwargs)
         if self.feature_extractor is None and self.tokenizer is None:
             raise ValueError(

@@ -22,6 +22,7 @@ from molformer_kd.modeling.configuration_schnet import SchNetConfig
 from molformer_kd.modeling.modeling_gin import GINForMolecularPropertyPrediction
 from molformer_kd.modeling.modeling_painn import PaiNNForMolecularPropertyPrediction, PaiNNModel
 from molformer_kd.modeling.modeling_schnet import SchNetForMolecularPropertyPrediction
+from molformer_kd.pipelines import MolecularPropertyPredictionPipeline
 from molformer_kd.tokenization import load_processor
 from molformer_kd.tokenization.collators import PairedCollator, SingleModelCollator
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
@@ -102,6 +103,9 @@ def test_property_model_reads_hydrogens_and_is_invariant(model_class, rows, tmp_
     assert isinstance(loaded, model_class) and isinstance(load_processor(tmp_path), PointCloudFeaturizer)
     with torch.no_grad():
         torch.testing.assert_close(loaded(**inputs).logits, out.logits)
+    # SMILES carry no coordinates: the prediction pipeline of the 2D students refuses the model in one line.
+    with pytest.raises(ValueError, match="is an all-atom 3D model: it reads the coordinates of every atom"):
+        MolecularPropertyPredictionPipeline.from_pretrained(tmp_path)
 
 
 def test_processor_must_match_the_model_family(rows, tmp_path):
