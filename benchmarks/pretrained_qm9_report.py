@@ -49,7 +49,13 @@ ROWS = (
     ("teacher_painn_heavy", "PaiNN teacher, heavy atoms only", "qm9_painn_heavy_teacher/teacher", "teacher"),
     ("gin_alone", "GIN 5 x 128 trained alone", "qm9_gin_alone/finetune", "2d"),
     ("gin_ccmd", "GIN 5 x 128 distilled with CCMD", "qm9_gin/distill", "student"),
-    ("gin_ccmd_painn", "GIN 5 x 128 distilled with CCMD from the PaiNN teacher", "qm9_gin_painn/distill", "student"),
+    ("gin_ccmd_painn", "GIN 5 x 128 distilled (CCMD L_m) from the all-atom PaiNN", "qm9_gin_painn/distill", "student"),
+    (
+        "gin_ccmd_painn_heavy",
+        "GIN 5 x 128 distilled (CCMD L_m) from the heavy-atom PaiNN",
+        "qm9_gin_painn_heavy/distill",
+        "student",
+    ),
     ("st_alone", "SMILES Transformer 2+2 x 128 trained alone", "qm9_smiles_transformer_alone/finetune", "2d"),
     ("st_kd", "SMILES Transformer distilled with ST-KD", "qm9_smiles_transformer/distill", "student"),
 )
