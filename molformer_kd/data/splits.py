@@ -139,6 +139,19 @@ def _subset_counts(n: int, sizes: Sequence[float | int]) -> tuple[int, int, int]
     return split_counts(n, sizes)
 
 
+def unlabeled_count(spec: dict, left: int) -> int:
+    """Rows of a random split's ``unlabeled`` entry: a count (at most the `left` rows outside the three splits) or
+    ``rest`` (all of them)."""
+    value = spec["unlabeled"]
+    if value == "rest":
+        return left
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"split.unlabeled: {value!r}; give a count of rows or 'rest'")
+    if value > left:
+        raise ValueError(f"split.unlabeled: {value} rows asked, but only {left} are outside train/validation/test")
+    return int(value)
+
+
 def _read_id_file(path: str) -> list[str]:
     with open(path, encoding="utf-8-sig") as handle:
         return [line.strip() for line in handle if line.strip()]
@@ -148,7 +161,9 @@ def resplit(dataset: Dataset | DatasetDict, spec: dict) -> DatasetDict:
     """A new train/validation/test split of every record of `dataset` (its splits pooled), as a config asks:
 
     - ``{kind: random, seed: 0, sizes: [20000, 2000, 5000]}``: seeded; counts summing to less than the pool draw a
-      seeded random subset (sizes may also be fractions);
+      seeded random subset (sizes may also be fractions). ``unlabeled: N`` (or ``rest``) adds a split "unlabeled"
+      of N more rows, the next ones of the same permutation (``rest``: every row left), for objectives that need no
+      label (the train/validation/test rows are the same with or without it);
     - ``{kind: scaffold, sizes: [0.8, 0.1, 0.1]}``: deterministic Bemis-Murcko scaffold split;
     - ``{kind: column, column: split}``: each row's split named in a column (train / validation (valid, val, dev) /
       test, any case); rows with an empty cell are left out;
@@ -158,7 +173,12 @@ def resplit(dataset: Dataset | DatasetDict, spec: dict) -> DatasetDict:
     if not isinstance(spec, dict) or spec.get("kind") not in SPLIT_KINDS:
         raise ValueError(f"split: kind must be one of {list(SPLIT_KINDS)}, got {spec!r}")
     kind = spec["kind"]
-    allowed = {"random": {"seed", "sizes"}, "scaffold": {"sizes"}, "column": {"column"}, "ids": set(SPLIT_NAMES)}[kind]
+    allowed = {
+        "random": {"seed", "sizes", "unlabeled"},
+        "scaffold": {"sizes"},
+        "column": {"column"},
+        "ids": set(SPLIT_NAMES),
+    }[kind]
     unknown = sorted(set(spec) - allowed - {"kind"})
     if unknown:
         raise ValueError(f"split: keys {unknown} do not apply to kind {kind!r}; it takes {sorted(allowed)}")
@@ -171,6 +191,10 @@ def resplit(dataset: Dataset | DatasetDict, spec: dict) -> DatasetDict:
             permutation = np.random.default_rng(int(spec.get("seed", 0))).permutation(n)
             bounds = np.cumsum((0,) + counts)
             indices = {name: np.sort(permutation[bounds[k] : bounds[k + 1]]) for k, name in enumerate(SPLIT_NAMES)}
+            if spec.get("unlabeled") is not None:
+                indices["unlabeled"] = np.sort(
+                    permutation[bounds[3] : bounds[3] + unlabeled_count(spec, n - bounds[3])]
+                )
         else:
             if sum(counts) < n:  # scaffold groups need the whole pool: scale the counts to it
                 counts = split_counts(n, [count / sum(counts) for count in counts])

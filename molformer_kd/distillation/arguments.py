@@ -70,9 +70,11 @@ class DataArguments:
         default=None,
         metadata={
             "help": "A new split of all the dataset's rows: {kind: random, seed: 0, sizes: [20000, 2000, 5000]} "
-            "(counts below the total draw a seeded subset; fractions work too), {kind: scaffold, sizes: [0.8, "
-            "0.1, 0.1]}, {kind: column, column: split} (train/validation/test named per row) or {kind: ids, "
-            "train: FILE, validation: FILE, test: FILE} (mol_ids or SMILES, one a line). Default: the "
+            "(counts below the total draw a seeded subset; fractions work too; `unlabeled: N` or `rest` adds N "
+            "more training rows without their labels, for label-free objectives such as `prediction`), {kind: "
+            "scaffold, sizes: [0.8, 0.1, 0.1]}, {kind: column, column: split} (train/validation/test named per "
+            "row) or {kind: ids, train: FILE, validation: FILE, test: FILE} (mol_ids or SMILES, one a line). "
+            "Default: the "
             "dataset's own split (files without one: random 80/10/10 with split_seed)."
         },
     )

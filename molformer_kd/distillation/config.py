@@ -270,6 +270,12 @@ def _check_data(values: dict) -> None:
             isinstance(sizes, list) and len(sizes) == 3 and all(_matches(v, float) and v >= 0 for v in sizes)
         ):
             raise ConfigError(f"split.sizes: {sizes!r}; give three counts or fractions (train, validation, test)")
+        unlabeled = split.get("unlabeled")
+        if unlabeled is not None:
+            if split["kind"] != "random":
+                raise ConfigError(f"split.unlabeled: only with kind 'random', not {split['kind']!r}")
+            if unlabeled != "rest" and not (_matches(unlabeled, int) and unlabeled >= 0):
+                raise ConfigError(f"split.unlabeled: {unlabeled!r}; give a count of rows or 'rest'")
         if split["kind"] == "column" and not isinstance(split.get("column"), str):
             raise ConfigError("split: kind 'column' needs `column`, the name of the column holding each row's split")
         if split["kind"] == "ids":

@@ -1,4 +1,5 @@
-"""Distillation objectives of docs/methods.md §1-3: CCMD, ST-KD (feature + attention), D&D stage 2, the task loss.
+"""Distillation objectives of docs/methods.md §1-3 and §5: CCMD, ST-KD (feature + attention), D&D stage 2,
+prediction KD, the task loss.
 
 Conventions shared by every objective here:
 
@@ -462,3 +463,74 @@ class DenoiseAndDistillObjective(DistillationObjective):
             return {"dnd_graph": (difference**2).sum(-1).mean()}
         squared = ((student_atoms - teacher_atoms) ** 2).sum(-1, keepdim=True) * mask
         return {"dnd_node": (squared.sum(1) / n_atoms).squeeze(-1).mean()}
+
+
+PREDICTION_PROBLEM_TYPES = ("regression", "multi_label_classification", "single_label_classification")
+
+
+@register_objective("prediction")
+class PredictionObjective(DistillationObjective):
+    r"""Response-based KD: the teacher's predicted labels as targets for the student's (docs/methods.md §5).
+
+    Regression (KD-GNN App. C eq. (7), "vanilla KD (1)", on property heads): per molecule the mean over labels k of
+    `|y_s,k - y_t,k| / sigma_k` (or its square when the student's `regression_loss` is "mse"), where `sigma_k` is the
+    student's `label_std`: the student's own task loss with the teacher's prediction in place of the label.
+    Classification (Hinton et al. 2015): `T^2 * BCE(z_s / T, sigmoid(z_t / T))` averaged over labels (multi-label),
+    or `T^2 * CE(softmax(z_t / T), log_softmax(z_s / T))` (single-label), with temperature `T`.
+
+    It needs no label, so it reaches the unlabeled training rows of a split with `unlabeled:` (where the teacher's
+    3D knowledge becomes the student's targets) as well as the labeled ones. Component: `prediction`.
+    """
+
+    teacher_outputs_needed = frozenset({"logits"})
+
+    def __init__(
+        self, teacher_config: PretrainedConfig, student_config: PretrainedConfig, temperature: float = 1.0
+    ) -> None:
+        super().__init__()
+        problem_type = getattr(student_config, "problem_type", None) or "regression"
+        if problem_type not in PREDICTION_PROBLEM_TYPES:
+            raise ValueError(
+                f"objective 'prediction': student problem_type {problem_type!r} is not one of "
+                f"{PREDICTION_PROBLEM_TYPES}"
+            )
+        teacher_type = getattr(teacher_config, "problem_type", None) or "regression"
+        if teacher_type != problem_type:
+            raise ValueError(
+                f"objective 'prediction': the teacher predicts {teacher_type!r}, the student {problem_type!r}"
+            )
+        # A config planned from a run's spec has no label names yet (they come with the data): compare when both do.
+        names = [getattr(c, "label_names", None) for c in (teacher_config, student_config)]
+        if None not in names and list(names[0]) != list(names[1]):
+            raise ValueError(
+                f"objective 'prediction': the teacher predicts labels {list(names[0])}, the student {list(names[1])}: "
+                "train the teacher on the student's label_columns"
+            )
+        if not temperature > 0:
+            raise ValueError(f"objective 'prediction': temperature must be > 0, got {temperature}")
+        if problem_type == "regression" and temperature != 1.0:
+            raise ValueError("objective 'prediction': temperature applies to classification, not regression")
+        self.problem_type = problem_type
+        self.temperature = float(temperature)
+        self.squared = (getattr(student_config, "regression_loss", None) or "l1") == "mse"
+        std = getattr(student_config, "label_std", None) or [1.0] * int(student_config.num_labels)
+        self.register_buffer("label_std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def forward(
+        self, teacher_outputs: ModelOutput, student_outputs: ModelOutput, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        teacher = _require(teacher_outputs, "logits", "teacher", "prediction").detach().float()
+        student = _require(student_outputs, "logits", "student", "prediction").float()
+        if self.problem_type == "regression":
+            difference = (student - teacher) / self.label_std.to(student.device)
+            per_label = difference**2 if self.squared else difference.abs()
+            return {"prediction": per_label.mean(-1).mean()}
+        scale = self.temperature
+        if self.problem_type == "multi_label_classification":
+            per_label = nn.functional.binary_cross_entropy_with_logits(
+                student / scale, torch.sigmoid(teacher / scale), reduction="none"
+            )
+            return {"prediction": scale**2 * per_label.mean(-1).mean()}
+        log_student = torch.log_softmax(student / scale, dim=-1)
+        cross_entropy = -(torch.softmax(teacher / scale, dim=-1) * log_student).sum(-1)
+        return {"prediction": scale**2 * cross_entropy.mean()}

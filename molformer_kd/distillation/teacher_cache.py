@@ -3,9 +3,10 @@
 The teacher is frozen and in eval mode, and the paired collator's teacher inputs are a fixed function of each row
 (`PairedCollator`: featurized SMILES + stored coordinates, no noise, no augmentation). Its outputs for a row are
 therefore the same every epoch, and a distillation epoch can cost about one student epoch: the first run writes
-the outputs the objectives read (`last_hidden_state`, plus `hidden_states` and/or `attentions` when an objective
-needs them) to an Arrow file, one row per molecule and unpadded (its `1 + atoms` real tokens only), so batches of
-any order and size are re-padded from it (`TeacherCache.padded`).
+the outputs the objectives read (`last_hidden_state`, plus `hidden_states`, `attentions` and/or the property head's
+`logits` when an objective needs them) to an Arrow file, one row per molecule and unpadded (its `1 + atoms` real
+tokens only; `logits` are one vector per molecule), so batches of any order and size are re-padded from it
+(`TeacherCache.padded`).
 
 Key. A cache file is named by a hash of everything its values depend on: the teacher's weights and config, the
 teacher featurizer's settings, the outputs cached, the precision they were computed in and the rows' `smiles` and
@@ -14,9 +15,9 @@ never reads a stale cache; an unchanged one is reused across runs and stages.
 
 Memory. Per molecule of T tokens (QM9: T = 1 + at most 9 heavy atoms, about 10 on average), for a teacher of
 width D, L layers and H heads, float32: `hidden_states` 4 * (L+1) * T * D bytes, `attentions` 4 * L * H * T^2,
-`last_hidden_state` 4 * T * D (`cache_bytes_per_molecule`). For all of QM9 (~130k molecules, T ~ 10) and CCMD
-(hidden states): the paper teacher (D=768, L=12) ~56 GB, the `small` preset (D=384, L=6) ~16 GB, `tiny` (D=32,
-L=2) ~0.7 GB; ST-KD's attentions add 4 * L * H * T^2 (paper teacher, H=32: ~20 GB).
+`last_hidden_state` 4 * T * D, `logits` 4 * K for K labels (`cache_bytes_per_molecule`). For all of QM9 (~130k
+molecules, T ~ 10) and CCMD (hidden states): the paper teacher (D=768, L=12) ~56 GB, the `small` preset (D=384, L=6)
+~16 GB, `tiny` (D=32, L=2) ~0.7 GB; ST-KD's attentions add 4 * L * H * T^2 (paper teacher, H=32: ~20 GB).
 The file lives on disk and is memory-mapped: the page cache holds what fits, shared by every process of a run.
 
 Multi-process runs: the main process writes the file (temporary name, then an atomic rename) while the others wait
@@ -48,6 +49,7 @@ from datasets import Dataset, Features, Value
 from datasets import Sequence as SequenceFeature
 from datasets.arrow_writer import ArrowWriter
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..tokenization.collators import GraphCollator, PairedCollator, PointCloudCollator, collect_labels
 from ..tokenization.featurization import MoleculeFeaturizer
@@ -81,7 +83,9 @@ __all__ = [
 CACHE_FORMAT_VERSION = 1
 # The teacher outputs a cache can hold (the token tensors of the model output contract); objectives name them in
 # `teacher_outputs_needed`. `last_hidden_state` is always cached (D&D reads it without declaring it).
-CACHEABLE_OUTPUTS = ("hidden_states", "attentions")
+CACHEABLE_OUTPUTS = ("hidden_states", "attentions", "logits")
+# Cached outputs with one value per molecule (a (B, K) tensor) rather than one per token.
+PER_MOLECULE_OUTPUTS = ("logits",)
 # The dataset column that tells the cached collator which cache row a dataset row is.
 CACHE_ROW_COLUMN = "__teacher_cache_row__"
 # The rows' columns a graph teacher's inputs are made from (PairedCollator's teacher featurizer reads these; a
@@ -141,12 +145,15 @@ def check_cacheable_collator(collator: Any) -> None:
     )
 
 
-def cache_bytes_per_molecule(tokens: int, hidden_size: int, layers: int, heads: int, fields: Sequence[str]) -> int:
+def cache_bytes_per_molecule(
+    tokens: int, hidden_size: int, layers: int, heads: int, fields: Sequence[str], labels: int = 0
+) -> int:
     """Bytes one molecule of `tokens` tokens takes in the cache (float32; see the module docstring)."""
     sizes = {
         "last_hidden_state": tokens * hidden_size,
         "hidden_states": (layers + 1) * tokens * hidden_size,
         "attentions": layers * heads * tokens * tokens,
+        "logits": labels,
     }
     return 4 * sum(sizes[name] for name in fields)
 
@@ -262,7 +269,7 @@ def _write_cache(
         os.close(handle)
         try:
             writer = ArrowWriter(path=temporary, features=features)
-            for start in range(0, len(rows), batch_size):
+            for start in tqdm(range(0, len(rows), batch_size), desc=f"teacher cache {path.name}", unit="batch"):
                 batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
                 with torch.no_grad():
                     writer.write_table(table_of_batch(batch))
@@ -288,9 +295,14 @@ def _unpadded_table(
         raise TeacherCacheError("teacher_cache: the teacher's real tokens are not a prefix of its sequence")
     columns: dict[str, pa.Array] = {"tokens": pa.array(tokens.numpy().astype(np.int32))}
     for name in fields:
-        value = getattr(outputs, name)
+        value = getattr(outputs, name, None)
         if value is None:
             raise TeacherCacheError(f"teacher_cache: the teacher returned no {name}")
+        if name in PER_MOLECULE_OUTPUTS:
+            meta.setdefault("dtype", str(value.dtype).removeprefix("torch."))
+            meta[name] = [1, value.shape[-1]]
+            columns[name] = pa.array(list(value.detach().float().cpu().numpy()), pa.list_(pa.float32()))
+            continue
         stacked = torch.stack(value, dim=1) if isinstance(value, tuple | list) else value.unsqueeze(1)
         meta.setdefault("dtype", str(stacked.dtype).removeprefix("torch."))
         # (layers, heads) of attentions (B, L, H, T, T); (layers or 1, width) of hidden states (B, L, T, D).
@@ -366,7 +378,8 @@ class TeacherCache:
 
     def padded(self, indices: Sequence[int]) -> dict[str, Any]:
         """The cached outputs of rows `indices`, padded to the batch's longest molecule with zeros: the fields of a
-        `MolecularModelOutput` (`hidden_states`/`attentions` as tuples of per-layer tensors) plus `token_mask`."""
+        `MolecularPropertyOutput` (`hidden_states`/`attentions` as tuples of per-layer tensors, `logits` (B, K)) plus
+        `token_mask`."""
         indices = np.asarray(indices, dtype=np.int64)
         tokens = self.tokens[indices]
         width = int(tokens.max())
@@ -374,6 +387,10 @@ class TeacherCache:
         result: dict[str, Any] = {"token_mask": torch.from_numpy(np.arange(width)[None, :] < tokens[:, None])}
         for name in self.meta["fields"]:
             layers, size = self.meta[name]
+            if name in PER_MOLECULE_OUTPUTS:
+                rows = [self.values[name][self.row_chunk[row]][self.row_start[name][row] :][:size] for row in indices]
+                result[name] = torch.from_numpy(np.stack(rows)).to(dtype)
+                continue
             attentions = name == "attentions"
             shape = (len(indices), layers, size, width, width) if attentions else (len(indices), layers, width, size)
             padded = np.zeros(shape, dtype=np.float32)

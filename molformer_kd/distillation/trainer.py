@@ -34,7 +34,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import ModelOutput, logging
 
 from ..modeling.modeling_utils import ValidatingCollator
-from ..modeling.outputs import MolecularModelOutput
+from ..modeling.outputs import MolecularPropertyOutput
 from ..tokenization.collators import PointCloudCollator
 from .checkpoints import atomic_export, barrier, mark_checkpoint_complete, reported_file_errors
 from .gnn_objectives import TeacherTargets
@@ -318,7 +318,7 @@ class DistillationTrainer(Trainer):
         energy/force objectives' targets), else a forward."""
         cached = inputs.get("teacher_outputs")
         if cached is not None:
-            return MolecularModelOutput(**cached)
+            return MolecularPropertyOutput(**cached)
         targets = inputs.get("teacher_targets")
         if targets is not None:
             return TeacherTargets(**targets)

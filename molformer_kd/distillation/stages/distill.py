@@ -8,6 +8,8 @@ import os
 from typing import TYPE_CHECKING
 
 from ...tokenization.collators import PointCloudCollator
+from ..registry import get_objective
+from ..tasks.base import checkpoint_has_weights
 from ..teacher_cache import cached_fields, check_cacheable_collator, point_cloud_targets
 from ..trainer import DistillationModel
 from .base import Planner, RunPlan, Stage, train_and_export
@@ -15,7 +17,12 @@ from .models import build_objectives, new_model
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
+    from torch import nn
     from transformers import PretrainedConfig
+
+
+def reads_teacher_predictions(objective_specs: dict) -> bool:
+    return any("logits" in get_objective(name).teacher_outputs_needed for name in objective_specs)
 
 
 class DistillStage(Stage):
@@ -47,6 +54,8 @@ class DistillStage(Stage):
         student_config = planner.model_config(self.student_source, model_args.student_config, "student")
         objectives, _ = build_objectives(kind, distill_args.objectives, teacher_config, student_config)
         self.objectives = distill_args.objectives
+        if reads_teacher_predictions(self.objectives):
+            self._check_teacher_predicts(planner)
         if distill_args.teacher_cache:
             self.teacher_cache_dir = self._plan_teacher_cache(run, objectives, teacher_config, student_config)
         unknown_weights = sorted(set(distill_args.initial_stage_weights) - set(distill_args.objectives))
@@ -72,6 +81,27 @@ class DistillStage(Stage):
             point_cloud_targets(objectives.values())
         return run.distill_args.teacher_cache_dir or os.path.join(run.training_args.output_dir, "teacher_cache")
 
+    def _check_teacher_predicts(self, planner: Planner) -> None:
+        """An objective reads the teacher's predictions: refuse at start-up a teacher without a trained head (the
+        denoise stage's, or a saved backbone)."""
+        source = self.teacher_source
+        if source in planner.produced:
+            head = source != planner.run.stage_dir("denoise")
+        else:
+            head = checkpoint_has_weights(source, "head.")
+        if not head:
+            raise ValueError(
+                f"teacher {source!r}: the objectives {sorted(self.objectives)} read the teacher's predictions, but it "
+                "has no trained prediction head; use a teacher trained on the labels (the teacher stage)"
+            )
+
+    def _load_teacher(self, kind, objective_specs: dict) -> nn.Module:
+        """The teacher as the objectives read it: its backbone, or the whole model with its trained head when an
+        objective reads its predictions (`logits`)."""
+        if reads_teacher_predictions(objective_specs):
+            return kind.auto_class.from_pretrained(self.teacher_source)
+        return kind.teacher_auto_class.from_pretrained(self.teacher_source)
+
     def summary(self) -> dict:
         return {
             **super().summary(),
@@ -82,7 +112,7 @@ class DistillStage(Stage):
 
     def run(self, run: RunPlan, records: DatasetDict) -> dict:
         kind, distill_args = run.kind, run.distill_args
-        teacher = kind.teacher_auto_class.from_pretrained(self.teacher_source)
+        teacher = self._load_teacher(kind, distill_args.objectives)
         teacher_processor = kind.load_processor(self.teacher_source)
         if self.student_source is not None:
             student = kind.auto_class.from_pretrained(self.student_source)

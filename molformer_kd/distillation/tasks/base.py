@@ -7,10 +7,12 @@ kind from the dataset.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from safetensors import safe_open
 from transformers import TrainingArguments
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -115,6 +117,20 @@ def build_config(spec: dict, role: str, **overrides) -> PretrainedConfig:
 
 def is_checkpoint_dir(path: str | os.PathLike | None) -> bool:
     return path is not None and Path(path, "config.json").is_file()
+
+
+def checkpoint_has_weights(path: str | os.PathLike, prefix: str) -> bool:
+    """Whether the safetensors weights of checkpoint folder `path` (one file or an index of shards) hold a tensor
+    whose name starts with `prefix`; True when the folder has no safetensors weights to read."""
+    index = Path(path, "model.safetensors.index.json")
+    if index.is_file():
+        names = json.loads(index.read_text())["weight_map"]
+    elif Path(path, "model.safetensors").is_file():
+        with safe_open(str(Path(path, "model.safetensors")), framework="pt") as weights:
+            names = list(weights.keys())
+    else:
+        return True
+    return any(name.startswith(prefix) for name in names)
 
 
 def check_model_fits_task(kind: TaskKind, config: PretrainedConfig, role: str, auto_class: type | None = None) -> None:

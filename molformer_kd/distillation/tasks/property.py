@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from datasets import DatasetDict
+from datasets import DatasetDict, concatenate_datasets
 from transformers import AutoModel, TrainingArguments
 from transformers.utils import logging
 
@@ -147,8 +147,25 @@ def load_records_by_name(data_args: DataArguments) -> DatasetDict:
             raise ValueError(
                 f"dataset {name!r} split {split!r} has no label columns {missing}; it has {rows.column_names}"
             )
+    if "unlabeled" in dataset:
+        dataset = with_unlabeled_training_rows(dataset, data_args.label_columns)
     if data_args.conformers:
         dataset = add_conformers(dataset, data_args.conformers)
+    return dataset
+
+
+def with_unlabeled_training_rows(dataset: DatasetDict, label_columns: Sequence[str]) -> DatasetDict:
+    """The "unlabeled" rows of a split (`split.unlabeled`) appended to train with every label blanked (NaN, which the
+    task loss masks): label-free objectives (`prediction`, CCMD, D&D) reach them, the task loss and the label
+    statistics do not."""
+    rows = dataset.pop("unlabeled")
+    blank = {column: [None] * len(rows) for column in label_columns}
+    rows = rows.remove_columns(list(label_columns))
+    for column, values in blank.items():
+        rows = rows.add_column(column, values, feature=dataset["train"].features[column])
+    rows = rows.cast(dataset["train"].features)
+    logger.warning("split: %d labeled + %d unlabeled training rows (labels blanked)", len(dataset["train"]), len(rows))
+    dataset["train"] = concatenate_datasets([dataset["train"], rows])
     return dataset
 
 
