@@ -8,7 +8,7 @@ import pytest
 import torch
 from distill_cli_helpers import FAST, log_history, write_config
 from rdkit import Chem
-from trainer_helpers import assert_trained_alike, distill_four_steps
+from trainer_helpers import assert_trained_alike, live_and_cached_runs
 
 from molformer_kd import distill_command as distill_run
 from molformer_kd.distillation.objectives import CCMDObjective, DenoiseAndDistillObjective, TaskObjective
@@ -189,7 +189,7 @@ def test_cached_all_atom_teacher_trains_like_the_live_one(embedded_qm9, tmp_path
     the cache keeps the global token and the token atoms only."""
     train, validation = embedded_qm9["train"].select(range(12)), embedded_qm9["validation"].select(range(6))
 
-    def run(name, cache_dir):
+    def build():
         teacher = teacher_model()
         torch.manual_seed(1)
         # LayerNorm: the cache is written in batches of another size than training's, which changes a PaiNN's
@@ -201,19 +201,14 @@ def test_cached_all_atom_teacher_trains_like_the_live_one(embedded_qm9, tmp_path
             "ccmd": CCMDObjective(teacher.config, student_config),
             "dnd": DenoiseAndDistillObjective(teacher.config, student_config),
         }
-        return distill_four_steps(
-            tmp_path / name,
-            DistillationModel(student, objectives, {"task": 1.0, "ccmd": 0.5, "dnd": 0.1}),
+        model = DistillationModel(student, objectives, {"task": 1.0, "ccmd": 0.5, "dnd": 0.1})
+        return (
+            model,
             teacher,
             PairedCollator(PointCloudFeaturizer(), MoleculeFeaturizer(graph_encodings=False), ["gap"]),
-            train,
-            validation,
-            cache_dir,
-            per_device_eval_batch_size=5,
         )
 
-    live = run("live", None)
-    cached = run("cached", tmp_path / "cache")
+    live, cached = live_and_cached_runs(tmp_path, build, train, validation)
     assert isinstance(cached.teacher_cache, TeacherCache)
     heavy_atoms = sum(Chem.MolFromSmiles(s).GetNumAtoms() for s in [*train["smiles"], *validation["smiles"]])
     tokens = cached.teacher_cache.padded(list(range(18)))["token_mask"].sum()

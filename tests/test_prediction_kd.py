@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from distill_cli_helpers import FAST, log_history, write_config
-from trainer_helpers import assert_trained_alike, distill_four_steps
+from trainer_helpers import assert_trained_alike, live_and_cached_runs
 from transformers.utils import ModelOutput
 
 from molformer_kd import distill_command as distill_run
@@ -126,25 +126,16 @@ def test_cached_predictions_equal_the_live_teacher(rows, tmp_path):
 def test_cached_prediction_kd_trains_like_the_live_teacher(embedded_qm9, tmp_path):
     train, validation = embedded_qm9["train"].select(range(12)), embedded_qm9["validation"].select(range(6))
 
-    def run(name, cache_dir):
+    def build():
         teacher = teacher_model(train)
         torch.manual_seed(1)
         student_config = GINConfig.from_preset("tiny", norm="layer", **label_statistics(train, ["homo", "gap"]))
         student = GINForMolecularPropertyPrediction(student_config)
         objectives = {"task": TaskObjective(), "prediction": PredictionObjective(teacher.config, student_config)}
-        return distill_four_steps(
-            tmp_path / name,
-            DistillationModel(student, objectives, {"task": 1.0, "prediction": 0.5}),
-            teacher,
-            paired_collator(),
-            train,
-            validation,
-            cache_dir,
-            per_device_eval_batch_size=5,
-        )
+        model = DistillationModel(student, objectives, {"task": 1.0, "prediction": 0.5})
+        return model, teacher, paired_collator()
 
-    live = run("live", None)
-    cached = run("cached", tmp_path / "cache")
+    live, cached = live_and_cached_runs(tmp_path, build, train, validation)
     assert isinstance(cached.teacher_cache, TeacherCache)
     assert_trained_alike(cached, live, "eval_prediction")
 

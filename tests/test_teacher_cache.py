@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 import torch
-from trainer_helpers import assert_trained_alike, distill_four_steps, training_args
+from trainer_helpers import assert_trained_alike, distill_four_steps, live_and_cached_runs, training_args
 
 from molformer_kd.distillation.objectives import (
     CCMDObjective,
@@ -98,23 +98,12 @@ def test_cached_training_logs_the_same_losses(embedded_qm9, tmp_path):
     and equal final student weights. A second run finds the cache files instead of writing new ones."""
     train, validation = embedded_qm9["train"].select(range(12)), embedded_qm9["validation"].select(range(6))
 
-    def run(name, cache_dir):
+    def build():
         teacher = teacher_model()
-        model = make_model(train, teacher)
-        return distill_four_steps(
-            tmp_path / name,
-            model,
-            teacher,
-            paired_collator(),
-            train,
-            validation,
-            cache_dir,
-            per_device_eval_batch_size=5,
-        )
+        return make_model(train, teacher), teacher, paired_collator()
 
-    live = run("live", None)
+    live, cached = live_and_cached_runs(tmp_path, build, train, validation)
     cache_dir = tmp_path / "cache"
-    cached = run("cached", cache_dir)
     assert isinstance(cached.teacher_cache, TeacherCache) and len(cached.teacher_cache) == 18
     files = sorted(p.name for p in cache_dir.iterdir())
     assert len(files) == 4  # train + validation, each an .arrow file and its .json
@@ -122,7 +111,7 @@ def test_cached_training_logs_the_same_losses(embedded_qm9, tmp_path):
     assert_trained_alike(cached, live, "eval_ccmd_local")
 
     stamps = {p.name: p.stat().st_mtime_ns for p in cache_dir.iterdir()}
-    run("again", cache_dir)
+    distill_four_steps(tmp_path / "again", *build(), train, validation, cache_dir)
     assert {p.name: p.stat().st_mtime_ns for p in cache_dir.iterdir()} == stamps
 
 

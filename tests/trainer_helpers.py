@@ -27,8 +27,10 @@ def training_args(output_dir, **overrides) -> TrainingArguments:
 
 
 def distill_four_steps(output_dir, model, teacher, collator, train, validation, cache_dir, **overrides):
-    """Four training steps of `model` (a DistillationModel) from `teacher`, evaluated on `validation` every two, with
-    the teacher cache in `cache_dir` (None: the live teacher); returns the trainer."""
+    """Four training steps of `model` (a DistillationModel) from `teacher`, evaluated on `validation` every two in
+    batches of 5 (another size than the cache's writes), with the teacher cache in `cache_dir` (None: the live
+    teacher); returns the trainer."""
+    overrides = {"per_device_eval_batch_size": 5, **overrides}
     args = training_args(output_dir, max_steps=4, eval_strategy="steps", eval_steps=2, **overrides)
     trainer = DistillationTrainer(
         model=model,
@@ -41,6 +43,17 @@ def distill_four_steps(output_dir, model, teacher, collator, train, validation, 
     )
     trainer.train()
     return trainer
+
+
+def live_and_cached_runs(tmp_path, build, train, validation):
+    """`distill_four_steps` twice from a fresh `build()` -> (DistillationModel, teacher, collator): with the live
+    teacher, then with a teacher cache in `tmp_path / "cache"`; returns (live, cached) trainers."""
+
+    def run(name, cache_dir):
+        model, teacher, collator = build()
+        return distill_four_steps(tmp_path / name, model, teacher, collator, train, validation, cache_dir)
+
+    return run("live", None), run("cached", tmp_path / "cache")
 
 
 def logged_losses(trainer) -> list[dict]:
