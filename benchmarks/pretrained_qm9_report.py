@@ -56,6 +56,12 @@ ROWS = (
         "qm9_gin_painn_heavy/distill",
         "student",
     ),
+    (
+        "gin_prediction_painn_labeled",
+        "GIN 5 x 128 taught by the all-atom PaiNN's predictions, labeled rows only",
+        "qm9_gin_painn_prediction/distill",
+        "student",
+    ),
     # The one row that also trains on molecules outside the split (their SMILES, and the teacher's predictions from
     # their DFT coordinates; never their labels): configs/pretrained/qm9_gin_painn_unlabeled.yaml.
     (
