@@ -70,6 +70,12 @@ ROWS = (
         "qm9_gin_painn_unlabeled/distill",
         "student",
     ),
+    (
+        "gin_wide",
+        "GIN 5 x 256 taught by the heavy-atom PaiNN's predictions, 40 epochs",
+        "qm9_gin_wide/distill",
+        "student",
+    ),
     ("st_alone", "SMILES Transformer 2+2 x 128 trained alone", "qm9_smiles_transformer_alone/finetune", "2d"),
     ("st_kd", "SMILES Transformer distilled with ST-KD", "qm9_smiles_transformer/distill", "student"),
 )
