@@ -23,6 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+import torch
 from accelerate import PartialState
 
 from . import __version__
@@ -169,14 +170,25 @@ def push_last_student(run: RunPlan, summaries: list[dict]) -> None:
 
 def main(argv: Sequence[str] | None = None, prog: str = "distill.py") -> list[dict]:
     try:
+        return _run(argv, prog)
+    finally:
+        # Left to interpreter exit, gloo's worker threads are destroyed while still joinable and a rank aborts
+        # ("terminate called without an active exception") after every stage has finished, or after a clean error.
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _run(argv: Sequence[str] | None, prog: str) -> list[dict]:
+    try:
         run = plan_from_cli(argv, prog)
     except ValueError as error:  # a bad config: one clear line at start-up, no traceback
         print(f"{prog}: error: {error}", file=sys.stderr)
         sys.exit(2)
     logger.info("%s task, stages: %s", run.kind.name, " -> ".join(f"{s.name} ({s.output_dir})" for s in run.stages))
+    state = PartialState()
     try:
         # The first process builds (and caches) the data; the others then read the cache instead of building it too.
-        with PartialState().main_process_first():
+        with state.main_process_first():
             records = load_records(run.data_args, run.kind)
     except ValueError as error:  # a missing column, no valid rows: what the user must fix in the data or config
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -188,6 +200,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "distill.py") -> list[di
     except RunFileError as error:  # a full disk or a permission problem: the path, not a C++ stream error
         print(f"{prog}: error: {error.strerror or error}", file=sys.stderr)
         sys.exit(1)
+    state.wait_for_everyone()  # no rank tears the group down while another still uses it
     return summaries
 
 
