@@ -1,11 +1,15 @@
 """Distillation benchmark on QM9 HOMO-LUMO gap (eV): CCMD Tables III/IV, ST-KD Table 4 and D&D shapes, mean ± std.
 
-One command runs every row of benchmarks/configs/distillation_qm9/rows.yaml for every seed, with the model sizes,
-data split and training budget of a preset (benchmarks/configs/distillation_qm9/{smoke,cpu,paper}.yaml):
+One command runs every row of a rows file for every seed, with the model sizes, data split and training budget of a
+preset (benchmarks/configs/distillation_qm9/{smoke,cpu,paper,cpu_painn}.yaml). The rows file is the preset's `rows`
+(default rows.yaml, the 3D Graphormer teacher of the papers; cpu_painn: rows_painn.yaml, a PaiNN teacher), and may
+list its own `targets`. A preset with `load_best_model_at_end` makes every row keep its best validation checkpoint on
+the table's metric.
 
-    .venv/bin/python benchmarks/distillation_qm9.py --preset cpu --seeds 0 1 2 --chemprop /tmp/chemprop_env/bin/chemprop
+    .venv/bin/python benchmarks/distillation_qm9.py --preset cpu --seeds 0 1 2 --chemprop .venv-chemprop/bin/chemprop
     .venv/bin/python benchmarks/distillation_qm9.py --preset paper --seeds 0 1 2 --rows gin gin_lm_la_inv_n
     .venv/bin/python benchmarks/distillation_qm9.py --preset smoke --seeds 0 --rows graphormer_2d   # seconds
+    .venv/bin/python benchmarks/distillation_qm9.py --preset cpu_painn --chemprop .venv-chemprop/bin/chemprop
 
 Data: one fixed-seed random split (the preset's `data.split_seed` and `data.sizes`, e.g. 20,000 / 2,000 / 5,000
 of full QM9 from qm9pack); the seeds of `--seeds` are training seeds. Teacher and students see the same
@@ -64,22 +68,24 @@ ROW_KINDS = {
     "chemprop": None,
 }
 ROW_RECORD = "benchmark_row.json"
+# What the distillation objectives log (their components' first word): summed into a row's distillation curve.
+DISTILLATION_LOGS = ("ccmd", "stkd", "dnd", "prediction")
 CHEMPROP_METRICS = "chemprop_metrics.json"
-# Table shapes of the papers: (title, caption).
+# Table shapes of the papers: (title, caption). The teacher is named by its row (the first row of each table).
 TABLES = {
     "ccmd_graphormer": (
-        "CCMD Table III shape: 3D Graphormer teacher -> 2D Graphormer student",
+        "CCMD Table III shape: 3D teacher -> 2D Graphormer student",
         (
             "L_m: global-token L1 (summed over the distilled layers); L_a: atom-token L1 sum; coordinating weight "
             "1/N^2 per molecule; W_search: a constant in its place; joint: one L1 averaged over all tokens, weight W."
         ),
     ),
     "ccmd_gin": (
-        "CCMD Table IV shape: 3D Graphormer teacher -> GIN student (virtual node = global token)",
+        "CCMD Table IV shape: 3D teacher -> GIN student (virtual node = global token)",
         "All layers distilled; the GIN's coordinating weight is 1/N (CCMD), 1/N^2 is the transformer's.",
     ),
     "stkd": (
-        "ST-KD Table 4 shape: graph teacher -> SMILES Transformer (teacher: the 3D Graphormer row above)",
+        "ST-KD Table 4 shape: 3D teacher -> SMILES Transformer",
         (
             "Feature KD: MSE of the global tokens of paired layers (weight 0.5); attention KD: MSE of the student's "
             "biased-layer attention biases (head-mixed, softmaxed) against the teacher's attention (weight 2); both "
@@ -96,9 +102,11 @@ TABLES = {
     ),
 }
 
-# The issue's targets, checked on the seed means of the QM9 rows (lower MAE is better):
+# Targets checked on the seed means of the QM9 rows (lower MAE is better), unless the rows file lists its own
+# (`targets:`, the same keys):
 #   improvement: 1 - mean(row) / mean(reference); gap_closed: (reference - row) / (reference - teacher);
 #   best_distilled_ratio: the lowest-MAE QM9 distill row's mean / mean(reference), a win when below the threshold.
+TARGET_CHECKS = ("improvement", "gap_closed", "best_distilled_ratio")
 TARGETS = (
     {
         "name": "CCMD 2D Graphormer beats its baseline",
@@ -149,6 +157,7 @@ def load_preset(name_or_path: str) -> dict:
         raise ValueError(f"preset {str(path)!r} lacks {missing}")
     preset.setdefault("parameters", {})
     preset.setdefault("teacher_training", {})
+    preset["rows_file"] = str(CONFIG_DIR / preset.get("rows", ROWS_FILE.name))
     preset["path"] = str(path)
     return preset
 
@@ -178,6 +187,8 @@ def load_rows(path=ROWS_FILE, models=None) -> list[dict]:
     """The row definitions, checked and expanded per dataset: unique names, known kinds and tables, dependencies
     (`teacher`, `init`) that are earlier rows."""
     rows = read_yaml(path).get("rows") or []
+    if not rows:
+        raise ValueError(f"{path}: no rows")
     seen = {}
     for index, row in enumerate(expand_datasets(rows)):
         where = f"{path} row {index} ({row.get('name')!r})"
@@ -201,6 +212,27 @@ def load_rows(path=ROWS_FILE, models=None) -> list[dict]:
                 raise ValueError(f"{where}: {key} {row.get(key)!r} must name an earlier row")
         seen[row["name"]] = row
     return list(seen.values())
+
+
+def load_targets(path, rows: list[dict]) -> list[dict]:
+    """The rows file's `targets:` (default TARGETS), checked against its rows."""
+    targets = read_yaml(path).get("targets")
+    if targets is None:
+        return list(TARGETS)
+    names = {row["name"] for row in rows}
+    for index, target in enumerate(targets):
+        where = f"{path} target {index} ({target.get('name')!r})"
+        if target.get("check") not in TARGET_CHECKS:
+            raise ValueError(f"{where}: check {target.get('check')!r} is not one of {list(TARGET_CHECKS)}")
+        needed = ("name", "reference", "threshold") + (("row",) if target["check"] != "best_distilled_ratio" else ())
+        needed += ("teacher",) if target["check"] == "gap_closed" else ()
+        for key in needed:
+            if key not in target:
+                raise ValueError(f"{where}: missing {key!r}")
+        unknown = [target[key] for key in ("row", "reference", "teacher") if key in target and target[key] not in names]
+        if unknown:
+            raise ValueError(f"{where}: rows {unknown} are not in the rows file")
+    return targets
 
 
 def select_rows(rows: list[dict], names: list[str] | None) -> list[dict]:
@@ -309,6 +341,10 @@ class RowTask:
         suffix = "roc_auc" if self.problem_type == "classification" else "mae"
         return f"{self.label_columns[0]}_{suffix}"
 
+    @property
+    def greater_is_better(self) -> bool:
+        return self.problem_type == "classification"
+
 
 def row_task(row: dict, preset: dict) -> RowTask:
     if "dataset" in row:
@@ -365,6 +401,12 @@ def run_config(row: dict, preset: dict, parameters: dict, seed: int, work_dir: P
         "seed": seed,
         "stage_overrides": {},
     }
+    if training.get("load_best_model_at_end"):
+        # Every row keeps its best validation checkpoint, on the table's own metric; pretraining rows (no labels)
+        # on their validation loss.
+        evaluated = is_evaluated(row)
+        config["metric_for_best_model"] = task.metric if evaluated else "loss"
+        config["greater_is_better"] = task.greater_is_better if evaluated else False
     model = preset["models"][row["model"]]
     if row["kind"] in ("teacher", "denoise"):
         config["teacher_config"] = model
@@ -374,6 +416,8 @@ def run_config(row: dict, preset: dict, parameters: dict, seed: int, work_dir: P
     if row["kind"] == "distill":
         config["teacher_name_or_path"] = str(model_dir(work_dir, rows_by_name[row["teacher"]], seed))
         config["objectives"] = resolve(row["objectives"], parameters)
+        if config.get("teacher_cache"):  # one cache per seed's teacher, shared by the rows that read the same outputs
+            config["teacher_cache_dir"] = str(work_dir / f"seed{seed}" / "teacher_cache")
         for key in ("initial_stage_epochs", "initial_stage_weights"):
             if key in row:
                 config[key] = resolve(row[key], parameters)
@@ -404,7 +448,7 @@ def learning_curve(stage_dir: Path, metric: str) -> dict:
         if "loss" not in entry or "epoch" not in entry:
             continue
         epoch = max(math.ceil(entry["epoch"] - 1e-9), 1)  # logs in (e-1, e] belong to epoch e
-        components = {name: value for name, value in entry.items() if name.split("_")[0] in ("ccmd", "stkd", "dnd")}
+        components = {name: value for name, value in entry.items() if name.split("_")[0] in DISTILLATION_LOGS}
         if "task" in entry:
             task.setdefault(epoch, []).append(entry["task"])
         if components:
@@ -639,10 +683,10 @@ def summarize(rows: list[dict], records: list[dict]) -> dict:
     return summary
 
 
-def check_targets(summary: dict) -> list[dict]:
-    """TARGETS on the seed means of `summary`; a target whose rows are missing is reported as not measured."""
+def check_targets(summary: dict, targets=TARGETS) -> list[dict]:
+    """`targets` on the seed means of `summary`; a target whose rows are missing is reported as not measured."""
     checks = []
-    for target in TARGETS:
+    for target in targets:
         reference = summary.get(target["reference"], {}).get("test_mean")
         row_name = target.get("row")
         if target["check"] == "best_distilled_ratio":
@@ -742,7 +786,9 @@ def metric_title(members: list[tuple[str, dict]], dataset: str) -> str:
     return f"MAE ({DOWNSTREAM_DATASETS[dataset].unit})"
 
 
-def markdown(preset: dict, summary: dict, split_sizes: dict, seeds: list[int], info: dict, parameters: dict) -> str:
+def markdown(
+    preset: dict, summary: dict, split_sizes: dict, seeds: list[int], info: dict, parameters: dict, targets=TARGETS
+) -> str:
     budget = preset["training"].get("num_train_epochs", preset["training"].get("max_steps"))
     unit = "epochs" if "num_train_epochs" in preset["training"] else "steps"
     lines = [
@@ -770,7 +816,7 @@ def markdown(preset: dict, summary: dict, split_sizes: dict, seeds: list[int], i
         ),
         "",
     ]
-    lines += targets_table(check_targets(summary))
+    lines += targets_table(check_targets(summary, targets))
     for table, (title, caption) in TABLES.items():
         members = [(name, entry) for name, entry in summary.items() if table in entry["tables"]]
         if not members:
@@ -826,7 +872,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--results-dir", type=Path, help="where the JSON/MD/PNGs go (default benchmarks/results; smoke: --work-dir)"
     )
-    parser.add_argument("--rows-file", type=Path, default=ROWS_FILE, help="row definitions (YAML)")
+    parser.add_argument("--rows-file", type=Path, help="row definitions (YAML; default the preset's `rows`)")
     parser.add_argument(
         "--chemprop",
         default=os.environ.get("MOLFORMER_KD_CHEMPROP"),
@@ -847,7 +893,9 @@ def main(argv=None) -> dict:
     preset_name = Path(preset["path"]).stem
     work_dir = options.work_dir or ROOT / "runs" / "distillation_qm9" / preset_name
     results_dir = options.results_dir or (work_dir if preset_name == "smoke" else ROOT / "benchmarks" / "results")
-    all_rows = load_rows(options.rows_file, preset["models"])
+    rows_file = options.rows_file or Path(preset["rows_file"])
+    all_rows = load_rows(rows_file, preset["models"])
+    targets = load_targets(rows_file, all_rows)
     rows = select_rows(all_rows, options.rows)
     rows_by_name = {row["name"]: row for row in all_rows}
 
@@ -890,17 +938,19 @@ def main(argv=None) -> dict:
     name = preset["results_name"]
     report = {
         "preset": preset_name,
-        "preset_config": {k: v for k, v in preset.items() if k != "path"},
+        "preset_config": {k: v for k, v in preset.items() if k not in ("path", "rows_file")},
         "parameters": parameters,
         "split_sizes": split_sizes,
         "seeds": options.seeds,
         "machine": info,
         "summary": summary,
-        "targets": check_targets(summary),
+        "rows_file": str(rows_file.relative_to(ROOT) if rows_file.is_relative_to(ROOT) else rows_file),
+        "targets": check_targets(summary, targets),
         "runs": [{k: v for k, v in r.items() if k != "skipped"} for r in results],
     }
     (results_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
-    (results_dir / f"{name}.md").write_text(markdown(preset, summary, split_sizes, options.seeds, info, parameters))
+    tables = markdown(preset, summary, split_sizes, options.seeds, info, parameters, targets)
+    (results_dir / f"{name}.md").write_text(tables)
     for table, (title, _) in TABLES.items():
         members = [row for row in rows if table in row["tables"]]
         if members:

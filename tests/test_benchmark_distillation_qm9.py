@@ -18,13 +18,16 @@ sys.modules[_spec.name] = bench  # dataclasses look their module up there
 _spec.loader.exec_module(bench)
 
 
-@pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "paper", "cpu_painn"])
 def test_every_row_resolves_against_every_preset(preset):
     config = bench.load_preset(preset)
-    rows = bench.load_rows(models=config["models"])
+    rows = bench.load_rows(config["rows_file"], models=config["models"])
+    bench.load_targets(config["rows_file"], rows)
     parameters = {**config["parameters"], "ccmd_search_weight": 0.01}
     names = [row["name"] for row in rows]
-    assert {"teacher_3d", "graphormer_2d", "gin", "st_base", "st_kd", "chemprop", "dnd_node_freesolv"} <= set(names)
+    assert {"teacher_3d", "graphormer_2d", "gin", "st_base", "chemprop"} <= set(names)
+    if preset != "cpu_painn":  # the papers' rows; the PaiNN has no attention maps for ST-KD's attention term
+        assert {"st_kd", "dnd_node_freesolv"} <= set(names)
     for row in rows:
         resolved = bench.resolve(row, parameters)
         assert "@" not in json.dumps(resolved), row["name"]
@@ -158,6 +161,66 @@ def test_targets_by_hand_on_seed_means():
     assert "not measured" in "\n".join(bench.targets_table(bench.check_targets(summary)))
 
 
+def test_rows_file_targets_are_checked_and_used(tmp_path):
+    preset = bench.load_preset("cpu_painn")
+    rows = bench.load_rows(preset["rows_file"], preset["models"])
+    targets = bench.load_targets(preset["rows_file"], rows)
+    assert bench.load_targets(bench.ROWS_FILE, bench.load_rows()) == list(bench.TARGETS)
+
+    def entry(mean, kind="distill"):
+        return {"test_mean": mean, "kind": kind, "dataset": None}
+
+    summary = {
+        "teacher_3d": entry(0.12, "teacher"),
+        "gin": entry(0.25, "baseline"),
+        "gin_lm_la_inv_n": entry(0.26),
+        "gin_prediction": entry(0.20),
+        "chemprop": entry(0.24, "chemprop"),
+    }
+    checks = {check["name"]: check for check in bench.check_targets(summary, targets)}
+    teacher = checks["3D teacher <= 0.6 x the best 2D baseline (GIN)"]
+    assert teacher["value"] == pytest.approx(1 - 0.12 / 0.25) and teacher["met"]  # 0.48 of the GIN: <= 0.6
+    assert checks["CCMD GIN beats the GIN baseline"]["met"] is False
+    peer = checks["best distilled 2D student >= 10% better than chemprop"]
+    assert peer["row"] == "gin_prediction" and peer["value"] == pytest.approx(0.20 / 0.24) and peer["met"]
+    assert checks["CCMD 2D Graphormer beats its baseline"]["met"] is None  # rows not run: not measured
+
+    path = tmp_path / "rows.yaml"
+    rows_text = (bench.CONFIG_DIR / "rows_painn.yaml").read_text().split("targets:")[0]
+    target = "{name: t, check: improvement, row: nope, reference: gin, threshold: 0.1}"
+    path.write_text(f"{rows_text}targets:\n  - {target}\n")
+    with pytest.raises(ValueError, match="target 0 \\('t'\\): rows \\['nope'\\] are not in the rows file"):
+        bench.load_targets(path, bench.load_rows(path))
+    path.write_text(rows_text + "targets:\n  - {name: t, check: ratio, row: gin, reference: gin, threshold: 0.1}\n")
+    with pytest.raises(ValueError, match="check 'ratio' is not one of"):
+        bench.load_targets(path, bench.load_rows(path))
+
+
+def test_validation_pick_uses_each_rows_own_metric(tmp_path):
+    preset = bench.load_preset("cpu_painn")
+    rows = bench.load_rows(preset["rows_file"], preset["models"])
+    by_name = {row["name"]: row for row in rows}
+    parameters = preset["parameters"]
+    for name in ("teacher_3d", "gin", "gin_prediction", "st_feature_kd"):
+        config = bench.run_config(by_name[name], preset, parameters, 0, tmp_path, by_name)
+        assert config["load_best_model_at_end"] is True
+        assert (config["metric_for_best_model"], config["greater_is_better"]) == ("gap_mae", False)
+    distilled = bench.run_config(by_name["gin_prediction"], preset, parameters, 1, tmp_path, by_name)
+    assert distilled["teacher_cache_dir"] == str(tmp_path / "seed1" / "teacher_cache")  # shared by the seed's rows
+    assert distilled["teacher_name_or_path"] == str(tmp_path / "seed1" / "teacher_3d" / "teacher")
+    # Pretraining rows (no labels) pick on their validation loss; classification on ROC-AUC, higher is better.
+    cpu = bench.load_preset("cpu")
+    cpu["training"]["load_best_model_at_end"] = True
+    cpu_rows = {row["name"]: row for row in bench.load_rows(models=cpu["models"])}
+    pretraining = bench.run_config(cpu_rows["dnd_gin_node"], cpu, cpu["parameters"], 0, tmp_path, cpu_rows)
+    assert (pretraining["metric_for_best_model"], pretraining["greater_is_better"]) == ("loss", False)
+    bbb = bench.run_config(cpu_rows["dnd_scratch_b3db_classification"], cpu, cpu["parameters"], 0, tmp_path, cpu_rows)
+    assert (bbb["metric_for_best_model"], bbb["greater_is_better"]) == ("bbb_roc_auc", True)
+    assert "metric_for_best_model" not in bench.run_config(
+        by_name["gin"], bench.load_preset("cpu"), {}, 0, tmp_path, by_name
+    )  # presets without a validation pick keep the last epoch
+
+
 def test_load_split_embedded_is_seeded_and_disjoint():
     data = {"source": "qm9_embedded", "label": "gap", "split_seed": 3, "sizes": [40, 10, 10]}
     first, again = bench.load_split(data), bench.load_split(data)
@@ -285,3 +348,30 @@ def test_smoke_dnd_rows_pretrain_on_qm9_then_fine_tune_downstream(tmp_path, monk
     markdown = (tmp_path / "distillation_qm9_smoke.md").read_text()
     assert "| Method | b3db_classification ROC-AUC | freesolv MAE (kcal/mol) | wall (min / seed) |" in markdown
     assert f"{fine_tuned['test_value']:.4f}" in markdown
+
+
+def test_smoke_with_a_painn_teacher_distills_features_and_predictions(tmp_path):
+    """The cpu_painn rows at the smoke preset's sizes: a PaiNN teacher on heavy-atom coordinates, a GIN taught by
+    its predictions and a SMILES Transformer by its features, every row keeping its best validation epoch."""
+    preset = yaml.safe_load((bench.CONFIG_DIR / "smoke.yaml").read_text())
+    preset["models"]["painn_3d"] = {
+        "model_type": "molformer_painn", "hidden_size": 32, "num_layers": 2, "num_rbf": 8, "cutoff": 5.0,
+        "hydrogens": False,
+    }  # fmt: skip
+    preset["rows"] = str(bench.CONFIG_DIR / "rows_painn.yaml")
+    preset["parameters"]["stkd_pairs"] = [[0, 0], [1, 1]]
+    preset["training"].update(save_total_limit=2, load_best_model_at_end=True, teacher_cache=True)
+    path = tmp_path / "smoke_painn.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    rows = ["gin_prediction", "st_feature_kd"]
+    work = ["--work-dir", str(tmp_path / "w"), "--results-dir", str(tmp_path / "w")]
+    report = bench.main(["--preset", str(path), "--seeds", "0", "--rows", *rows, *work])
+    runs = {run["row"]: run for run in report["runs"]}
+    assert list(runs) == ["teacher_3d", "gin_prediction", "st_feature_kd"]
+    for run in runs.values():
+        assert run["metric"] == "gap_mae" and math.isfinite(run["test_value"]) and run["test_value"] > 0
+        assert run["config"]["metric_for_best_model"] == "gap_mae"
+    assert runs["gin_prediction"]["learning_curve"]["train_distillation_loss"][0] > 0
+    assert list((tmp_path / "w" / "seed0" / "teacher_cache").iterdir())  # the distilled rows read the teacher cache
+    assert report["rows_file"].endswith("rows_painn.yaml")
+    assert "3D PaiNN teacher" in (tmp_path / "w" / "distillation_qm9_smoke.md").read_text()
