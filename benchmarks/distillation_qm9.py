@@ -93,7 +93,7 @@ TABLES = {
         ),
     ),
     "dnd": (
-        "D&D shape: denoising-pretrained 3D Graphormer -> GIN, fine-tuned on downstream tasks (scaffold splits)",
+        "D&D shape: denoising-pretrained 3D model -> GIN, fine-tuned on downstream tasks (scaffold splits)",
         (
             "Stage 1 denoises noisy QM9 coordinates (no labels); stage 2 distils its node representations (node) or "
             "mean-pooled graph representation (graph) into a GIN on QM9 SMILES (no labels); each downstream column "

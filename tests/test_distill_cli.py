@@ -1,6 +1,7 @@
 """distill.py: start-up validation, tiny end-to-end stage chains, 2-process DDP vs 1 process, push to a local hub."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 import yaml
 from distill_cli_helpers import CONFIGS, FAST, TWO_PROCESSES, log_history, run_distill_cli, write_config
-from transformers import CONFIG_MAPPING, AutoModel
+from transformers import CONFIG_MAPPING, AutoConfig, AutoModel
 
 from molformer_kd import distill_command as distill_run
 from molformer_kd.modeling.auto import AutoModelForMolecularPropertyPrediction
@@ -124,6 +125,29 @@ def test_dnd_chain_denoise_distill_finetune(tmp_path):
     distilled = AutoModel.from_pretrained(run / "distill")
     assert distilled.config.model_type == "molformer_gin"
     assert (run / "finetune" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("hydrogens", [False, True])
+def test_dnd_chain_with_a_painn_denoiser(tmp_path, hydrogens):
+    """Any 3D model with a denoising head is a D&D teacher: a PaiNN denoises the QM9 coordinates (every atom, or the
+    heavy atoms only), then a GIN distils its heavy-atom representations."""
+    painn = {"model_type": "molformer_painn", "hidden_size": 16, "num_layers": 2, "num_rbf": 8, "hydrogens": hydrogens}
+    path = write_config(
+        tmp_path,
+        "dnd_graphormer3d_to_gin_tiny.yaml",
+        stages=["denoise", "distill"],
+        teacher_config=painn,
+        objectives={"dnd": {"mode": "node"}},
+        **FAST,
+    )
+    distill_run.main(["--config", str(path)])
+    run = tmp_path / "run"
+    denoise_logs = [e for e in log_history(run / "denoise") if "loss" in e]
+    assert denoise_logs and all(math.isfinite(e["loss"]) and e["loss"] > 0 for e in denoise_logs)
+    assert AutoConfig.from_pretrained(run / "denoise").model_type == "molformer_painn"
+    distill_logs = [e for e in log_history(run / "distill") if "loss" in e]
+    assert distill_logs and all(e["dnd_node"] > 0 for e in distill_logs)
+    assert AutoModel.from_pretrained(run / "distill").config.model_type == "molformer_gin"
 
 
 def test_stkd_chain_graph_teacher_to_smiles_student_with_initial_stage(tmp_path):

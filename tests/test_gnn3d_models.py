@@ -11,9 +11,9 @@ from molformer_kd.modeling.auto import AutoModelForEnergyAndForces
 from molformer_kd.modeling.configuration_painn import PaiNNConfig
 from molformer_kd.modeling.configuration_schnet import SchNetConfig
 from molformer_kd.modeling.gnn3d import cosine_cutoff, energy_force_loss, gaussian_rbf, sine_rbf
-from molformer_kd.modeling.modeling_painn import PaiNNForEnergyAndForces, PaiNNModel
+from molformer_kd.modeling.modeling_painn import PaiNNForDenoising, PaiNNForEnergyAndForces, PaiNNModel
 from molformer_kd.modeling.modeling_schnet import SchNetForEnergyAndForces, SchNetModel
-from molformer_kd.tokenization.collators import PointCloudCollator
+from molformer_kd.tokenization.collators import PointCloudCollator, add_coordinate_noise
 
 REFERENCES = [0.0, -13.0, 0, 0, 0, 0, -50.0, -70.0, -100.0, -120.0]
 
@@ -248,3 +248,34 @@ def test_presets_follow_the_paper_and_bad_settings_raise():
         PaiNNConfig(hidden_size=7)
     with pytest.raises(ValueError, match="pos must be"):
         SchNetModel(SchNetConfig(hidden_size=8, num_layers=1))(torch.tensor([[6, 1]]), torch.zeros(1, 3, 3))
+
+
+# ---------------------------------------------------------------------------------------------- D&D denoising
+
+
+def test_painn_denoiser_is_equivariant_and_its_loss_is_the_masked_squared_error(rows):
+    """PaiNN as D&D's stage-1 teacher: the predicted noise rotates with the molecule, ignores translations and
+    padding, and the loss is eq. (5) computed atom by atom."""
+    keys = ("atomic_numbers", "positions")
+    batch = PointCloudCollator()([{k: rows[0][k] for k in keys}, {k: rows[1][k][:5] for k in keys}])  # row 1 padded
+    torch.manual_seed(0)
+    model = PaiNNForDenoising(PaiNNConfig(hidden_size=16, num_layers=2, num_rbf=8)).double().eval()
+    mask = batch["atom_mask"].bool()
+    pos = batch["pos"].double()
+    rotation = random_rotation(torch.float64)
+    moved = (pos @ rotation.T + torch.tensor([1.5, -2.0, 0.7], dtype=torch.float64)) * mask[..., None]
+    with torch.no_grad():
+        out = model(batch["atomic_numbers"], pos, batch["atom_mask"])
+        out_moved = model(batch["atomic_numbers"], moved, batch["atom_mask"])
+    assert out.noise_pred[mask].abs().max() > 1e-3  # not trivially zero
+    torch.testing.assert_close(out_moved.noise_pred, out.noise_pred @ rotation.T, atol=1e-9, rtol=1e-9)
+    assert (~mask).any() and out.noise_pred[~mask].abs().max() == 0
+
+    noisy, eps = add_coordinate_noise(pos, mask, sigma=0.04, generator=torch.Generator().manual_seed(0))
+    out = model(batch["atomic_numbers"], noisy, batch["atom_mask"], noise=eps)
+    per_atom = [((out.noise_pred[b, i] - eps[b, i]) ** 2).sum() for b, i in mask.nonzero()]
+    torch.testing.assert_close(out.loss, torch.stack(per_atom).mean().float(), atol=1e-6, rtol=1e-6)
+    out.loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    # The backbone a D&D student distils from loads out of the denoiser's checkpoint.
+    assert out.last_hidden_state.shape[:2] == (len(batch["atom_mask"]), 1 + mask.shape[1])

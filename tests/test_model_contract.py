@@ -33,6 +33,7 @@ from molformer_kd.modeling import (
     GraphormerModel,
     MulticlassClassificationPredictor,
     PaiNNConfig,
+    PaiNNForDenoising,
     PaiNNForEnergyAndForces,
     PaiNNModel,
     RegressionPredictor,
@@ -460,9 +461,11 @@ class PointCloudFamily(ModelContractTests):
         return PointCloudCollator()(list(rows))
 
     def loss_of(self, output):
-        if getattr(output, "loss", None) is not None:
+        if getattr(output, "energy", None) is not None:
             # The force term dominates and, with direct forces, leaves the energy readout without gradient.
             return output.loss + output.energy.sum()
+        if getattr(output, "loss", None) is not None:
+            return output.loss
         return output.last_hidden_state.float().square().mean()
 
 
@@ -476,10 +479,17 @@ class TestSchNet(PointCloudFamily):
 
 @_parametrize
 class TestPaiNN(PointCloudFamily):
-    model_classes = (PaiNNModel, PaiNNForEnergyAndForces)
+    model_classes = (PaiNNModel, PaiNNForEnergyAndForces, PaiNNForDenoising)
 
     def make_config(self):
         return PaiNNConfig(hidden_size=16, num_layers=2, num_rbf=8, **ENERGY_STATISTICS)
+
+    def head_inputs(self, model, batch):
+        if isinstance(model, PaiNNForDenoising):
+            # A function of each atom's own position, so that a molecule gets the same noise alone or in a batch.
+            noise = torch.sin(7.0 * batch["pos"]) * batch["atom_mask"][..., None]
+            batch["pos"], batch["noise"] = batch["pos"] + 0.04 * noise, noise
+        return batch
 
 
 # ------------------------------------------------------------------------------------------ beyond the mixin

@@ -33,7 +33,12 @@ from .modeling_graphormer import (
     GraphormerForMolecularPropertyPrediction,
     GraphormerModel,
 )
-from .modeling_painn import PaiNNForEnergyAndForces, PaiNNForMolecularPropertyPrediction, PaiNNModel
+from .modeling_painn import (
+    PaiNNForDenoising,
+    PaiNNForEnergyAndForces,
+    PaiNNForMolecularPropertyPrediction,
+    PaiNNModel,
+)
 from .modeling_schnet import SchNetForEnergyAndForces, SchNetForMolecularPropertyPrediction, SchNetModel
 from .modeling_smiles_transformer import SmilesTransformerForMolecularPropertyPrediction, SmilesTransformerModel
 from .modeling_utils import BATCH_KEYS, MolecularPreTrainedModel
@@ -70,6 +75,7 @@ __all__ = [
     "MolecularPropertyOutput",
     "MulticlassClassificationPredictor",
     "PaiNNConfig",
+    "PaiNNForDenoising",
     "PaiNNForEnergyAndForces",
     "PaiNNForMolecularPropertyPrediction",
     "PaiNNModel",

@@ -43,6 +43,13 @@ def masked_mean(values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
     return torch.where(observed, values, 0).sum() / observed.sum().clamp(min=1)
 
 
+def denoising_loss(noise_pred: torch.Tensor, noise: torch.Tensor, atom_mask: torch.Tensor) -> torch.Tensor:
+    """D&D eq. (5): the mean over real atoms of the squared error of the predicted noise, `||eps_hat_i - eps_i||^2`
+    (summed over x, y, z)."""
+    per_atom = ((noise_pred.float() - noise.float()) ** 2).sum(-1)
+    return masked_mean(per_atom, atom_mask.bool())
+
+
 class PropertyPredictor(ConstantBuffers, ABC):
     """Base of the predictors: MLP on the pooled representation -> one raw output per label (or class).
 

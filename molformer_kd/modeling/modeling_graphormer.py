@@ -29,7 +29,7 @@ from torch import nn
 
 from .auto import register_family
 from .configuration_graphormer import GraphormerConfig
-from .heads import PropertyPredictionMixin, build_predictor, masked_mean
+from .heads import PropertyPredictionMixin, build_predictor, denoising_loss
 from .layers import CategoricalFeatureEmbedding, PreLNTransformerLayer, check_category_ids, init_transformer_weights
 from .modeling_utils import MolecularPreTrainedModel
 from .outputs import DenoisingOutput, MolecularModelOutput
@@ -450,10 +450,7 @@ class GraphormerForDenoising(GraphormerPreTrainedModel):
         )
         atom_mask = outputs.token_mask[:, 1:]
         noise_pred = self.noise_head(outputs.last_hidden_state[:, 1:], pos, atom_mask, pair_bias)
-        loss = None
-        if noise is not None:
-            per_atom = ((noise_pred.float() - noise.float()) ** 2).sum(-1)
-            loss = masked_mean(per_atom, atom_mask)
+        loss = None if noise is None else denoising_loss(noise_pred, noise, atom_mask)
         output = DenoisingOutput(
             loss=loss,
             noise_pred=noise_pred,

@@ -1,7 +1,8 @@
 """PaiNN (Schütt, Unke & Gastegger 2021): equivariant message passing with scalar and vector atom features.
 
 Forces come from a gated-equivariant head on the vector features (`direct_forces=True`, the KD-GNN paper's setting)
-or as -dE/dx. Distillation features: `node_features` (scalars s), `vector_features` (vectors v, (B, N, 3, F)) and
+or as -dE/dx. The same head predicts the coordinate noise of D&D's denoising pretraining (`PaiNNForDenoising`).
+Distillation features: `node_features` (scalars s), `vector_features` (vectors v, (B, N, 3, F)) and
 `edge_features` (the last layer's scalar messages phi_s(s_j) * W_s(r_ij), (E, F)).
 """
 
@@ -21,7 +22,8 @@ from .gnn3d import (
     cosine_cutoff,
     sine_rbf,
 )
-from .heads import PropertyPredictionMixin, build_predictor
+from .heads import PropertyPredictionMixin, build_predictor, denoising_loss
+from .outputs import DenoisingOutput
 
 # Added under square roots of vector norms: v starts at 0, where d|v|/dv is undefined.
 _NORM_EPS = 1e-8
@@ -104,20 +106,21 @@ class GatedEquivariantBlock(nn.Module):
         return self.scalar_activation(scalar_out), gate.unsqueeze(-2) * self.vector_projection(vectors)
 
 
-class PaiNNForceHead(nn.Module):
-    """Direct forces: two gated equivariant blocks down to one vector channel per atom, times `energy_scale`."""
+class PaiNNVectorHead(nn.Module):
+    """One 3-vector per atom, rotation-equivariant: two gated equivariant blocks down to one vector channel, times
+    `scale`. Direct forces (scale `energy_scale`, eV/Angstrom) and denoising noise (scale 1, unit variance)."""
 
-    def __init__(self, config: PaiNNConfig) -> None:
+    def __init__(self, config: PaiNNConfig, scale: float = 1.0) -> None:
         super().__init__()
         half = config.hidden_size // 2
         self.block1 = GatedEquivariantBlock(config.hidden_size, half, scalar_activation=True)
         self.block2 = GatedEquivariantBlock(half, 1, scalar_activation=False)
-        self.energy_scale = float(config.energy_scale)
+        self.scale = float(scale)
 
     def forward(self, node_features: torch.Tensor, vector_features: torch.Tensor):
         scalars, vectors = self.block1(node_features, vector_features)
         _, vectors = self.block2(scalars, vectors)
-        return self.energy_scale * vectors.squeeze(-1)
+        return self.scale * vectors.squeeze(-1)
 
 
 class PaiNNPreTrainedModel(AtomisticPreTrainedModel):
@@ -192,7 +195,7 @@ class PaiNNForEnergyAndForces(EnergyAndForcesMixin, PaiNNPreTrainedModel):
         super().__init__(config)
         self.painn = PaiNNModel(config)
         self.energy_head = AtomEnergyReadout(config, nn.SiLU())
-        self.force_head = PaiNNForceHead(config) if config.direct_forces else None
+        self.force_head = PaiNNVectorHead(config, config.energy_scale) if config.direct_forces else None
         self.post_init()
 
 
@@ -207,12 +210,67 @@ class PaiNNForMolecularPropertyPrediction(PropertyPredictionMixin, PaiNNPreTrain
         self.post_init()
 
 
+class PaiNNForDenoising(PaiNNPreTrainedModel):
+    """PaiNN that predicts the coordinate noise per atom (D&D stage 1, eq. 5): a D&D teacher that reads every atom
+    (hydrogens included when the point cloud has them) with equivariant vector features.
+
+    `forward(atomic_numbers, pos=noisy_pos, atom_mask, noise=eps)`: `pos` are the perturbed coordinates
+    (`add_coordinate_noise`), `noise` the true eps; loss = mean over real atoms of ||eps_hat_i - eps_i||^2.
+    """
+
+    def __init__(self, config: PaiNNConfig) -> None:
+        super().__init__(config)
+        self.painn = PaiNNModel(config)
+        self.noise_head = PaiNNVectorHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        atomic_numbers: torch.Tensor,
+        pos: torch.Tensor,
+        atom_mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **unused_batch_keys,
+    ) -> DenoisingOutput | tuple:
+        outputs = self.painn(
+            atomic_numbers,
+            pos,
+            atom_mask,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            **unused_batch_keys,
+        )
+        atom_mask = outputs.atom_mask
+        noise_pred = self.noise_head(outputs.node_features, outputs.vector_features)
+        noise_pred = noise_pred * atom_mask.unsqueeze(-1).to(noise_pred.dtype)
+        loss = None if noise is None else denoising_loss(noise_pred, noise, atom_mask)
+        output = DenoisingOutput(
+            loss=loss,
+            noise_pred=noise_pred,
+            pooler_output=outputs.pooler_output,
+            last_hidden_state=outputs.last_hidden_state,
+            hidden_states=outputs.hidden_states,
+            token_mask=outputs.token_mask,
+        )
+        return self.wrap_output(output, return_dict)
+
+
 register_family(
     PaiNNConfig,
     PaiNNModel,
     property_class=PaiNNForMolecularPropertyPrediction,
     energy_class=PaiNNForEnergyAndForces,
+    denoising_class=PaiNNForDenoising,
     legacy_model_types=("painn",),
 )
 
-__all__ = ["PaiNNForEnergyAndForces", "PaiNNForMolecularPropertyPrediction", "PaiNNModel", "PaiNNPreTrainedModel"]
+__all__ = [
+    "PaiNNForDenoising",
+    "PaiNNForEnergyAndForces",
+    "PaiNNForMolecularPropertyPrediction",
+    "PaiNNModel",
+    "PaiNNPreTrainedModel",
+]

@@ -222,9 +222,8 @@ class SingleModelCollator:
         else:
             inputs = dict(self.processor([row["smiles"] for row in rows], padding=True, return_tensors="pt"))
         if self.noise_sigma is not None:
-            inputs["pos"], inputs["noise"] = add_coordinate_noise(
-                inputs["pos"], inputs["attention_mask"].bool(), self.noise_sigma
-            )
+            atom_mask = inputs["atom_mask"] if "atom_mask" in inputs else inputs["attention_mask"]  # clouds, graphs
+            inputs["pos"], inputs["noise"] = add_coordinate_noise(inputs["pos"], atom_mask.bool(), self.noise_sigma)
         batch = {"student_inputs": inputs}
         if self.label_columns:
             batch["labels"] = collect_labels(rows, self.label_columns)
