@@ -23,14 +23,13 @@ LINT_PATHS := molformer_kd tests benchmarks scripts distill.py molformer_kd_laun
 # random 20,000 / 2,000 / 5,000 split, where qm9-smiles-transformer ships from until its pool run finishes). The configs of PRETRAINED_RUNS train in this order with distill.py, chemprop trains on the same
 # split (its own environment), then each PRETRAINED_SHIP entry NAME=CANDIDATE[,CANDIDATE...] ships as NAME the
 # candidate whose student had the best validation metric (scripts/ship_pretrained.py: test metrics, card, parity plot,
-# applicability domain, test sample, provenance); the other candidates and the PRETRAINED_COMPARE files become the
-# card's comparison rows.
+# applicability domain, test sample, provenance); the other candidates, the shipped student's own teacher and the
+# PRETRAINED_COMPARE files become the card's comparison rows.
 PRETRAINED_SET ?= pretrained_pool
 PRETRAINED_RUNS ?= qm9_teacher qm9_gin_alone qm9_gin qm9_smiles_transformer_alone qm9_smiles_transformer
 PRETRAINED_SHIP ?= qm9-gin=qm9_gin,qm9_gin_alone \
 	qm9-smiles-transformer=qm9_smiles_transformer,qm9_smiles_transformer_alone
-PRETRAINED_COMPARE ?= teacher=runs/$(PRETRAINED_SET)/teacher/evaluate/metrics.json \
-	chemprop=benchmarks/results/chemprop_qm9_$(PRETRAINED_SET).json
+PRETRAINED_COMPARE ?= chemprop=benchmarks/results/chemprop_qm9_$(PRETRAINED_SET).json
 
 .PHONY: demo test install lint format test-latest constraints clean pretrained
 

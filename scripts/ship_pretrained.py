@@ -1,7 +1,6 @@
 """Ship a trained student inside the package: `molformer_kd/pretrained/<name>/`, loadable by name (`qm9-gin`).
 
     python scripts/ship_pretrained.py --config configs/pretrained/qm9_gin.yaml --name qm9-gin \
-        --compare teacher=runs/pretrained/teacher/evaluate/metrics.json \
         --compare chemprop=benchmarks/results/chemprop_qm9_pretrained.json
 
 `make pretrained` runs it after training each shipped config. From the run's config (the one distill.py trained the
@@ -22,7 +21,9 @@ student with) it reloads the run's data split, then, measured here rather than c
 Only safetensors weights are shipped (a student folder with pickle weights only is refused), and the weights must fit
 `--max-mb`. The folder is assembled beside the destination and swapped in whole, so a failed run leaves the shipped
 model as it was. A `--compare` file is a distill.py evaluate `metrics.json`, the report of benchmarks/chemprop_qm9.py
-(or another file of test metrics, `read_metrics`); its `<label>_count` must match this test split's.
+(or another file of test metrics, `read_metrics`); its `<label>_count` must match this test split's. The card's
+`teacher` row is the shipped student's own teacher, from the `evaluate` stage of the run that trained it
+(`{teacher run}/evaluate/metrics.json`), unless `--compare teacher=FILE` names another file.
 """
 
 from __future__ import annotations
@@ -183,6 +184,16 @@ def comparisons(specs: list[str], own: dict[str, float]) -> dict[str, dict]:
     return result
 
 
+def with_own_teacher(specs: list[str], teacher_dir: Path | None) -> list[str]:
+    """`--compare` specs plus `teacher=` the test metrics of the student's own teacher, written by the `evaluate`
+    stage of the run that trained it (`{run}/teacher` beside `{run}/evaluate/metrics.json`), when that file exists
+    and no `teacher=` spec was given."""
+    if teacher_dir is None or any(spec.partition("=")[0] == "teacher" for spec in specs):
+        return list(specs)
+    metrics = teacher_dir.parent / "evaluate" / "metrics.json"
+    return [*specs, f"teacher={metrics.as_posix()}"] if metrics.is_file() else list(specs)
+
+
 def git_state() -> dict:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
@@ -331,6 +342,8 @@ def ship(args: argparse.Namespace) -> Path:
     config_path, candidate_compares, pick_sentence = pick_on_validation([Path(c) for c in args.config], args.student)
     args.compare = [*args.compare, *candidate_compares]
     values = read_config(config_path)
+    teacher_dir = teacher_dir_of(values, args.teacher)
+    args.compare = with_own_teacher(args.compare, teacher_dir)
     run_args = parse_config(values)
     student_dir = student_dir_of(values, args.student)
     student_files(student_dir)  # refuses a folder without safetensors weights
@@ -389,7 +402,6 @@ def ship(args: argparse.Namespace) -> Path:
         sample_metrics = per_label_metrics(predictions[picked], targets[picked], labels)
 
         git = git_state()
-        teacher_dir = teacher_dir_of(values, args.teacher)
         teacher = None
         if teacher_dir is not None and (teacher_dir / "config.json").is_file():
             teacher = {"path": teacher_dir.as_posix(), "config": json.loads((teacher_dir / "config.json").read_text())}

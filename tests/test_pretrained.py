@@ -120,6 +120,19 @@ def shipped_root(trained_run):
     return root
 
 
+def test_the_card_compares_with_the_students_own_teacher(tmp_path):
+    ship = load_ship_script()
+    run = tmp_path / "painn_teacher_run"
+    (run / "teacher").mkdir(parents=True)
+    chemprop = ["chemprop=chemprop.json"]
+    assert ship.with_own_teacher(chemprop, run / "teacher") == chemprop  # no evaluate stage: no teacher row
+    metrics = write_metrics((run / "evaluate").mkdir() or run / "evaluate" / "metrics.json", TEST_SIZE)
+    assert ship.with_own_teacher(chemprop, run / "teacher") == [*chemprop, f"teacher={metrics.as_posix()}"]
+    given = ["teacher=other.json"]
+    assert ship.with_own_teacher(given, run / "teacher") == given  # an explicit teacher file wins
+    assert ship.with_own_teacher(chemprop, None) == chemprop  # a student trained alone
+
+
 @pytest.fixture
 def registry(shipped_root, monkeypatch):
     """The registry reads the temporary shipped folder instead of molformer_kd/pretrained/."""
