@@ -81,6 +81,7 @@ ROWS = (
         "qm9_gin_wide/distill",
         "student",
     ),
+    ("gin_wide_alone", "GIN 5 x 256 trained alone, 40 epochs", "qm9_gin_wide_alone/finetune", "2d"),
     ("st_alone", "SMILES Transformer 2+2 x 128 trained alone", "qm9_smiles_transformer_alone/finetune", "2d"),
     ("st_kd", "SMILES Transformer distilled with ST-KD", "qm9_smiles_transformer/distill", "student"),
 )
@@ -251,6 +252,8 @@ def main() -> None:
         "GIN taught by PaiNN predictions, labeled rows only / chemprop": _ratio(
             rows, "gin_prediction_painn_labeled", "chemprop"
         ),
+        "GIN 5 x 256 taught by PaiNN predictions / the same GIN alone": _ratio(rows, "gin_wide", "gin_wide_alone"),
+        "GIN 5 x 256 taught by PaiNN predictions / chemprop": _ratio(rows, "gin_wide", "chemprop"),
         "CCMD GIN / chemprop": _ratio(rows, "gin_ccmd", "chemprop"),
         "ST-KD / chemprop": _ratio(rows, "st_kd", "chemprop"),
     }
