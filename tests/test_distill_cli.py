@@ -127,16 +127,23 @@ def test_dnd_chain_denoise_distill_finetune(tmp_path):
     assert (run / "finetune" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("hydrogens", [False, True])
-def test_dnd_chain_with_a_painn_denoiser(tmp_path, hydrogens):
-    """Any 3D model with a denoising head is a D&D teacher: a PaiNN denoises the QM9 coordinates (every atom, or the
-    heavy atoms only), then a GIN distils its heavy-atom representations."""
-    painn = {"model_type": "molformer_painn", "hidden_size": 16, "num_layers": 2, "num_rbf": 8, "hydrogens": hydrogens}
+@pytest.mark.parametrize(
+    "teacher",
+    [
+        {"model_type": "molformer_painn", "hidden_size": 16, "num_layers": 2, "num_rbf": 8, "hydrogens": False},
+        {"model_type": "molformer_painn", "hidden_size": 16, "num_layers": 2, "num_rbf": 8, "hydrogens": True},
+        {"model_type": "molformer_schnet", "hidden_size": 16, "num_filters": 12, "num_layers": 2, "hydrogens": True},
+    ],
+    ids=["painn_heavy_atoms", "painn_all_atoms", "schnet_all_atoms"],
+)
+def test_dnd_chain_with_a_3d_gnn_denoiser(tmp_path, teacher):
+    """Any 3D model with a denoising head is a D&D teacher: a PaiNN or SchNet denoises the QM9 coordinates (every
+    atom, or the heavy atoms only), then a GIN distils its heavy-atom representations."""
     path = write_config(
         tmp_path,
         "dnd_graphormer3d_to_gin_tiny.yaml",
         stages=["denoise", "distill"],
-        teacher_config=painn,
+        teacher_config=teacher,
         objectives={"dnd": {"mode": "node"}},
         **FAST,
     )
@@ -144,7 +151,7 @@ def test_dnd_chain_with_a_painn_denoiser(tmp_path, hydrogens):
     run = tmp_path / "run"
     denoise_logs = [e for e in log_history(run / "denoise") if "loss" in e]
     assert denoise_logs and all(math.isfinite(e["loss"]) and e["loss"] > 0 for e in denoise_logs)
-    assert AutoConfig.from_pretrained(run / "denoise").model_type == "molformer_painn"
+    assert AutoConfig.from_pretrained(run / "denoise").model_type == teacher["model_type"]
     distill_logs = [e for e in log_history(run / "distill") if "loss" in e]
     assert distill_logs and all(e["dnd_node"] > 0 for e in distill_logs)
     assert AutoModel.from_pretrained(run / "distill").config.model_type == "molformer_gin"

@@ -12,7 +12,7 @@ from molformer_kd.modeling.configuration_painn import PaiNNConfig
 from molformer_kd.modeling.configuration_schnet import SchNetConfig
 from molformer_kd.modeling.gnn3d import cosine_cutoff, energy_force_loss, gaussian_rbf, sine_rbf
 from molformer_kd.modeling.modeling_painn import PaiNNForDenoising, PaiNNForEnergyAndForces, PaiNNModel
-from molformer_kd.modeling.modeling_schnet import SchNetForEnergyAndForces, SchNetModel
+from molformer_kd.modeling.modeling_schnet import SchNetForDenoising, SchNetForEnergyAndForces, SchNetModel
 from molformer_kd.tokenization.collators import PointCloudCollator, add_coordinate_noise
 
 REFERENCES = [0.0, -13.0, 0, 0, 0, 0, -50.0, -70.0, -100.0, -120.0]
@@ -253,13 +253,20 @@ def test_presets_follow_the_paper_and_bad_settings_raise():
 # ---------------------------------------------------------------------------------------------- D&D denoising
 
 
-def test_painn_denoiser_is_equivariant_and_its_loss_is_the_masked_squared_error(rows):
-    """PaiNN as D&D's stage-1 teacher: the predicted noise rotates with the molecule, ignores translations and
-    padding, and the loss is eq. (5) computed atom by atom."""
+DENOISERS = {
+    "painn": lambda: PaiNNForDenoising(PaiNNConfig(hidden_size=16, num_layers=2, num_rbf=8)),
+    "schnet": lambda: SchNetForDenoising(SchNetConfig(hidden_size=16, num_filters=12, num_layers=2, num_rbf=10)),
+}
+
+
+@pytest.mark.parametrize("name", list(DENOISERS))
+def test_3d_gnn_denoiser_is_equivariant_and_its_loss_is_the_masked_squared_error(rows, name):
+    """PaiNN and SchNet as D&D's stage-1 teacher: the predicted noise rotates with the molecule, ignores translations
+    and padding, and the loss is eq. (5) computed atom by atom."""
     keys = ("atomic_numbers", "positions")
     batch = PointCloudCollator()([{k: rows[0][k] for k in keys}, {k: rows[1][k][:5] for k in keys}])  # row 1 padded
     torch.manual_seed(0)
-    model = PaiNNForDenoising(PaiNNConfig(hidden_size=16, num_layers=2, num_rbf=8)).double().eval()
+    model = DENOISERS[name]().double().eval()
     mask = batch["atom_mask"].bool()
     pos = batch["pos"].double()
     rotation = random_rotation(torch.float64)

@@ -38,6 +38,7 @@ from molformer_kd.modeling import (
     PaiNNModel,
     RegressionPredictor,
     SchNetConfig,
+    SchNetForDenoising,
     SchNetForEnergyAndForces,
     SchNetModel,
     SmilesTransformerConfig,
@@ -460,6 +461,13 @@ class PointCloudFamily(ModelContractTests):
     def collate(self, rows):
         return PointCloudCollator()(list(rows))
 
+    def head_inputs(self, model, batch):
+        if isinstance(model, (PaiNNForDenoising, SchNetForDenoising)):
+            # A function of each atom's own position, so that a molecule gets the same noise alone or in a batch.
+            noise = torch.sin(7.0 * batch["pos"]) * batch["atom_mask"][..., None]
+            batch["pos"], batch["noise"] = batch["pos"] + 0.04 * noise, noise
+        return batch
+
     def loss_of(self, output):
         if getattr(output, "energy", None) is not None:
             # The force term dominates and, with direct forces, leaves the energy readout without gradient.
@@ -471,7 +479,7 @@ class PointCloudFamily(ModelContractTests):
 
 @_parametrize
 class TestSchNet(PointCloudFamily):
-    model_classes = (SchNetModel, SchNetForEnergyAndForces)
+    model_classes = (SchNetModel, SchNetForEnergyAndForces, SchNetForDenoising)
 
     def make_config(self):
         return SchNetConfig(hidden_size=16, num_filters=12, num_layers=2, num_rbf=10, **ENERGY_STATISTICS)
@@ -483,13 +491,6 @@ class TestPaiNN(PointCloudFamily):
 
     def make_config(self):
         return PaiNNConfig(hidden_size=16, num_layers=2, num_rbf=8, **ENERGY_STATISTICS)
-
-    def head_inputs(self, model, batch):
-        if isinstance(model, PaiNNForDenoising):
-            # A function of each atom's own position, so that a molecule gets the same noise alone or in a batch.
-            noise = torch.sin(7.0 * batch["pos"]) * batch["atom_mask"][..., None]
-            batch["pos"], batch["noise"] = batch["pos"] + 0.04 * noise, noise
-        return batch
 
 
 # ------------------------------------------------------------------------------------------ beyond the mixin

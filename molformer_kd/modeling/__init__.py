@@ -39,7 +39,12 @@ from .modeling_painn import (
     PaiNNForMolecularPropertyPrediction,
     PaiNNModel,
 )
-from .modeling_schnet import SchNetForEnergyAndForces, SchNetForMolecularPropertyPrediction, SchNetModel
+from .modeling_schnet import (
+    SchNetForDenoising,
+    SchNetForEnergyAndForces,
+    SchNetForMolecularPropertyPrediction,
+    SchNetModel,
+)
 from .modeling_smiles_transformer import SmilesTransformerForMolecularPropertyPrediction, SmilesTransformerModel
 from .modeling_utils import BATCH_KEYS, MolecularPreTrainedModel
 from .outputs import (
@@ -83,6 +88,7 @@ __all__ = [
     "PropertyPredictor",
     "RegressionPredictor",
     "SchNetConfig",
+    "SchNetForDenoising",
     "SchNetForEnergyAndForces",
     "SchNetForMolecularPropertyPrediction",
     "SchNetModel",

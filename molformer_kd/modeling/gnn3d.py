@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
+from .heads import denoising_loss
 from .layers import ConstantBuffers
 from .modeling_utils import MolecularPreTrainedModel
-from .outputs import AtomisticModelOutput, EnergyAndForcesOutput
+from .outputs import AtomisticModelOutput, DenoisingOutput, EnergyAndForcesOutput
 
 if TYPE_CHECKING:
     from .configuration_gnn3d import AtomisticConfig
@@ -34,6 +35,8 @@ __all__ = [
     "AtomEnergyReadout",
     "AtomisticModelOutput",
     "AtomisticPreTrainedModel",
+    "DenoisingMixin",
+    "EdgeNoiseHead",
     "EnergyAndForcesMixin",
     "EnergyAndForcesOutput",
     "RadiusGraph",
@@ -254,6 +257,64 @@ class AtomisticPreTrainedModel(MolecularPreTrainedModel):
         references = config.atom_reference_energies
         if references and high >= len(references):
             raise ValueError(f"atomic number {high} has no entry in atom_reference_energies (length {len(references)})")
+
+
+class EdgeNoiseHead(nn.Module):
+    """Per-atom 3-vectors from invariant edge weights, rotation-equivariant and translation-invariant for any 3D GNN
+    with edge features: `eps_i = sum_j w_ij u_ij`, `w_ij = MLP([s_i, e_ij])`, u_ij the unit vector from i to j."""
+
+    def __init__(self, node_width: int, edge_width: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(node_width + edge_width, node_width), nn.SiLU(), nn.Linear(node_width, 1))
+
+    def forward(self, outputs: AtomisticModelOutput) -> torch.Tensor:
+        batch, width = outputs.atom_mask.shape
+        center = outputs.edge_index[0]  # flat b * N + i of each edge's centre atom
+        center_states = outputs.node_features.reshape(batch * width, -1)[center]
+        weights = self.mlp(torch.cat([center_states, outputs.edge_features], dim=-1))
+        vectors = outputs.edge_vectors.new_zeros(batch * width, 3).index_add(0, center, weights * outputs.edge_vectors)
+        return vectors.view(batch, width, 3)
+
+
+class DenoisingMixin:
+    """`forward` of every 3D GNN `...ForDenoising` (D&D stage 1, eq. 3-5): the backbone (at `base_model_prefix`) on
+    noised coordinates, then `self.predict_noise(outputs)`, one equivariant 3-vector per atom.
+
+    `forward(atomic_numbers, pos=noisy_pos, atom_mask, noise=eps)`: `noise` the true eps (`add_coordinate_noise`);
+    loss = mean over real atoms of ||eps_hat_i - eps_i||^2. The backbone fields are returned for D&D's distill stage.
+    """
+
+    def forward(
+        self,
+        atomic_numbers: torch.Tensor,
+        pos: torch.Tensor,
+        atom_mask: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **unused_batch_keys,
+    ) -> DenoisingOutput | tuple:
+        """`output_attentions` is accepted for the common interface (no attention: nothing is returned for it)."""
+        outputs = self.base_model(
+            atomic_numbers,
+            pos,
+            atom_mask,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            **unused_batch_keys,
+        )
+        noise_pred = self.predict_noise(outputs)
+        noise_pred = noise_pred * outputs.atom_mask.unsqueeze(-1).to(noise_pred.dtype)
+        output = DenoisingOutput(
+            loss=None if noise is None else denoising_loss(noise_pred, noise, outputs.atom_mask),
+            noise_pred=noise_pred,
+            pooler_output=outputs.pooler_output,
+            last_hidden_state=outputs.last_hidden_state,
+            hidden_states=outputs.hidden_states,
+            token_mask=outputs.token_mask,
+        )
+        return self.wrap_output(output, return_dict)
 
 
 class EnergyAndForcesMixin:

@@ -17,13 +17,13 @@ from .gnn3d import (
     AtomEnergyReadout,
     AtomisticModelOutput,
     AtomisticPreTrainedModel,
+    DenoisingMixin,
     EnergyAndForcesMixin,
     RadiusGraph,
     cosine_cutoff,
     sine_rbf,
 )
-from .heads import PropertyPredictionMixin, build_predictor, denoising_loss
-from .outputs import DenoisingOutput
+from .heads import PropertyPredictionMixin, build_predictor
 
 # Added under square roots of vector norms: v starts at 0, where d|v|/dv is undefined.
 _NORM_EPS = 1e-8
@@ -210,13 +210,9 @@ class PaiNNForMolecularPropertyPrediction(PropertyPredictionMixin, PaiNNPreTrain
         self.post_init()
 
 
-class PaiNNForDenoising(PaiNNPreTrainedModel):
-    """PaiNN that predicts the coordinate noise per atom (D&D stage 1, eq. 5): a D&D teacher that reads every atom
-    (hydrogens included when the point cloud has them) with equivariant vector features.
-
-    `forward(atomic_numbers, pos=noisy_pos, atom_mask, noise=eps)`: `pos` are the perturbed coordinates
-    (`add_coordinate_noise`), `noise` the true eps; loss = mean over real atoms of ||eps_hat_i - eps_i||^2.
-    """
+class PaiNNForDenoising(DenoisingMixin, PaiNNPreTrainedModel):
+    """PaiNN that predicts the coordinate noise per atom from its vector features (D&D stage 1): a D&D teacher that
+    reads every atom (hydrogens included when the point cloud has them)."""
 
     def __init__(self, config: PaiNNConfig) -> None:
         super().__init__(config)
@@ -224,38 +220,8 @@ class PaiNNForDenoising(PaiNNPreTrainedModel):
         self.noise_head = PaiNNVectorHead(config)
         self.post_init()
 
-    def forward(
-        self,
-        atomic_numbers: torch.Tensor,
-        pos: torch.Tensor,
-        atom_mask: torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **unused_batch_keys,
-    ) -> DenoisingOutput | tuple:
-        outputs = self.painn(
-            atomic_numbers,
-            pos,
-            atom_mask,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            **unused_batch_keys,
-        )
-        atom_mask = outputs.atom_mask
-        noise_pred = self.noise_head(outputs.node_features, outputs.vector_features)
-        noise_pred = noise_pred * atom_mask.unsqueeze(-1).to(noise_pred.dtype)
-        loss = None if noise is None else denoising_loss(noise_pred, noise, atom_mask)
-        output = DenoisingOutput(
-            loss=loss,
-            noise_pred=noise_pred,
-            pooler_output=outputs.pooler_output,
-            last_hidden_state=outputs.last_hidden_state,
-            hidden_states=outputs.hidden_states,
-            token_mask=outputs.token_mask,
-        )
-        return self.wrap_output(output, return_dict)
+    def predict_noise(self, outputs: AtomisticModelOutput) -> torch.Tensor:
+        return self.noise_head(outputs.node_features, outputs.vector_features)
 
 
 register_family(

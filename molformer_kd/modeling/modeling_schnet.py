@@ -15,6 +15,8 @@ from .gnn3d import (
     AtomEnergyReadout,
     AtomisticModelOutput,
     AtomisticPreTrainedModel,
+    DenoisingMixin,
+    EdgeNoiseHead,
     EnergyAndForcesMixin,
     RadiusGraph,
     ShiftedSoftplus,
@@ -127,12 +129,33 @@ class SchNetForMolecularPropertyPrediction(PropertyPredictionMixin, SchNetPreTra
         self.post_init()
 
 
+class SchNetForDenoising(DenoisingMixin, SchNetPreTrainedModel):
+    """SchNet that predicts the coordinate noise per atom (D&D stage 1). SchNet has no vector features: the noise is
+    a sum of unit vectors to the neighbours weighted by its invariant atom and edge features (`EdgeNoiseHead`)."""
+
+    def __init__(self, config: SchNetConfig) -> None:
+        super().__init__(config)
+        self.schnet = SchNetModel(config)
+        self.noise_head = EdgeNoiseHead(config.hidden_size, config.num_filters)
+        self.post_init()
+
+    def predict_noise(self, outputs: AtomisticModelOutput) -> torch.Tensor:
+        return self.noise_head(outputs)
+
+
 register_family(
     SchNetConfig,
     SchNetModel,
     property_class=SchNetForMolecularPropertyPrediction,
     energy_class=SchNetForEnergyAndForces,
+    denoising_class=SchNetForDenoising,
     legacy_model_types=("schnet",),
 )
 
-__all__ = ["SchNetForEnergyAndForces", "SchNetForMolecularPropertyPrediction", "SchNetModel", "SchNetPreTrainedModel"]
+__all__ = [
+    "SchNetForDenoising",
+    "SchNetForEnergyAndForces",
+    "SchNetForMolecularPropertyPrediction",
+    "SchNetModel",
+    "SchNetPreTrainedModel",
+]
