@@ -130,10 +130,12 @@ def test_learning_curve_groups_logs_by_epoch(tmp_path):
     assert curve["train_distillation_loss"] == pytest.approx([0.25, 0.1])
 
 
-def test_targets_by_hand_on_seed_means():
-    def entry(mean, kind="distill", dataset=None):
-        return {"test_mean": mean, "kind": kind, "dataset": dataset}
+def entry(mean, kind="distill", dataset=None):
+    """A row's summary as `check_targets` reads it."""
+    return {"test_mean": mean, "kind": kind, "dataset": dataset}
 
+
+def test_targets_by_hand_on_seed_means():
     summary = {
         "teacher_3d": entry(0.20, "teacher"),
         "graphormer_2d": entry(0.30, "baseline"),
@@ -166,10 +168,6 @@ def test_rows_file_targets_are_checked_and_used(tmp_path):
     rows = bench.load_rows(preset["rows_file"], preset["models"])
     targets = bench.load_targets(preset["rows_file"], rows)
     assert bench.load_targets(bench.ROWS_FILE, bench.load_rows()) == list(bench.TARGETS)
-
-    def entry(mean, kind="distill"):
-        return {"test_mean": mean, "kind": kind, "dataset": None}
-
     summary = {
         "teacher_3d": entry(0.12, "teacher"),
         "gin": entry(0.25, "baseline"),
