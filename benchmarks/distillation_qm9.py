@@ -205,6 +205,8 @@ def load_rows(path=ROWS_FILE, models=None) -> list[dict]:
             raise ValueError(f"{where}: unknown tables {unknown_tables}; tables are {sorted(TABLES)}")
         if models is not None and "model" in row and row["model"] not in models:
             raise ValueError(f"{where}: model {row['model']!r} is not in the preset's models {sorted(models)}")
+        if row.get("budget", "preset") not in ("preset", "defaults") or ("budget" in row and row["kind"] != "chemprop"):
+            raise ValueError(f"{where}: budget {row['budget']!r}: a chemprop row's 'preset' or 'defaults'")
         if row["kind"] == "distill" and not row.get("objectives"):
             raise ValueError(f"{where}: a distill row needs objectives")
         for key, kind in (("teacher", "distill"), ("init", "finetune")):
@@ -483,17 +485,20 @@ def split_to_csv(rows, path: Path, columns: list[str]) -> None:
             writer.writerow([record["smiles"], *(record[column] for column in columns)])
 
 
-def chemprop_config(preset: dict, seed: int, directory: Path, task: RowTask) -> dict:
-    """chemprop v2 CLI arguments: its default D-MPNN and optimizer, our split and our epoch budget."""
+def chemprop_config(row: dict, preset: dict, seed: int, directory: Path, task: RowTask) -> dict:
+    """chemprop v2 CLI arguments: its default D-MPNN and optimizer, our split, and our epoch budget or, for a row
+    with `budget: defaults`, chemprop's own (50 epochs)."""
     if task.problem_type != "regression":
         raise ValueError(f"the chemprop row runs regression only, not {task.problem_type!r} ({task.dataset})")
     epochs = preset["training"].get("num_train_epochs")
-    if epochs is None:
+    if row.get("budget") == "defaults":
+        epochs = None
+    elif epochs is None:
         raise ValueError("the chemprop row needs the preset's training.num_train_epochs (its budget rule)")
     return {
         "dataset": task.dataset,
         "label_columns": list(task.label_columns),
-        "epochs": int(epochs),
+        "epochs": None if epochs is None else int(epochs),
         "pytorch_seed": seed,
         "output_dir": str(directory / "chemprop"),
     }
@@ -625,7 +630,7 @@ def run_row(row, preset, parameters, seed, work_dir, rows_by_name, records_for, 
     directory.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if row["kind"] == "chemprop":
-        config = chemprop_config(preset, seed, directory, task)
+        config = chemprop_config(row, preset, seed, directory, task)
         (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         run_chemprop(chemprop, config, directory, records)
     else:

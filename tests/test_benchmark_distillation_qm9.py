@@ -49,6 +49,7 @@ def test_every_row_resolves_against_every_preset(preset):
             "dataset",
             "initial_stage_epochs",
             "initial_stage_weights",
+            "budget",  # chemprop's own defaults, the peer's fair budget (a chemprop row only)
         }
         for row in rows
     )
@@ -100,6 +101,10 @@ def test_load_rows_reports_the_bad_row(tmp_path):
         )
     )
     with pytest.raises(ValueError, match=r"row 0 \('a'\): teacher 'later' must name an earlier row"):
+        bench.load_rows(path)
+    peer = {"name": "c", "label": "C", "kind": "chemprop", "tables": ["ccmd_gin"], "budget": "ten epochs"}
+    path.write_text(yaml.safe_dump({"rows": [peer]}))
+    with pytest.raises(ValueError, match=r"row 0 \('c'\): budget 'ten epochs'"):
         bench.load_rows(path)
 
 
@@ -173,13 +178,13 @@ def test_rows_file_targets_are_checked_and_used(tmp_path):
         "gin": entry(0.25, "baseline"),
         "gin_lm_la_inv_n": entry(0.26),
         "gin_prediction": entry(0.20),
-        "chemprop": entry(0.24, "chemprop"),
+        "chemprop_defaults": entry(0.24, "chemprop"),
     }
     checks = {check["name"]: check for check in bench.check_targets(summary, targets)}
     teacher = checks["3D teacher <= 0.6 x the best 2D baseline (GIN)"]
     assert teacher["value"] == pytest.approx(1 - 0.12 / 0.25) and teacher["met"]  # 0.48 of the GIN: <= 0.6
     assert checks["CCMD GIN beats the GIN baseline"]["met"] is False
-    peer = checks["best distilled 2D student >= 10% better than chemprop"]
+    peer = checks["best distilled 2D student >= 10% better than chemprop at its defaults"]
     assert peer["row"] == "gin_prediction" and peer["value"] == pytest.approx(0.20 / 0.24) and peer["met"]
     assert checks["CCMD 2D Graphormer beats its baseline"]["met"] is None  # rows not run: not measured
 
@@ -307,6 +312,13 @@ def test_chemprop_row_runs_its_cli_on_our_split_and_scores_its_predictions(tmp_p
     assert (
         bench.main(["--preset", "smoke", "--seeds", "4", "--rows", "chemprop", "--work-dir", str(work)])["runs"] == []
     )
+
+    # `budget: defaults`: chemprop's own epoch budget, no --epochs.
+    row = {"name": "chemprop_defaults", "kind": "chemprop", "budget": "defaults"}
+    task = bench.row_task(row, bench.load_preset("smoke"))
+    config = bench.chemprop_config(row, bench.load_preset("smoke"), 0, tmp_path, task)
+    assert config["epochs"] is None
+    assert "--epochs" not in bench.chemprop_train_command("chemprop", ["a", "b", "c"], ["gap"], "out", config["epochs"])
 
 
 def test_smoke_dnd_rows_pretrain_on_qm9_then_fine_tune_downstream(tmp_path, monkeypatch):
