@@ -26,9 +26,15 @@ LINT_PATHS := molformer_kd tests benchmarks scripts distill.py molformer_kd_laun
 # applicability domain, test sample, provenance); the other candidates, the shipped student's own teacher and the
 # PRETRAINED_COMPARE files become the card's comparison rows.
 PRETRAINED_SET ?= pretrained_pool
-PRETRAINED_RUNS ?= qm9_teacher qm9_gin_alone qm9_gin qm9_smiles_transformer_alone qm9_smiles_transformer
-PRETRAINED_SHIP ?= qm9-gin=qm9_gin,qm9_gin_alone \
+PRETRAINED_RUNS_pretrained_pool := qm9_teacher qm9_painn_heavy_teacher qm9_gin_alone qm9_gin qm9_gin_wide_alone \
+	qm9_gin_wide qm9_smiles_transformer_alone qm9_smiles_transformer
+PRETRAINED_SHIP_pretrained_pool := qm9-gin=qm9_gin_wide,qm9_gin_wide_alone,qm9_gin,qm9_gin_alone \
 	qm9-smiles-transformer=qm9_smiles_transformer,qm9_smiles_transformer_alone
+PRETRAINED_RUNS_pretrained := qm9_teacher qm9_gin_alone qm9_gin qm9_smiles_transformer_alone qm9_smiles_transformer
+PRETRAINED_SHIP_pretrained := qm9-gin=qm9_gin,qm9_gin_alone \
+	qm9-smiles-transformer=qm9_smiles_transformer,qm9_smiles_transformer_alone
+PRETRAINED_RUNS ?= $(PRETRAINED_RUNS_$(PRETRAINED_SET))
+PRETRAINED_SHIP ?= $(PRETRAINED_SHIP_$(PRETRAINED_SET))
 PRETRAINED_COMPARE ?= chemprop=benchmarks/results/chemprop_qm9_$(PRETRAINED_SET).json
 
 .PHONY: demo test install lint format test-latest constraints clean pretrained
