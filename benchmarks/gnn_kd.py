@@ -45,14 +45,12 @@ import os
 import platform
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
 from transformers import TrainerCallback, TrainingArguments
-from transformers.trainer_callback import ExportableState
 
 from molformer_kd.data.caching import file_sha256
 from molformer_kd.data.metrics import gap_closed
@@ -143,45 +141,10 @@ def training_arguments(values, output_dir, device):
         dataloader_num_workers=0,
         remove_unused_columns=False,
         disable_tqdm=True,
-        # A row killed mid-training continues from its last complete checkpoint, with its training clock.
+        # A row killed mid-training continues from its last complete checkpoint (and the stage's training clock).
         resume_from_checkpoint="latest",
-        restore_callback_states_from_checkpoint=True,
         **values,
     )
-
-
-class TrainingClock(TrainerCallback, ExportableState):
-    """Training wall seconds of a row summed over the runs it took: the total so far is saved in every checkpoint's
-    trainer state and restored when the row resumes, so a row that was killed and resumed reports about what an
-    uninterrupted run takes (steps redone after the last checkpoint are not counted twice)."""
-
-    def __init__(self, seconds: float = 0.0):
-        self.seconds = seconds
-        self.started = None
-        self.ended = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.ended = time.perf_counter()
-
-    def total(self):
-        if self.started is None:
-            return self.seconds
-        return self.seconds + (self.ended or time.perf_counter()) - self.started
-
-    def state(self):
-        return {"args": {"seconds": self.total()}, "attributes": {}}
-
-
-def training_seconds(trainer):
-    """The row's training wall time: the clock of this run, or, when the row only exported a finished training
-    (`train_and_export` trains no more), the total its last checkpoint recorded."""
-    clock = next(callback for callback in trainer.callback_handler.callbacks if isinstance(callback, TrainingClock))
-    if clock.started is not None:
-        return clock.total()
-    return trainer.state.stateful_callbacks.get(TrainingClock.__name__, {}).get("args", {}).get("seconds")
 
 
 class TaskLossMetric(TrainerCallback):
@@ -384,14 +347,14 @@ class Sweep:
             PointCloudCollator(paired=True),
             None,
             teacher=teacher,
-            callbacks=[TrainingClock(), TaskLossMetric()],
+            callbacks=[TaskLossMetric()],
             teacher_cache_dir=Path(self.options.work_dir) / "teacher_cache" if teacher is not None else None,
         )
         entry = self.test(model, row.model, self.teacher(row.teacher) if row.teacher is not None else None)
         logged = [log for log in trainer.state.log_history if "loss" in log]
         entry.update(
             kd_weight=row.kd_weight,
-            train_seconds=training_seconds(trainer),
+            train_seconds=stage.train_wall_s,
             global_step=trainer.state.global_step,
             epochs=trainer.state.epoch,
             best_checkpoint=stage.best_checkpoint,

@@ -116,9 +116,20 @@ def _row(runs: Path, name: str, label: str, stage: str, role: str) -> dict:
         "epochs_planned": state.get("num_train_epochs"),
         "best_epoch": best_epoch,
         "validation_gap_mae_curve": curve,
-        "train_minutes": json.loads(train.read_text())["train_runtime"] / 60 if train.is_file() else None,
+        **_training_minutes(train),
         "test": {t: test[f"{t}_mae"] for t in TARGETS} if test else None,
     }
+
+
+def _training_minutes(train_results: Path) -> dict:
+    """The stage's training wall time: summed over every run it took (`train_wall_s`), or, for runs trained before
+    the stage kept that clock, the last run's `train_runtime`, which misses the runs it resumed (flagged)."""
+    if not train_results.is_file():
+        return {"train_minutes": None, "train_minutes_last_run_only": False}
+    results = json.loads(train_results.read_text())
+    if "train_wall_s" in results:
+        return {"train_minutes": results["train_wall_s"] / 60, "train_minutes_last_run_only": False}
+    return {"train_minutes": results["train_runtime"] / 60, "train_minutes_last_run_only": True}
 
 
 def shipped_from() -> dict[str, str]:
@@ -182,9 +193,16 @@ def markdown(report: dict) -> str:
             epochs += f" (stopped; {row['epochs_planned']} planned)"
         lines.append(
             f"| {row['label']} (`{row['name']}`) | {_fmt(test.get('homo'))} | {_fmt(test.get('lumo'))} | "
-            f"{_fmt(test.get('gap'))} | {epochs} | {_fmt(row['train_minutes'], 1)} | "
+            f"{_fmt(test.get('gap'))} | {epochs} | {_fmt(row['train_minutes'], 1)}"
+            f"{'*' if row.get('train_minutes_last_run_only') else ''} | "
             f"{'`' + row['shipped_as'] + '`' if row.get('shipped_as') else ''} |"
         )
+    if any(row.get("train_minutes_last_run_only") for row in rows.values()):
+        lines += [
+            "",
+            "\\* the stage's last run only (`train_runtime`): where the stage was resumed, the runs before are "
+            "missing. These stages trained before distill.py kept a wall-time total over resumes (`train_wall_s`).",
+        ]
     lines += ["", "## Ratios (test gap MAE)", ""]
     for name, value in report["ratios"].items():
         lines.append(f"- {name}: {_fmt(value, 3)}")

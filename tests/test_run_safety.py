@@ -80,6 +80,14 @@ def test_checkpoints_and_stage_are_marked_complete(uninterrupted):
     assert (uninterrupted / "checkpoint-8" / CHECKPOINT_COMPLETE).is_file()
     assert json.loads((uninterrupted / STAGE_COMPLETE).read_text())["global_step"] == 8
     assert last_complete_checkpoint(uninterrupted) == str(uninterrupted / "checkpoint-8")
+    seconds = json.loads((uninterrupted / STAGE_COMPLETE).read_text())["summary"]["train_wall_s"]
+    assert seconds == json.loads((uninterrupted / "train_results.json").read_text())["train_wall_s"] > 0
+
+
+def saved_seconds(checkpoint) -> float:
+    """The training clock's total when `checkpoint` was written."""
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return state["stateful_callbacks"]["TrainingClock"]["args"]["seconds"]
 
 
 def test_resuming_a_finished_run_is_a_no_op(tmp_path, uninterrupted, caplog):
@@ -109,6 +117,9 @@ def test_half_written_checkpoint_is_never_resumed_from(tmp_path, uninterrupted):
     distill_run.main(["--config", str(write_config(tmp_path, config))])
     assert (stage_dir / "checkpoint-8" / CHECKPOINT_COMPLETE).is_file()
     assert_same_weights(weights(stage_dir), weights(uninterrupted))
+    # The wall time counts the run that wrote checkpoint-4 and the one that resumed from it.
+    total = json.loads((stage_dir / STAGE_COMPLETE).read_text())["summary"]["train_wall_s"]
+    assert total > saved_seconds(stage_dir / "checkpoint-4") > 0
 
 
 def test_killed_after_the_last_checkpoint_exports_it_without_training_more(tmp_path, uninterrupted):
@@ -120,6 +131,8 @@ def test_killed_after_the_last_checkpoint_exports_it_without_training_more(tmp_p
     distill_run.main(["--config", str(write_config(tmp_path, config))])
     assert not (stage_dir / "checkpoint-9").exists()
     assert_same_weights(weights(stage_dir), weights(uninterrupted))
+    summary = json.loads((stage_dir / STAGE_COMPLETE).read_text())["summary"]
+    assert summary["train_wall_s"] == saved_seconds(stage_dir / "checkpoint-8")  # the training it exported
 
 
 def test_kill_9_at_a_random_moment_then_resume_gives_the_uninterrupted_weights(tmp_path, uninterrupted):

@@ -11,13 +11,14 @@ in the log) for a stage that already finished.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from safetensors.torch import load_file
-from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
+from transformers import AutoConfig, HfArgumentParser, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_callback import TrainerState
+from transformers.trainer_callback import ExportableState, TrainerControl, TrainerState
 from transformers.utils import logging
 
 from ...data.domain import DOMAIN_CONFIG_KEY, ApplicabilityDomain
@@ -110,6 +111,8 @@ class Stage:
         self.student_source: str | None = None
         # With `load_best_model_at_end`: the checkpoint exported, its step and its validation metric.
         self.best_checkpoint: dict | None = None
+        # Training wall seconds summed over every run of the stage (resumes included), when it trained.
+        self.train_wall_s: float | None = None
 
     def plan(self, planner: Planner) -> None:
         raise NotImplementedError
@@ -121,6 +124,8 @@ class Stage:
         summary = {"stage": self.name, "output_dir": self.output_dir}
         if self.best_checkpoint is not None:
             summary["best_checkpoint"] = self.best_checkpoint
+        if self.train_wall_s is not None:
+            summary["train_wall_s"] = self.train_wall_s
         return summary
 
     def execute(self, run: RunPlan, records: DatasetDict) -> dict:
@@ -202,6 +207,44 @@ def _resume_point(stage: Stage) -> str | None:
     return resume
 
 
+class TrainingClock(TrainerCallback, ExportableState):
+    """Training wall seconds of a stage summed over the runs it took: the total so far is saved in every checkpoint's
+    trainer state (`stateful_callbacks`) and read back when the stage resumes, so a stage that was killed and resumed
+    reports about what an uninterrupted run takes (steps redone after the last checkpoint are counted once)."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.started: float | None = None
+        self.ended: float | None = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        # On a resume the Trainer has just loaded the checkpoint's state, with the clock's total at that checkpoint.
+        saved = state.stateful_callbacks.get(type(self).__name__) or {}
+        self.seconds = float(saved.get("args", {}).get("seconds", self.seconds))
+        self.started, self.ended = time.perf_counter(), None
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.ended = time.perf_counter()
+
+    def total(self) -> float:
+        if self.started is None:
+            return self.seconds
+        return self.seconds + (self.ended or time.perf_counter()) - self.started
+
+    def state(self) -> dict:
+        return {"args": {"seconds": self.total()}, "attributes": {}}
+
+
+def saved_training_seconds(state: TrainerState) -> float | None:
+    """The training wall seconds a checkpoint's trainer state recorded (None before the clock existed)."""
+    seconds = (state.stateful_callbacks or {}).get(TrainingClock.__name__, {}).get("args", {}).get("seconds")
+    return None if seconds is None else float(seconds)
+
+
 def train_and_export(
     stage: Stage,
     model: DistillationModel,
@@ -220,6 +263,7 @@ def train_and_export(
         # accelerator the batches are checked where they are built, on the CPU.
         teacher_config = teacher.config if teacher is not None else None
         collator = ValidatingCollator(collator, student_config=model.student.config, teacher_config=teacher_config)
+    trainer_kwargs["callbacks"] = [TrainingClock(), *trainer_kwargs.get("callbacks", [])]
     trainer = DistillationTrainer(
         model=model,
         args=args,
@@ -240,8 +284,13 @@ def train_and_export(
         logger.warning("stage %s: %s is the last training step; exporting %s", stage.name, resume, exported)
         trainer.model.load_state_dict(load_file(os.path.join(exported, "model.safetensors")))
         metrics = {}
+        stage.train_wall_s = saved_training_seconds(trainer.state)
     else:
         metrics = trainer.train(resume_from_checkpoint=resume).metrics
+        # The Trainer may have swapped the clock for a restored copy (`restore_callback_states_from_checkpoint`).
+        (clock,) = (c for c in trainer.callback_handler.callbacks if isinstance(c, TrainingClock))
+        stage.train_wall_s = clock.total()
+        metrics["train_wall_s"] = stage.train_wall_s  # train_runtime counts this run only, not the runs it resumed
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()
