@@ -19,9 +19,10 @@ LINT_PATHS := molformer_kd tests benchmarks scripts distill.py molformer_kd_laun
 
 # `make pretrained`: rebuild the students that ship in molformer_kd/pretrained/ (hours on a CPU). PRETRAINED_SET names
 # a set of runs: its configs in configs/$(PRETRAINED_SET)/ train into runs/$(PRETRAINED_SET)/ (`pretrained_pool`, the
-# default: the whole QM9 training pool, 110,000 / 10,000 / 10,829, where qm9-gin ships from; `pretrained`: the QM9
-# random 20,000 / 2,000 / 5,000 split, where qm9-smiles-transformer ships from until its pool run finishes). The configs of PRETRAINED_RUNS train in this order with distill.py, chemprop trains on the same
-# split (its own environment), then each PRETRAINED_SHIP entry NAME=CANDIDATE[,CANDIDATE...] ships as NAME the
+# default: the whole QM9 training pool, 110,000 / 10,000 / 10,829, where both students ship from; `pretrained`: the
+# QM9 random 20,000 / 2,000 / 5,000 split). The configs of PRETRAINED_RUNS train in this order with distill.py,
+# chemprop trains on the same split (its own environment), then each PRETRAINED_SHIP entry
+# NAME=CANDIDATE[,CANDIDATE...] ships as NAME the
 # candidate whose student had the best validation metric (scripts/ship_pretrained.py: test metrics, card, parity plot,
 # applicability domain, test sample, provenance); the other candidates, the shipped student's own teacher and the
 # PRETRAINED_COMPARE files become the card's comparison rows.
