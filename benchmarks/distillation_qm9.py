@@ -21,6 +21,10 @@ Each row + seed is a `distill.py` run (the same config parser, `plan_run` and `r
 and that row is trained once per seed. The chemprop row runs chemprop v2's own CLI (`--chemprop`, an executable in
 a separate environment) on the same split. Resumable: a row + seed whose record exists is skipped; a training
 stage that finished is not retrained; an interrupted one resumes from its last checkpoint (chemprop restarts).
+The results JSON is the ledger that outlives the machine: it is rewritten after every row + seed, and a row + seed
+it holds is not retrained on a machine without the run (a new clone), unless a row still to train needs that row's
+model (a teacher or an `init`), which is then trained again. Runs of other seeds in the same JSON are kept, so
+processes training different seeds can share it. Delete the JSON to start over.
 Writes `{results_name}.json` (every number, the resolved config of every run, seeds, wall times, machine),
 `{results_name}.md` (the tables) and one learning-curve PNG per table (validation metric and distillation loss
 per epoch, from the Trainer's log history).
@@ -48,6 +52,7 @@ from datasets import DatasetDict
 from transformers.utils import logging as transformers_logging
 
 from molformer_kd.data import DOWNSTREAM_DATASETS, load_embedded_qm9, load_qm9, per_label_metrics
+from molformer_kd.data.caching import atomic_write
 from molformer_kd.distillation.arguments import DataArguments
 from molformer_kd.distillation.checkpoints import last_complete_checkpoint
 from molformer_kd.distillation.config import parse_config
@@ -612,6 +617,50 @@ def finished_row(row, preset, seed, work_dir) -> dict | None:
     return {**record, "skipped": True}
 
 
+def training_order(rows: list[dict]) -> list[dict]:
+    """`rows` with each row that trains from another row's model (`teacher`, `init`) right after that row: a
+    teacher's model is needed for the shortest stretch, so a session that ends between rows leaves the fewest rows
+    that make a new clone train it again."""
+    ordered = []
+
+    def add(row):
+        if row not in ordered:
+            ordered.append(row)
+            for consumer in rows:
+                if row["name"] in (consumer.get("teacher"), consumer.get("init")):
+                    add(consumer)
+
+    for row in rows:
+        if not row.get("teacher") and not row.get("init"):
+            add(row)
+    return ordered
+
+
+def ledger_runs(report_file: Path) -> dict[tuple[str, int], dict]:
+    """The row + seed records of a results JSON written earlier (on this machine or another), by (row, seed)."""
+    if not report_file.is_file():
+        return {}
+    return {(run["row"], run["seed"]): run for run in json.loads(report_file.read_text()).get("runs", [])}
+
+
+def restorable_runs(jobs, ledger: dict, preset: dict, work_dir: Path, rows_by_name: dict) -> dict:
+    """The ledger records that may stand for row + seeds without a run here: all of them but the rows whose model a
+    row still to train needs (its `teacher` or `init`) and that this machine does not have."""
+    restorable = dict(ledger)
+    dropped = True
+    while dropped:  # a dropped row trains, so the rows it needs may have to train too
+        dropped = False
+        for seed, row in jobs:
+            if (row["name"], seed) in restorable or finished_row(row, preset, seed, work_dir) is not None:
+                continue
+            for needed in (row.get("teacher"), row.get("init")):
+                key = (needed, seed)
+                if key in restorable and not training_finished(model_dir(work_dir, rows_by_name[needed], seed)):
+                    del restorable[key]
+                    dropped = True
+    return restorable
+
+
 def run_row(row, preset, parameters, seed, work_dir, rows_by_name, records_for, chemprop=None) -> dict | None:
     """Train (or resume) and evaluate one row + seed; returns its record (also saved beside the run).
 
@@ -868,6 +917,65 @@ def plot_curves(path: Path, title: str, rows: list[dict], records: list[dict]) -
 # ---------------------------------------------------------------------------------------------- main
 
 
+@dataclass(frozen=True)
+class ReportContext:
+    """What a report says besides the records: the preset, its rows and targets, the split, the command."""
+
+    preset: dict
+    preset_name: str
+    rows: list
+    all_rows: list
+    targets: list
+    parameters: dict
+    split_sizes: dict
+    rows_file: Path
+    argv: list | None
+
+
+def write_report(results_dir: Path, context: ReportContext, results: list[dict]) -> dict:
+    """Write the JSON, the tables and the learning curves of `results` and of the ledger's other row + seeds.
+
+    The JSON on disk is read again just before it is replaced, so that another process training other seeds into
+    the same results keeps its rows."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    name = context.preset["results_name"]
+    report_file = results_dir / f"{name}.json"
+    mine = {(r["row"], r["seed"]) for r in results}
+    order = {row["name"]: index for index, row in enumerate(context.all_rows)}
+    others = [r for key, r in ledger_runs(report_file).items() if key not in mine and r["row"] in order]
+    runs = sorted([*others, *results], key=lambda r: (r["seed"], order[r["row"]]))
+    named = {r["row"] for r in runs} | {row["name"] for row in context.rows}
+    rows = [row for row in context.all_rows if row["name"] in named]
+    seeds = sorted({r["seed"] for r in runs})
+    summary = summarize(rows, runs)
+    argv = context.argv if context.argv is not None else sys.argv[1:]
+    info = {**machine(), "command": " ".join([Path(sys.argv[0]).name, *argv])}
+    rows_file = context.rows_file
+    report = {
+        "preset": context.preset_name,
+        "preset_config": {k: v for k, v in context.preset.items() if k not in ("path", "rows_file")},
+        "parameters": context.parameters,
+        "split_sizes": context.split_sizes,
+        "seeds": seeds,
+        "machine": info,
+        "summary": summary,
+        "rows_file": str(rows_file.relative_to(ROOT) if rows_file.is_relative_to(ROOT) else rows_file),
+        "targets": check_targets(summary, context.targets),
+        "runs": [{k: v for k, v in r.items() if k != "skipped"} for r in runs],
+    }
+    encoded = json.dumps(report, indent=2).encode()
+    atomic_write(report_file, lambda file: file.write(encoded))
+    tables = markdown(
+        context.preset, summary, context.split_sizes, seeds, info, context.parameters, context.targets
+    ).encode()
+    atomic_write(results_dir / f"{name}.md", lambda file: file.write(tables))
+    for table, (title, _) in TABLES.items():
+        members = [row for row in rows if table in row["tables"]]
+        if members:
+            plot_curves(results_dir / f"{name}_{table}.png", title, members, runs)
+    return report
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="cpu", help="smoke, cpu, paper, or a preset YAML path")
@@ -910,23 +1018,28 @@ def main(argv=None) -> dict:
     logger.info("split %s; rows %s; seeds %s", split_sizes, [r["name"] for r in rows], options.seeds)
 
     records_for = RecordSource(records)
-    jobs = [(seed, row) for seed in options.seeds for row in rows]
+    jobs = [(seed, row) for seed in options.seeds for row in training_order(rows)]
+    report_file = results_dir / f"{preset['results_name']}.json"
+    restorable = restorable_runs(jobs, ledger_runs(report_file), preset, work_dir, rows_by_name)
+    context = ReportContext(preset, preset_name, rows, all_rows, targets, parameters, split_sizes, rows_file, argv)
     results, started, trained = [], time.perf_counter(), 0
     for index, (seed, row) in enumerate(jobs, start=1):
-        if options.report_only:
-            record = finished_row(row, preset, seed, work_dir)
-        else:
+        record = finished_row(row, preset, seed, work_dir)
+        if record is None and (row["name"], seed) in restorable:
+            record = {**restorable[(row["name"], seed)], "skipped": True}
+        if record is None and not options.report_only:
             print(f"[{index}/{len(jobs)}] seed {seed} {row['name']} ({row['label']}) ...", flush=True)
             record = run_row(row, preset, parameters, seed, work_dir, rows_by_name, records_for, options.chemprop)
-        if record is None:
-            if not options.report_only:
+            if record is None:
                 print(f"[{index}/{len(jobs)}] {row['name']}: left out (no --chemprop executable)", flush=True)
-            continue
-        results.append(record)
-        if options.report_only:
-            continue
-        if not record.get("skipped"):
+                continue
             trained += 1
+            results.append(record)
+            write_report(results_dir, context, results)  # the ledger after every row + seed
+        elif record is not None:
+            results.append(record)
+        if record is None or options.report_only:
+            continue
         elapsed = time.perf_counter() - started
         eta = f"{elapsed / trained * (len(jobs) - index) / 60:.1f} min" if trained else "-"
         status = "done earlier (skipped)" if record.get("skipped") else f"{record['wall_s']:.0f} s"
@@ -936,31 +1049,8 @@ def main(argv=None) -> dict:
             f"elapsed {elapsed / 60:.1f} min, ETA {eta}",
             flush=True,
         )
-
-    summary = summarize(rows, results)
-    info = {**machine(), "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
-    results_dir.mkdir(parents=True, exist_ok=True)
-    name = preset["results_name"]
-    report = {
-        "preset": preset_name,
-        "preset_config": {k: v for k, v in preset.items() if k not in ("path", "rows_file")},
-        "parameters": parameters,
-        "split_sizes": split_sizes,
-        "seeds": options.seeds,
-        "machine": info,
-        "summary": summary,
-        "rows_file": str(rows_file.relative_to(ROOT) if rows_file.is_relative_to(ROOT) else rows_file),
-        "targets": check_targets(summary, targets),
-        "runs": [{k: v for k, v in r.items() if k != "skipped"} for r in results],
-    }
-    (results_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
-    tables = markdown(preset, summary, split_sizes, options.seeds, info, parameters, targets)
-    (results_dir / f"{name}.md").write_text(tables)
-    for table, (title, _) in TABLES.items():
-        members = [row for row in rows if table in row["tables"]]
-        if members:
-            plot_curves(results_dir / f"{name}_{table}.png", title, members, results)
-    print(f"wrote {results_dir / name}.json, .md and learning curves", flush=True)
+    report = write_report(results_dir, context, results)
+    print(f"wrote {report_file}, .md and learning curves", flush=True)
     return report
 
 

@@ -309,9 +309,8 @@ def test_chemprop_row_runs_its_cli_on_our_split_and_scores_its_predictions(tmp_p
     assert "chemprop v2 D-MPNN" in (work / "distillation_qm9_smoke.md").read_text()
     # Without an executable the row is left out, not failed; a finished row is reported from its files.
     assert bench.main(argv[:-2])["runs"][0]["test_value"] == run["test_value"]
-    assert (
-        bench.main(["--preset", "smoke", "--seeds", "4", "--rows", "chemprop", "--work-dir", str(work)])["runs"] == []
-    )
+    without = bench.main(["--preset", "smoke", "--seeds", "4", "--rows", "chemprop", "--work-dir", str(work)])
+    assert [(r["row"], r["seed"]) for r in without["runs"]] == [("chemprop", 3)]  # seed 3 stays in the ledger
 
     # `budget: defaults`: chemprop's own epoch budget, no --epochs.
     row = {"name": "chemprop_defaults", "kind": "chemprop", "budget": "defaults"}
@@ -385,3 +384,68 @@ def test_smoke_with_a_painn_teacher_distills_features_and_predictions(tmp_path):
     assert list((tmp_path / "w" / "seed0" / "teacher_cache").iterdir())  # the distilled rows read the teacher cache
     assert report["rows_file"].endswith("rows_painn.yaml")
     assert "3D PaiNN teacher" in (tmp_path / "w" / "distillation_qm9_smoke.md").read_text()
+
+
+def test_the_results_json_is_the_ledger_a_new_clone_resumes_from(tmp_path):
+    """A row + seed in the results JSON is not retrained on a machine without its run, unless a row still to train
+    needs its model; runs of other seeds (another process) stay in the JSON."""
+    results_dir = tmp_path / "results"
+
+    def run(work_dir, seeds, rows):
+        argv = ["--preset", "smoke", "--seeds", *map(str, seeds), "--rows", *rows]
+        return bench.main([*argv, "--work-dir", str(tmp_path / work_dir), "--results-dir", str(results_dir)])
+
+    first = run("machine_a", [0], ["gin"])
+    assert [(r["row"], r["seed"]) for r in first["runs"]] == [("gin", 0)]
+
+    # Another process trains seed 1 into the same results: seed 0's row stays.
+    both = run("machine_b", [1], ["gin"])
+    assert [(r["row"], r["seed"]) for r in both["runs"]] == [("gin", 0), ("gin", 1)]
+    assert both["seeds"] == [0, 1] and len(both["summary"]["gin"]["test_values"]) == 2
+
+    # A new clone: seed 0's gin is restored from the JSON, not retrained.
+    restored = run("machine_c", [0], ["gin"])
+    assert not (tmp_path / "machine_c" / "seed0" / "gin").exists()
+    assert restored["summary"]["gin"]["test_values"] == both["summary"]["gin"]["test_values"]
+
+    # A distilled row still to train needs the teacher's model, which this clone lacks: the teacher trains again.
+    distilled = run("machine_c", [0], ["gin_lm_la_inv_n"])
+    assert (tmp_path / "machine_c" / "seed0" / "teacher_3d" / "teacher" / "config.json").is_file()
+    assert [(r["row"], r["seed"]) for r in distilled["runs"]] == [
+        ("teacher_3d", 0),
+        ("gin", 0),
+        ("gin_lm_la_inv_n", 0),
+        ("gin", 1),
+    ]
+    report_only = bench.main(
+        [
+            "--preset",
+            "smoke",
+            "--seeds",
+            "0",
+            "1",
+            "--report-only",
+            "--work-dir",
+            str(tmp_path / "machine_d"),
+            "--results-dir",
+            str(results_dir),
+        ]
+    )
+
+    def measured(report):
+        return {name: entry for name, entry in report["summary"].items() if entry["seeds"]}
+
+    assert measured(report_only) == measured(distilled)
+
+
+def test_rows_that_need_a_model_train_right_after_it():
+    rows = bench.load_rows(bench.CONFIG_DIR / "rows_painn.yaml", bench.load_preset("cpu_painn")["models"])
+    order = [row["name"] for row in bench.training_order(rows)]
+    assert sorted(order) == sorted(row["name"] for row in rows)
+    teacher = order.index("teacher_3d")
+    distilled = [row["name"] for row in rows if row.get("teacher") == "teacher_3d"]
+    assert order[teacher + 1 : teacher + 1 + len(distilled)] == distilled
+    for row in rows:
+        for needed in (row.get("teacher"), row.get("init")):
+            if needed:
+                assert order.index(needed) < order.index(row["name"])
