@@ -181,8 +181,15 @@ def test_rows_file_targets_are_checked_and_used(tmp_path):
         "chemprop_defaults": entry(0.24, "chemprop"),
     }
     checks = {check["name"]: check for check in bench.check_targets(summary, targets)}
-    teacher = checks["3D teacher <= 0.6 x the best 2D baseline (GIN)"]
-    assert teacher["value"] == pytest.approx(1 - 0.12 / 0.25) and teacher["met"]  # 0.48 of the GIN: <= 0.6
+    teacher = checks["3D teacher <= 0.6 x the best 2D model trained alone"]
+    assert teacher["value"] is None and teacher["met"] is None  # the 2D Graphormer has not run: no best 2D model yet
+    assert "best of graphormer_2d, gin, chemprop_defaults" in "\n".join(bench.targets_table([teacher]))
+    summary["graphormer_2d"] = entry(0.30, "baseline")
+    checks = {check["name"]: check for check in bench.check_targets(summary, targets)}
+    teacher = checks["3D teacher <= 0.6 x the best 2D model trained alone"]
+    # The best 2D model alone is chemprop (0.24): the teacher is 0.5 of it, <= 0.6.
+    assert teacher["reference"] == "chemprop_defaults"
+    assert teacher["value"] == pytest.approx(1 - 0.12 / 0.24) and teacher["met"]
     assert checks["CCMD GIN beats the GIN baseline"]["met"] is False
     peer = checks["best distilled 2D student >= 10% better than chemprop at its defaults"]
     assert peer["row"] == "gin_prediction" and peer["value"] == pytest.approx(0.20 / 0.24) and peer["met"]
@@ -193,6 +200,11 @@ def test_rows_file_targets_are_checked_and_used(tmp_path):
     target = "{name: t, check: improvement, row: nope, reference: gin, threshold: 0.1}"
     path.write_text(f"{rows_text}targets:\n  - {target}\n")
     with pytest.raises(ValueError, match="target 0 \\('t'\\): rows \\['nope'\\] are not in the rows file"):
+        bench.load_targets(path, bench.load_rows(path))
+    path.write_text(
+        f"{rows_text}targets:\n  - {{name: t, check: improvement, row: gin, reference: [gin, nix], threshold: 0}}\n"
+    )
+    with pytest.raises(ValueError, match="rows \\['nix'\\] are not in the rows file"):
         bench.load_targets(path, bench.load_rows(path))
     path.write_text(rows_text + "targets:\n  - {name: t, check: ratio, row: gin, reference: gin, threshold: 0.1}\n")
     with pytest.raises(ValueError, match="check 'ratio' is not one of"):
