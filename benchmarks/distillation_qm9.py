@@ -52,9 +52,8 @@ from datasets import DatasetDict
 from transformers.utils import logging as transformers_logging
 
 from molformer_kd.data import DOWNSTREAM_DATASETS, load_embedded_qm9, load_qm9, per_label_metrics
-from molformer_kd.data.caching import atomic_write
 from molformer_kd.distillation.arguments import DataArguments
-from molformer_kd.distillation.checkpoints import last_complete_checkpoint
+from molformer_kd.distillation.checkpoints import atomic_write_text, last_complete_checkpoint
 from molformer_kd.distillation.config import parse_config
 from molformer_kd.distillation.stages import METRICS_FILE, plan_run, run_stages
 from molformer_kd.distillation.tasks import load_records
@@ -979,12 +978,9 @@ def write_report(results_dir: Path, context: ReportContext, results: list[dict])
         "targets": check_targets(summary, context.targets),
         "runs": [{k: v for k, v in r.items() if k != "skipped"} for r in runs],
     }
-    encoded = json.dumps(report, indent=2).encode()
-    atomic_write(report_file, lambda file: file.write(encoded))
-    tables = markdown(
-        context.preset, summary, context.split_sizes, seeds, info, context.parameters, context.targets
-    ).encode()
-    atomic_write(results_dir / f"{name}.md", lambda file: file.write(tables))
+    atomic_write_text(report_file, json.dumps(report, indent=2))
+    tables = markdown(context.preset, summary, context.split_sizes, seeds, info, context.parameters, context.targets)
+    atomic_write_text(results_dir / f"{name}.md", tables)
     for table, (title, _) in TABLES.items():
         members = [row for row in rows if table in row["tables"]]
         if members:

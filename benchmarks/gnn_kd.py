@@ -21,7 +21,9 @@ training arguments, evaluated split). A finished row holds `row.json` and is ski
 an unfinished one resumes from its last complete checkpoint (`stages.base.train_and_export`: configs that save
 checkpoints). The report is rebuilt from the finished rows of the plan each time (`--report-only`: nothing else),
 with seed means +- standard deviation and how many of the planned rows are finished. Rows run seed by seed, so an
-interrupted sweep has whole seeds of the table first.
+interrupted sweep has whole seeds of the table first. The report JSON is rewritten after every row and is the ledger
+that outlives the machine: on a new clone a row it holds (same folder name, i.e. same settings) is not trained
+again, unless it is a trained teacher whose model a student still to train needs.
 
 Validation pick. A config with `eval_strategy`, `save_strategy` and `load_best_model_at_end` evaluates the
 validation split every `eval_steps` and exports the checkpoint with the lowest task loss (`eval_task_loss`,
@@ -206,13 +208,21 @@ class Row:
     checkpoint: Path | None = None
     teacher: "Row | None" = None
     kd_weight: float | None = None
+    ledger_entry: dict | None = None  # the row's result in a report written earlier, maybe on another machine
 
     @property
     def result_path(self):
         return self.folder / ROW_FILE
 
+    @property
+    def ledger_key(self):
+        """The folder's name and its parent's: settings-hashed, the same on every machine whatever the work dir."""
+        return f"{self.folder.parent.name}/{self.folder.name}"
+
     def result(self):
-        return json.loads(self.result_path.read_text())["entry"] if self.result_path.is_file() else None
+        if self.result_path.is_file():
+            return json.loads(self.result_path.read_text())["entry"]
+        return self.ledger_entry
 
     @property
     def model_dir(self):
@@ -237,6 +247,32 @@ class Pair:
         if training.get("max_steps", -1) > 0:
             return f"{training['max_steps']} steps"
         return f"{training.get('num_train_epochs')} epochs"
+
+
+def ledger_entries(output) -> dict[str, dict]:
+    """Row results of the report JSON at `output` (written earlier, on this machine or another), by ledger key."""
+    path = Path(output).with_suffix(".json")
+    if not path.is_file():
+        return {}
+    entries = {}
+    for pair in json.loads(path.read_text()).get("pairs", []):
+        for entry in [*pair.get("models", []), *pair.get("rows", [])]:
+            if entry.get("folder"):
+                folder = Path(entry["folder"])
+                entries[f"{folder.parent.name}/{folder.name}"] = entry
+    return entries
+
+
+def attach_ledger(teachers, pairs, entries: dict) -> None:
+    """Give every planned row its ledger entry, but not a trained teacher whose model is not here while one of its
+    students still has to train (it trains again, with the same settings and seed)."""
+    for row in teachers + [row for pair in pairs for row in pair.rows]:
+        row.ledger_entry = entries.get(row.ledger_key)
+    for teacher in teachers:
+        students = [row for pair in pairs if pair.teacher is teacher for row in pair.rows]
+        needed = any(row.result() is None for row in students)
+        if teacher.kind == "trained teacher" and needed and not (teacher.model_dir / "config.json").is_file():
+            teacher.ledger_entry = None
 
 
 def plan(options):
@@ -297,7 +333,9 @@ def plan(options):
                     Row("student", name, seed, settings, folder, spec=student_spec, teacher=teacher, kd_weight=weight)
                 )
         pairs.append(pair)
-    return list(teachers.values()), pairs
+    teachers = list(teachers.values())
+    attach_ledger(teachers, pairs, ledger_entries(options.output))
+    return teachers, pairs
 
 
 class Sweep:
@@ -322,7 +360,7 @@ class Sweep:
         return self.teachers[row.folder]
 
     def run(self, row):
-        if row.result_path.is_file():
+        if row.result() is not None:
             return
         self.load_data()
         entry = self.test(self.teacher(row), "teacher") if row.kind == "loaded teacher" else self.train(row)
@@ -414,7 +452,7 @@ def report(options, teachers, pairs):
     rows = teachers + [row for pair in pairs for row in pair.rows]
     results = {
         "settings": dict(vars(options)),
-        "rows_finished": sum(row.result_path.is_file() for row in rows),
+        "rows_finished": sum(row.result() is not None for row in rows),
         "rows_planned": len(rows),
         "pairs": [],
     }
@@ -440,7 +478,8 @@ def report(options, teachers, pairs):
                 "student_budget": pair.student_budget(),
                 "rows_finished": sum(len(entries) for entries in finished.values()),
                 "rows_planned": len(pair.rows),
-                "models": ([{**teacher, "seeds": 1}] if teacher is not None else []) + summaries,
+                "models": ([{**teacher, "seeds": 1, "folder": str(pair.teacher.folder)}] if teacher is not None else [])
+                + summaries,
                 "rows": [entry for entries in finished.values() for entry in entries],
             }
         )
@@ -560,13 +599,19 @@ def main():
     if not options.report_only:
         sweep = Sweep(options)
         for row in teachers + rows_by_seed(pairs):
-            sweep.run(row)
+            if row.result() is None:
+                sweep.run(row)
+                write_report(options, teachers, pairs)  # the ledger after every row
+    print(markdown(write_report(options, teachers, pairs)))
+
+
+def write_report(options, teachers, pairs) -> dict:
     results = report(options, teachers, pairs)
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
-    output.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    atomic_write_text(output.with_suffix(".json"), json.dumps(results, indent=2, default=str))
+    atomic_write_text(output.with_suffix(".md"), markdown(results))
+    return results
 
 
 if __name__ == "__main__":

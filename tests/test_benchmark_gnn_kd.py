@@ -158,3 +158,36 @@ def test_seed_summary_and_gap_closed():
     summary["gap_closed"] = {"energy_mae_meV": 0.5}
     assert bench.cell(summary, "energy_mae_meV", ".1f") == "12.0 ± 2.8 (+50.0%)"
     assert bench.cell(bench.summarize(entries[:1]), "force_cos", ".2f") == "0.80"
+
+
+def test_the_report_json_is_the_ledger_a_new_clone_resumes_from(tmp_path, monkeypatch):
+    options = tiny_options(tmp_path, "--seeds", "0")
+    teachers, pairs = bench.plan(options)
+    sweep = bench.Sweep(options)
+    for row in teachers + bench.rows_by_seed(pairs):
+        sweep.run(row)
+    first = bench.write_report(options, teachers, pairs)
+    assert first["rows_finished"] == 3
+
+    def must_not_train(*arguments, **kwargs):
+        raise AssertionError("a row of the ledger was trained again")
+
+    # A new clone (another work dir), the same report: every row is restored, nothing trains, the report is the same.
+    again = tiny_options(tmp_path, "--seeds", "0", "--work-dir", str(tmp_path / "clone"))
+    teachers, pairs = bench.plan(again)
+    assert all(row.result() is not None for row in teachers + bench.rows_by_seed(pairs))
+    monkeypatch.setattr(bench, "train_and_export", must_not_train)
+    for row in teachers + bench.rows_by_seed(pairs):
+        bench.Sweep(again).run(row)
+    assert not (tmp_path / "clone").exists()
+    restored = bench.report(again, teachers, pairs)
+    assert [m["energy_mae_meV"] for p in restored["pairs"] for m in p["models"]] == [
+        m["energy_mae_meV"] for p in first["pairs"] for m in p["models"]
+    ]
+
+    # A second seed to train on that clone needs the trained teacher's model, which is not there: it trains again;
+    # seed 0's students stay restored.
+    more = tiny_options(tmp_path, "--seeds", "0", "1", "--work-dir", str(tmp_path / "clone"))
+    teachers, pairs = bench.plan(more)
+    assert teachers[0].result() is None
+    assert [row.result() is not None for row in bench.rows_by_seed(pairs)] == [True, True, False, False]
