@@ -830,7 +830,7 @@ def method_table(members: list[tuple[str, dict]]) -> list[str]:
 def dataset_table(members: list[tuple[str, dict]]) -> list[str]:
     """Methods down, datasets across (rows expanded per dataset share a base name); pretraining rows first."""
     datasets = list(dict.fromkeys(entry["dataset"] for _, entry in members if entry["dataset"]))
-    columns = " | ".join(f"{name} {metric_title(members, name)}" for name in datasets)
+    columns = " | ".join(f"{name} {metric_title(name)}" for name in datasets)
     lines = [f"| Method | {columns} | wall (min / seed) |", "|---|" + "---|" * (len(datasets) + 1)]
     for name, entry in members:
         if entry["dataset"] is None:
@@ -848,11 +848,10 @@ def dataset_table(members: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
-def metric_title(members: list[tuple[str, dict]], dataset: str) -> str:
-    metric = next((entry["metric"] for _, entry in members if entry["dataset"] == dataset and entry["metric"]), None)
-    if metric and metric.endswith("roc_auc"):
-        return "ROC-AUC"
-    return f"MAE ({DOWNSTREAM_DATASETS[dataset].unit})"
+def metric_title(dataset: str) -> str:
+    """The column title of a downstream dataset: its task's metric (RowTask.metric), whether or not a row ran."""
+    spec = DOWNSTREAM_DATASETS[dataset]
+    return "ROC-AUC" if spec.task == "classification" else f"MAE ({spec.unit})"
 
 
 def markdown(

@@ -461,3 +461,11 @@ def test_rows_that_need_a_model_train_right_after_it():
         for needed in (row.get("teacher"), row.get("init")):
             if needed:
                 assert order.index(needed) < order.index(row["name"])
+
+
+def test_a_classification_column_is_titled_roc_auc_before_any_row_ran():
+    rows = [{"name": "dnd_scratch_b3db_classification", "dataset": "b3db_classification"}]
+    entry = {"dataset": "b3db_classification", "base": "dnd_scratch", "label": "GIN", "seeds": [], "metric": None}
+    entry.update(test_mean=None, test_std=None, test_values=[], wall_s_mean=None)
+    header = bench.dataset_table([(rows[0]["name"], entry)])[0]
+    assert header == "| Method | b3db_classification ROC-AUC | wall (min / seed) |"
