@@ -854,9 +854,26 @@ def metric_title(dataset: str) -> str:
     return "ROC-AUC" if spec.task == "classification" else f"MAE ({spec.unit})"
 
 
+def teacher_budget(preset: dict) -> str:
+    """The teacher and denoiser rows' budget when the preset gives them their own (`teacher_training`)."""
+    training = preset.get("teacher_training", {})
+    for key, unit in (("num_train_epochs", "epochs"), ("max_steps", "steps")):
+        if key in training:
+            return f", the 3D teacher and denoiser rows {training[key]} {unit}"
+    return ""
+
+
 def markdown(
-    preset: dict, summary: dict, split_sizes: dict, seeds: list[int], info: dict, parameters: dict, targets=TARGETS
+    preset: dict,
+    summary: dict,
+    split_sizes: dict,
+    seeds: list[int],
+    info: dict,
+    parameters: dict,
+    targets=TARGETS,
+    discussion: str | None = None,
 ) -> str:
+    """The report's tables; `discussion` (the rows file's, markdown) follows the targets."""
     budget = preset["training"].get("num_train_epochs", preset["training"].get("max_steps"))
     unit = "epochs" if "num_train_epochs" in preset["training"] else "steps"
     lines = [
@@ -866,7 +883,8 @@ def markdown(
         f"(training seeds; one fixed split, seed {preset['data'].get('split_seed', 0)}: "
         + ", ".join(f"{name} {count}" for name, count in split_sizes.items())
         + f" molecules of {preset['data']['source']}). Every student has the same training budget "
-        f"({budget} {unit}); only the teacher sees DFT coordinates.",
+        f"({budget} {unit}){teacher_budget(preset)}; chemprop rows marked `budget: defaults` train at chemprop's own "
+        "defaults; only the teacher sees DFT coordinates.",
         "",
         f"Machine: {info['processor']}, {info['cpu_count']} CPUs, torch {info['torch']}"
         + (f", {info['cuda_device']}" if info["cuda_device"] else "")
@@ -885,6 +903,8 @@ def markdown(
         "",
     ]
     lines += targets_table(check_targets(summary, targets))
+    if discussion:
+        lines += ["", "### Reading the targets", "", discussion.strip()]
     for table, (title, caption) in TABLES.items():
         members = [(name, entry) for name, entry in summary.items() if table in entry["tables"]]
         if not members:
@@ -978,7 +998,16 @@ def write_report(results_dir: Path, context: ReportContext, results: list[dict])
         "runs": [{k: v for k, v in r.items() if k != "skipped"} for r in runs],
     }
     atomic_write_text(report_file, json.dumps(report, indent=2))
-    tables = markdown(context.preset, summary, context.split_sizes, seeds, info, context.parameters, context.targets)
+    tables = markdown(
+        context.preset,
+        summary,
+        context.split_sizes,
+        seeds,
+        info,
+        context.parameters,
+        context.targets,
+        read_yaml(context.rows_file).get("discussion"),
+    )
     atomic_write_text(results_dir / f"{name}.md", tables)
     for table, (title, _) in TABLES.items():
         members = [row for row in rows if table in row["tables"]]

@@ -469,3 +469,14 @@ def test_a_classification_column_is_titled_roc_auc_before_any_row_ran():
     entry.update(test_mean=None, test_std=None, test_values=[], wall_s_mean=None)
     header = bench.dataset_table([(rows[0]["name"], entry)])[0]
     assert header == "| Method | b3db_classification ROC-AUC | wall (min / seed) |"
+
+
+def test_the_report_states_each_budget_and_renders_the_rows_files_discussion():
+    preset = bench.load_preset("cpu_painn")
+    rows_file = Path(preset["rows_file"])
+    discussion = bench.read_yaml(rows_file)["discussion"]
+    info = {"processor": "x86_64", "cpu_count": 2, "torch": "2.13.0", "cuda_device": None, "git_commit": "abc"}
+    text = bench.markdown(preset, {}, {"train": 1}, [0], {**info, "command": "c"}, {}, [], discussion)
+    assert "same training budget (8 epochs), the 3D teacher and denoiser rows 12 epochs;" in text
+    assert "### Reading the targets" in text and discussion.split("\n")[0] in text
+    assert "Reading the targets" not in bench.markdown(preset, {}, {"train": 1}, [0], {**info, "command": "c"}, {})
