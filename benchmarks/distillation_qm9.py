@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import yaml
 from datasets import DatasetDict
+from filelock import FileLock
 from transformers.utils import logging as transformers_logging
 
 from molformer_kd.data import DOWNSTREAM_DATASETS, load_embedded_qm9, load_qm9, per_label_metrics
@@ -969,11 +970,16 @@ class ReportContext:
 def write_report(results_dir: Path, context: ReportContext, results: list[dict]) -> dict:
     """Write the JSON, the tables and the learning curves of `results` and of the ledger's other row + seeds.
 
-    The JSON on disk is read again just before it is replaced, so that another process training other seeds into
-    the same results keeps its rows."""
+    The JSON on disk is read again just before it is replaced, under a lock, so that another process training other
+    seeds into the same results keeps its rows."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    name = context.preset["results_name"]
-    report_file = results_dir / f"{name}.json"
+    report_file = results_dir / f"{context.preset['results_name']}.json"
+    with FileLock(f"{report_file}.lock"):
+        return merge_and_write_report(report_file, context, results)
+
+
+def merge_and_write_report(report_file: Path, context: ReportContext, results: list[dict]) -> dict:
+    results_dir, name = report_file.parent, report_file.stem
     mine = {(r["row"], r["seed"]) for r in results}
     order = {row["name"]: index for index, row in enumerate(context.all_rows)}
     others = [r for key, r in ledger_runs(report_file).items() if key not in mine and r["row"] in order]
