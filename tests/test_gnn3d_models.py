@@ -286,3 +286,25 @@ def test_3d_gnn_denoiser_is_equivariant_and_its_loss_is_the_masked_squared_error
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
     # The backbone a D&D student distils from loads out of the denoiser's checkpoint.
     assert out.last_hidden_state.shape[:2] == (len(batch["atom_mask"]), 1 + mask.shape[1])
+
+
+@pytest.mark.parametrize(
+    ("denoiser", "backbone"),
+    [
+        (lambda: PaiNNForDenoising(PaiNNConfig(hidden_size=16, num_layers=2, num_rbf=8)), PaiNNModel),
+        (
+            lambda: SchNetForDenoising(SchNetConfig(hidden_size=16, num_filters=12, num_layers=2, num_rbf=10)),
+            SchNetModel,
+        ),
+    ],
+)
+def test_a_backbone_loads_out_of_a_denoiser_without_unexpected_keys(tmp_path, denoiser, backbone):
+    """D&D stage 2 loads the denoiser as its teacher's backbone: the noise head is dropped on purpose, silently,
+    and every backbone weight is the denoiser's."""
+    model = denoiser()
+    model.save_pretrained(tmp_path)
+    loaded, info = backbone.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["unexpected_keys"] and not info["missing_keys"]
+    prefix = model.base_model_prefix
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[f"{prefix}.{name}"])

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -233,6 +233,9 @@ class AtomisticPreTrainedModel(MolecularPreTrainedModel):
 
     main_input_name = "atomic_numbers"
     input_modality = "point_cloud"
+    # The heads of every task (property, energy and forces, denoising): a backbone loaded out of any of them, e.g. a
+    # D&D denoiser as a distillation teacher, drops them without an UNEXPECTED load report.
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^head\.", r"^(energy|force|noise)_head\."]
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
