@@ -135,9 +135,36 @@ def test_learning_curve_groups_logs_by_epoch(tmp_path):
     assert curve["train_distillation_loss"] == pytest.approx([0.25, 0.1])
 
 
-def entry(mean, kind="distill", dataset=None):
-    """A row's summary as `check_targets` reads it."""
-    return {"test_mean": mean, "kind": kind, "dataset": dataset}
+def entry(mean, kind="distill", dataset=None, values=None):
+    """A row's summary as `check_targets` reads it: `values` by seed, or `mean` on seed 0."""
+    values = values if values is not None else ({0: mean} if mean is not None else {})
+    return {
+        "test_mean": mean,
+        "kind": kind,
+        "dataset": dataset,
+        "seeds": list(values) or [0],
+        "test_values": list(values.values()),
+    }
+
+
+def test_targets_compare_rows_on_the_seeds_they_share():
+    summary = {
+        "teacher_3d": entry(None, "teacher", values={0: 0.20, 2: 0.22}),
+        "graphormer_2d": entry(None, "baseline", values={0: 0.30, 1: 0.90, 2: 0.32}),
+        "graphormer_2d_ccmd": entry(None, values={0: 0.27, 2: 0.29}),
+        "st_base": entry(None, "baseline", values={1: 0.5}),
+        "st_kd": entry(None, values={0: 0.45}),
+    }
+    checks = {check["name"]: check for check in bench.check_targets(summary)}
+    improvement = checks["CCMD 2D Graphormer beats its baseline"]
+    assert improvement["seeds"] == [0, 2]  # the baseline's seed 1 is left out: the CCMD row has no seed 1 yet
+    assert improvement["value"] == pytest.approx(1 - 0.28 / 0.31)
+    gap = checks["CCMD 2D Graphormer closes the gap to the 3D teacher"]
+    assert gap["value"] == pytest.approx((0.31 - 0.28) / (0.31 - 0.21))
+    stkd = checks["ST-KD beats ST-BASE"]
+    assert stkd["seeds"] == [] and stkd["value"] is None and stkd["met"] is None  # no seed in common
+    table = "\n".join(bench.targets_table(bench.check_targets(summary)))
+    assert "| `graphormer_2d_ccmd` vs `graphormer_2d` | 0, 2 |" in table
 
 
 def test_targets_by_hand_on_seed_means():
