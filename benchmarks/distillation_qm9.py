@@ -844,9 +844,9 @@ def method_table(members: list[tuple[str, dict]]) -> list[str]:
     """One line per row: test metric mean ± std, per-seed values, wall time."""
     lines = ["| Method | test MAE (eV) | per seed | wall (min / seed) |", "|---|---|---|---|"]
     for name, entry in members:
-        per_seed = ", ".join(f"{v:.4f}" for v in entry["test_values"]) or "-"
+        values = ", ".join(f"s{seed} {value:.4f}" for seed, value in per_seed(entry).items()) or "-"
         value = format_value(entry, "pretraining (no test metric)")
-        lines.append(f"| {entry['label']} (`{name}`) | {value} | {per_seed} | {format_wall(entry)} |")
+        lines.append(f"| {entry['label']} (`{name}`) | {value} | {values} | {format_wall(entry)} |")
     return lines
 
 
