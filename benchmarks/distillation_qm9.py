@@ -20,7 +20,8 @@ Each row + seed is a `distill.py` run (the same config parser, `plan_run` and `r
 `{work_dir}/seed{seed}/{row}`; rows that distil from (`teacher`) or start from (`init`) another row run after it,
 and that row is trained once per seed. The chemprop row runs chemprop v2's own CLI (`--chemprop`, an executable in
 a separate environment) on the same split. Resumable: a row + seed whose record exists is skipped; a training
-stage that finished is not retrained; an interrupted one resumes from its last checkpoint (chemprop restarts).
+stage that finished is not retrained; an interrupted one resumes from its last checkpoint (chemprop restarts), and
+a row's wall time adds up over the sessions that worked on it.
 The results JSON is the ledger that outlives the machine: it is rewritten after every row + seed, and a row + seed
 it holds is not retrained on a machine without the run (a new clone), unless a row still to train needs that row's
 model (a teacher or an `init`), which is then trained again. Runs of other seeds in the same JSON are kept, so
@@ -33,6 +34,7 @@ per epoch, from the Trainer's log history).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -41,6 +43,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +77,8 @@ ROW_KINDS = {
     "chemprop": None,
 }
 ROW_RECORD = "benchmark_row.json"
+# The running wall time of a row + seed, saved while it trains (see `wall_clock`).
+WALL_FILE = "wall_s.json"
 # What the distillation objectives log (their components' first word): summed into a row's distillation curve.
 DISTILLATION_LOGS = ("ccmd", "stkd", "dnd", "prediction")
 CHEMPROP_METRICS = "chemprop_metrics.json"
@@ -673,6 +678,37 @@ def check_downstream_data(jobs) -> None:
             raise SystemExit(f"distillation_qm9: {error}") from None
 
 
+@contextlib.contextmanager
+def wall_clock(directory: Path, interval_s: float = 30.0):
+    """Yields a function giving the seconds spent on this row + seed in every session so far. The running total is
+    saved every `interval_s` seconds and on the way out, so a run killed at a session's end keeps (all but the last
+    interval of) the time it spent, and the session that resumes it adds to that."""
+    file = directory / WALL_FILE
+    earlier = json.loads(file.read_text())["wall_s"] if file.is_file() else 0.0
+    start = time.perf_counter()
+
+    def total() -> float:
+        return earlier + time.perf_counter() - start
+
+    def save() -> None:
+        atomic_write_text(file, json.dumps({"wall_s": total()}))
+
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(interval_s):
+            save()
+
+    thread = threading.Thread(target=heartbeat, name="wall-clock", daemon=True)
+    thread.start()
+    try:
+        yield total
+    finally:
+        stop.set()
+        thread.join()
+        save()
+
+
 def run_row(row, preset, parameters, seed, work_dir, rows_by_name, records_for, chemprop=None) -> dict | None:
     """Train (or resume) and evaluate one row + seed; returns its record (also saved beside the run).
 
@@ -684,23 +720,21 @@ def run_row(row, preset, parameters, seed, work_dir, rows_by_name, records_for, 
     finished = finished_row(row, preset, seed, work_dir)
     if finished is not None:
         return finished
-    previous = json.loads(record_file.read_text()) if record_file.is_file() else None
     if row["kind"] == "chemprop" and chemprop is None:
         return None
     records = records_for(row, task)
     directory.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    if row["kind"] == "chemprop":
-        config = chemprop_config(row, preset, seed, directory, task)
-        (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        run_chemprop(chemprop, config, directory, records)
-    else:
-        config = run_config(row, preset, parameters, seed, work_dir, rows_by_name)
-        (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        if config["stages"]:
-            run_distill_py(config, records)
-    wall = (previous or {}).get("wall_s", 0.0) + time.perf_counter() - start
-    record = row_record(row, seed, work_dir, task, config, wall)
+    with wall_clock(directory) as wall:
+        if row["kind"] == "chemprop":
+            config = chemprop_config(row, preset, seed, directory, task)
+            (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            run_chemprop(chemprop, config, directory, records)
+        else:
+            config = run_config(row, preset, parameters, seed, work_dir, rows_by_name)
+            (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            if config["stages"]:
+                run_distill_py(config, records)
+    record = row_record(row, seed, work_dir, task, config, wall())
     record_file.write_text(json.dumps(record, indent=2))
     return record
 

