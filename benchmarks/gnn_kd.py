@@ -104,6 +104,7 @@ TRAINING_KEYS = (
     "load_best_model_at_end",
     "metric_for_best_model",
     "greater_is_better",
+    "torch_compile",
 )
 EVAL_BATCH_SIZE = 64
 ROW_FILE = "row.json"

@@ -109,9 +109,13 @@ TASKS = {
 }
 
 
-def make_trainer(task: str, run: str, rows, output_dir: Path, cache_dir: Path, steps: int, batch_size: int):
+def make_trainer(
+    task: str, run: str, rows, output_dir: Path, cache_dir: Path, steps: int, batch_size: int, models=None, **training
+):
+    """A DistillationTrainer of `run`: the task's models (or those of `models(run, rows)`), `training` added to its
+    TrainingArguments."""
     torch.manual_seed(0)
-    teacher, student, objectives, collator = TASKS[task]["models"](run, rows)
+    teacher, student, objectives, collator = (models or TASKS[task]["models"])(run, rows)
     args = TrainingArguments(
         output_dir=str(output_dir),
         use_cpu=True,
@@ -126,6 +130,7 @@ def make_trainer(task: str, run: str, rows, output_dir: Path, cache_dir: Path, s
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        **training,
     )
     clock = StepClock()
     trainer = DistillationTrainer(

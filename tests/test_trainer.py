@@ -4,16 +4,23 @@ import copy
 
 import pytest
 import torch
+from safetensors.torch import load_file
+from torch._dynamo.utils import counters as dynamo_counters
 from trainer_helpers import training_args as shared_training_args
-from transformers import AutoModel, TrainerState
+from transformers import AutoModel, TrainerCallback, TrainerState
 
 from molformer_kd.data import load_embedded_qm9
+from molformer_kd.data.xtb import energy_statistics, load_qm9_xtb
 from molformer_kd.distillation.objectives import CCMDObjective, TaskObjective
+from molformer_kd.distillation.registry import build_objective
 from molformer_kd.distillation.tasks import label_statistics
+from molformer_kd.distillation.tasks.energy_forces import build_energy_model
 from molformer_kd.distillation.trainer import DistillationModel, DistillationTrainer, InitialStageCallback
 from molformer_kd.modeling.configuration_graphormer import GraphormerConfig
+from molformer_kd.modeling.configuration_painn import PaiNNConfig
 from molformer_kd.modeling.modeling_graphormer import GraphormerForMolecularPropertyPrediction, GraphormerModel
-from molformer_kd.tokenization.collators import PairedCollator
+from molformer_kd.modeling.modeling_painn import PaiNNForEnergyAndForces
+from molformer_kd.tokenization.collators import PairedCollator, SingleModelPointCloudCollator
 from molformer_kd.tokenization.featurization import MoleculeFeaturizer
 
 
@@ -174,3 +181,69 @@ def test_trainer_requires_teacher_and_known_weights(rows, tmp_path):
             initial_stage_epochs=1,
             initial_stage_weights={"stkd_feature": 1},
         )
+
+
+class CompiledGraphs(TrainerCallback):
+    """How many graphs dynamo has compiled, after every step."""
+
+    def __init__(self):
+        self.after_step = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.after_step.append(dynamo_counters["stats"]["unique_graphs"])
+
+
+def test_torch_compile_compiles_for_dynamic_shapes_and_exports_plain_weights(tmp_path):
+    """Batches are padded to their own widest molecule: with `torch_compile` the trainer compiles for dynamic shapes,
+    so batches of new widths reuse the graphs of the first steps instead of compiling new ones. Dynamo's `eager`
+    backend traces exactly as inductor would, without its code generation (minutes on CPU). The checkpoint and the
+    export hold the plain module's weights (no `_orig_mod.` prefix)."""
+    rows = load_qm9_xtb()["train"].select(range(48))
+    torch.manual_seed(0)
+    student = PaiNNForEnergyAndForces(
+        PaiNNConfig(hidden_size=16, num_layers=2, num_rbf=8, cutoff=5.0, **energy_statistics(rows))
+    )
+    model = DistillationModel(student, {"energy_forces": build_objective("energy_forces", None, student.config)})
+    collator = SingleModelPointCloudCollator()
+    widths = [max(len(row["atomic_numbers"]) for row in rows.select(range(k, k + 8))) for k in range(0, 48, 8)]
+    assert len(set(widths[2:]) - set(widths[:2])) >= 2  # later batches bring widths the first two did not have
+    args = training_args(
+        tmp_path / "run",
+        max_steps=6,
+        per_device_train_batch_size=8,
+        torch_compile_backend="eager",
+        save_strategy="steps",
+        save_steps=3,
+        # The batches in row order, so that the widths are the ones checked above.
+        train_sampling_strategy="sequential",
+    )
+    graphs = CompiledGraphs()
+    trainer = DistillationTrainer(
+        model=model, args=args, data_collator=collator, train_dataset=rows, callbacks=[graphs]
+    )
+    torch._dynamo.reset()
+    try:
+        trainer.train()
+        assert graphs.after_step[1] > 0
+        assert graphs.after_step[-1] == graphs.after_step[1], graphs.after_step
+    finally:
+        torch._dynamo.reset()
+    assert not any("_orig_mod" in key for key in load_file(tmp_path / "run" / "checkpoint-6" / "model.safetensors"))
+    trainer.save_student(tmp_path / "student")
+    reloaded = PaiNNForEnergyAndForces.from_pretrained(tmp_path / "student")
+    for name, value in student.state_dict().items():
+        torch.testing.assert_close(reloaded.state_dict()[name], value, msg=name)
+
+
+def test_torch_compile_refuses_a_student_whose_forces_are_a_gradient(tmp_path):
+    """Training on -dE/dx forces is a double backward, which torch.compile cannot run: the error says so at once, not
+    a traceback from deep in AOT autograd at the first step."""
+    rows = load_qm9_xtb()["train"].select(range(8))
+    student = build_energy_model(
+        {"model_type": "molformer_schnet", "hidden_size": 16, "num_filters": 16, "num_layers": 2, "num_rbf": 8},
+        energy_statistics(rows),
+    )
+    model = DistillationModel(student, {"energy_forces": build_objective("energy_forces", None, student.config)})
+    args = training_args(tmp_path / "run", max_steps=1, torch_compile_backend="eager")
+    with pytest.raises(ValueError, match=r"torch_compile cannot train SchNetForEnergyAndForces: its forces are -dE/dx"):
+        DistillationTrainer(model=model, args=args, data_collator=SingleModelPointCloudCollator(), train_dataset=rows)

@@ -205,6 +205,12 @@ class DistillationTrainer(Trainer):
             raise ValueError(f"objectives {needing} need a teacher model, none was given")
         if args is not None and args.remove_unused_columns:
             args.remove_unused_columns = False
+        if args is not None and args.torch_compile and getattr(model.student, "trains_through_a_gradient", False):
+            raise ValueError(
+                f"torch_compile cannot train {type(model.student).__name__}: its forces are -dE/dx, so training "
+                "differentiates through a gradient (double backward), which torch.compile does not support; set "
+                "torch_compile: false, or train a model with a direct force head (PaiNN with direct_forces: true)"
+            )
         super().__init__(model=model, args=args, **kwargs)
         # Our forward takes no loss kwargs: the Trainer must neither pass num_items_in_batch to it nor count labels.
         self.model_accepts_loss_kwargs = False
@@ -225,6 +231,17 @@ class DistillationTrainer(Trainer):
         self._components_logged_step = 0
         self._eval_components: dict[str, torch.Tensor] = defaultdict(float)
         self._eval_molecules = 0
+
+    def create_accelerator_and_postprocess(self) -> None:
+        """`torch_compile: true` compiles for dynamic shapes (unless `ACCELERATE_DYNAMO_USE_DYNAMIC` says otherwise).
+        Every batch is padded to its own widest molecule, and the 3D models' radius graphs have data-dependent sizes:
+        a compile specialised to the first shapes compiles every region again at the next new size (accelerate's
+        default, `dynamic=None`, compiles about twice the graphs; `dynamic=False` recompiles for every width until
+        it falls back to eager). benchmarks/results/compile_training.md times it."""
+        super().create_accelerator_and_postprocess()
+        dynamo = self.accelerator.state.dynamo_plugin
+        if dynamo.dynamic is None:
+            dynamo.dynamic = True
 
     # ---- batches -------------------------------------------------------------------------------------------
 

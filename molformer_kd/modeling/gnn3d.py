@@ -331,6 +331,12 @@ class EnergyAndForcesMixin:
     the outputs are detached again; the second-order graph is kept only when the caller has gradients on (training).
     """
 
+    @property
+    def trains_through_a_gradient(self) -> bool:
+        """Whether training on forces backpropagates through a gradient (forces = -dE/dx, a double backward), which
+        torch.compile's AOT autograd does not support: only direct-force models train compiled."""
+        return not getattr(self.config, "direct_forces", False)
+
     def forward(
         self,
         atomic_numbers: torch.Tensor,
