@@ -16,14 +16,20 @@ At scale (issue #19: 20k molecules, a teacher trained by distill.py, 3 seeds, ch
         --configs configs/potentials/qm9_xtb_20k_painn_small.yaml configs/potentials/qm9_xtb_20k_schnet.yaml &
 
 Rows. Every model trained or tested is a row (pair, model, seed) with its own folder in the work dir, named by a
-hash of everything its result depends on (model config, teacher weights, data file, objective and weight, seed,
-training arguments, evaluated split). A finished row holds `row.json` and is skipped when the command is run again;
-an unfinished one resumes from its last complete checkpoint (`stages.base.train_and_export`: configs that save
-checkpoints). The report is rebuilt from the finished rows of the plan each time (`--report-only`: nothing else),
-with seed means +- standard deviation and how many of the planned rows are finished. Rows run seed by seed, so an
-interrupted sweep has whole seeds of the table first. The report JSON is rewritten after every row and is the ledger
-that outlives the machine: on a new clone a row it holds (same folder name, i.e. same settings) is not trained
-again, unless it is a trained teacher whose model a student still to train needs.
+hash of everything its result depends on (model config, teacher weights for a distilled row, data file, objective and
+weight, seed, training arguments, evaluated split). A finished row holds `row.json` and is skipped when the command is
+run again; an unfinished one resumes from its last complete checkpoint (`stages.base.train_and_export`: configs that
+save checkpoints). The report is rebuilt from the finished rows of the plan each time (`--report-only`: nothing
+else), with seed means +- standard deviation and how many of the planned rows are finished. Rows run seed by seed, so
+an interrupted sweep has whole seeds of the table first. The report JSON is rewritten after every row and is the
+ledger that outlives the machine: on a new clone a row it holds (same folder name, i.e. same settings) is not trained
+again, unless it is a trained teacher whose model a student still to train needs. Processes running side by side
+(one per core, each with some of the configs) share the work dir but need their own `--output`, since each writes
+the rows of its own plan; `--report-only` with every config then writes the whole report from the shared work dir.
+
+The student alone does not depend on the teacher, so `--objectives "student alone"` trains only those rows and
+runs while the teacher of `--teacher` is still training (no exported model yet): they are the same rows, with the
+same ledger keys, as in the full sweep run later. Their speed-up over the teacher is timed when the teacher is there.
 
 Validation pick. A config with `eval_strategy`, `save_strategy` and `load_best_model_at_end` evaluates the
 validation split every `eval_steps` and exports the checkpoint with the lowest task loss (`eval_task_loss`,
@@ -81,6 +87,7 @@ SWEEP = {
     "molformer_painn": {"vanilla1": 1.0, "vanilla2": 50.0, "n2n": 100.0, "e2n": 100.0, "v2v": 1000.0},
     "molformer_schnet": {"vanilla1": 1.0, "vanilla2": 50.0, "n2n": 100.0, "e2n": 100.0},
 }
+ALONE = "student alone"
 METRICS = ("energy_mae_meV", "force_mae_meV_per_A", "force_cos", "efwt_percent")
 # What a row reports as seed mean +- standard deviation besides METRICS.
 MEASURES = ("throughput_samples_per_s", "speedup_vs_teacher", "train_seconds", "global_step", "epochs")
@@ -284,10 +291,16 @@ def plan(options):
     for config_path in options.configs:
         config = read_config(config_path)
         student_spec = scaled(config["student_config"], options.scale_width)
-        if options.teacher is not None:
-            if not (options.teacher / "config.json").is_file():
-                # distill.py exports the teacher (best validation checkpoint) only when its stage has finished.
-                raise SystemExit(f"--teacher {options.teacher}: no exported model there (config.json); still training?")
+        if options.teacher is not None and not (options.teacher / "config.json").is_file():
+            # distill.py exports the teacher (best validation checkpoint) only when its stage has finished.
+            if options.objectives != [ALONE]:
+                raise SystemExit(
+                    f"--teacher {options.teacher}: no exported model there (config.json); still training? "
+                    f'Only `--objectives "{ALONE}"` runs without it.'
+                )
+            pending = work / "teachers" / "pending"
+            teacher = Row("pending teacher", "teacher", None, {}, pending, checkpoint=options.teacher)
+        elif options.teacher is not None:
             settings = {"weights": checkpoint_fingerprint(options.teacher), "data": data_key, "split": options.split}
             teacher = Row("loaded teacher", "teacher", None, settings, work, checkpoint=options.teacher)
         elif config.get("teacher_config"):
@@ -304,10 +317,12 @@ def plan(options):
             teacher = Row("trained teacher", "teacher", config["seed"], settings, work, spec=spec)
         else:
             raise SystemExit(f"{config_path} has no teacher_config: give a trained teacher with --teacher DIR")
-        key = fingerprint(teacher.settings)
-        teacher.folder = work / "teachers" / f"teacher-{key}"
-        teacher = teachers.setdefault(key, teacher)
-        sweep = {"student alone": None}
+        key = None
+        if teacher.kind != "pending teacher":
+            key = fingerprint(teacher.settings)
+            teacher.folder = work / "teachers" / f"teacher-{key}"
+            teacher = teachers.setdefault(key, teacher)
+        sweep = {ALONE: None}
         sweep.update(
             {
                 name: weight
@@ -322,7 +337,7 @@ def plan(options):
                     "model": name,
                     "kd_weight": weight,
                     "model_config": student_spec,
-                    "teacher": key,
+                    **({} if weight is None else {"teacher": key}),  # the student alone's result is the teacher's too
                     "data": data_key,
                     "split": options.split,
                     "training": training_values(
@@ -389,7 +404,8 @@ class Sweep:
             callbacks=[TaskLossMetric()],
             teacher_cache_dir=Path(self.options.work_dir) / "teacher_cache" if teacher is not None else None,
         )
-        entry = self.test(model, row.model, self.teacher(row.teacher) if row.teacher is not None else None)
+        timed_against = row.teacher if row.teacher is not None and row.teacher.kind != "pending teacher" else None
+        entry = self.test(model, row.model, self.teacher(timed_against) if timed_against is not None else None)
         logged = [log for log in trainer.state.log_history if "loss" in log]
         entry.update(
             kd_weight=row.kd_weight,
@@ -465,7 +481,7 @@ def report(options, teachers, pairs):
             if entry is not None:
                 finished.setdefault(row.model, []).append({**entry, "seed": row.seed, "folder": str(row.folder)})
         summaries = [summarize(entries) for entries in finished.values()]
-        alone = next((summary for summary in summaries if summary["model"] == "student alone"), None)
+        alone = next((summary for summary in summaries if summary["model"] == ALONE), None)
         for summary in summaries:
             if summary["kd_weight"] is not None and alone is not None and teacher is not None:
                 summary["gap_closed"] = {
@@ -564,7 +580,13 @@ def markdown(results):
 def parse_options(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
-    parser.add_argument("--objectives", nargs="+", default=None, help="subset of the SWEEP objectives")
+    parser.add_argument(
+        "--objectives",
+        nargs="+",
+        default=None,
+        choices=[ALONE, *sorted({name for weights in SWEEP.values() for name in weights})],
+        help=f'subset of the SWEEP objectives; the student alone always runs (`--objectives "{ALONE}"`: only it)',
+    )
     parser.add_argument("--data", type=Path, default=QM9_XTB_SMALL, help="QM9/xTB .npz (default: the shipped sample)")
     parser.add_argument("--teacher", type=Path, default=None, help="a trained teacher checkpoint instead of training")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="student seeds (default: the config's)")

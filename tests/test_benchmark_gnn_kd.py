@@ -191,3 +191,27 @@ def test_the_report_json_is_the_ledger_a_new_clone_resumes_from(tmp_path, monkey
     teachers, pairs = bench.plan(more)
     assert teachers[0].result() is None
     assert [row.result() is not None for row in bench.rows_by_seed(pairs)] == [True, True, False, False]
+
+
+def test_the_student_alone_trains_while_the_teacher_is_still_training(tmp_path):
+    unfinished_teacher = tmp_path / "teacher"  # distill.py's output folder before the teacher stage exports
+    unfinished_teacher.mkdir()
+    with pytest.raises(SystemExit, match="student alone"):
+        bench.plan(tiny_options(tmp_path, "--teacher", str(unfinished_teacher)))
+
+    options = tiny_options(tmp_path, "--teacher", str(unfinished_teacher), "--objectives", "student alone")
+    teachers, pairs = bench.plan(options)
+    assert teachers == [] and [row.model for row in pairs[0].rows] == ["student alone"]
+    # The same row, under the same ledger key, as in a sweep with a teacher; a distilled row is keyed by its teacher.
+    _, full_pairs = bench.plan(tiny_options(tmp_path))
+    assert pairs[0].rows[0].ledger_key == full_pairs[0].rows[0].ledger_key
+    assert "teacher" not in full_pairs[0].rows[0].settings and "teacher" in full_pairs[0].rows[1].settings
+
+    alone = pairs[0].rows[0]
+    bench.Sweep(options).run(alone)
+    entry = alone.result()
+    assert entry["global_step"] == 4 and entry["energy_mae_meV"] > 0
+    assert "speedup_vs_teacher" not in entry  # nothing to time against yet
+    results = bench.write_report(options, teachers, pairs)
+    assert (results["rows_finished"], results["rows_planned"]) == (1, 1)
+    assert "| student alone |" in bench.markdown(results)
