@@ -545,7 +545,7 @@ def markdown(results):
     ]
     for pair in results["pairs"]:
         lines += [
-            f"## {pair['teacher'].get('model_type')} {pair['teacher']} -> "
+            f"## {pair['teacher'].get('model_type', 'teacher (not exported yet)')} {pair['teacher']} -> "
             f"{pair['student']['model_type']} {pair['student']}",
             "",
             (
