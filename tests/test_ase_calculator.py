@@ -348,11 +348,11 @@ def test_nve_dynamics_conserves_energy(trained_potential, conformations):
 
 
 class _ScaledForceCalculator(MolformerCalculator):
-    """Forces 10% larger than -dE/dx: a force field inconsistent with its energy, the negative control below."""
+    """Forces 30% larger than -dE/dx: a force field inconsistent with its energy, the negative control below."""
 
     def calculate(self, *args, **kwargs):
         super().calculate(*args, **kwargs)
-        self.results["forces"] = 1.1 * self.results["forces"]
+        self.results["forces"] = 1.3 * self.results["forces"]
 
 
 @pytest.mark.slow
@@ -362,10 +362,15 @@ def test_nve_energy_error_shrinks_with_the_square_of_the_timestep(trained_potent
     row = conformations[f"{MOLECULE}:0"]
 
     def error_ratio(calculator) -> float:
-        spreads = [nve_total_energies(calculator, row, dt, round(100 / dt), seed=1).std() for dt in (1.0, 0.5)]
-        return spreads[0] / spreads[1]
+        """Energy spread at dt = 1 fs over the spread at 0.5 fs, the same 100 fs, mean over two velocity draws."""
+        ratios = []
+        for seed in (1, 2):
+            spreads = [nve_total_energies(calculator, row, dt, round(100 / dt), seed=seed).std() for dt in (1.0, 0.5)]
+            ratios.append(spreads[0] / spreads[1])
+        return float(np.mean(ratios))
 
-    # Measured 3.5-7.2 (ideal 4) over 3 training x 3 velocity seeds; forces scaled by 1.1 give 0.9: an energy error
-    # that does not shrink with the step.
+    # Measured per velocity draw over 3 training seeds x 2 draws (ideal 4): 2.6-4.6 for the exact gradient, and
+    # 0.84-0.98 with the forces scaled by 1.3, an energy error that does not shrink with the step. Scaled by 1.1, the
+    # small non-conservative part did not always dominate the O(dt^2) error: up to 1.83 on one draw.
     assert 2.0 < error_ratio(MolformerCalculator(model)) < 16.0
     assert error_ratio(_ScaledForceCalculator(model)) < 1.5
