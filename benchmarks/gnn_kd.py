@@ -12,7 +12,7 @@ each student's speed-up over the teacher.
 At scale (issue #19: 20k molecules, a teacher trained by distill.py, 3 seeds, checkpoints picked on validation):
 
     nohup nice -n 5 .venv/bin/python benchmarks/gnn_kd.py --data runs/qm9_xtb_20k.npz \
-        --teacher runs/potentials/qm9_xtb_20k/teacher --seeds 0 1 2 --work-dir runs/potentials/qm9_xtb_20k/gnn_kd \
+        --teacher benchmarks/models/qm9_xtb_20k_teacher --seeds 0 1 2 --work-dir runs/potentials/qm9_xtb_20k/gnn_kd \
         --configs configs/potentials/qm9_xtb_20k_painn_small.yaml configs/potentials/qm9_xtb_20k_schnet.yaml &
 
 Rows. Every model trained or tested is a row (pair, model, seed) with its own folder in the work dir, named by a
