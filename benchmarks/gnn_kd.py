@@ -337,7 +337,7 @@ def plan(options):
                     "model": name,
                     "kd_weight": weight,
                     "model_config": student_spec,
-                    **({} if weight is None else {"teacher": key}),  # the student alone's result is the teacher's too
+                    **({} if weight is None else {"teacher": key}),  # the student alone does not depend on the teacher
                     "data": data_key,
                     "split": options.split,
                     "training": training_values(
